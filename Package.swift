@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+// p2pos — one binary for a small, self-governing peer-to-peer cluster.
+// No Swift package dependencies: only the toolchain and system C libraries.
+import PackageDescription
+
+let strict: [SwiftSetting] = []
+
+let package = Package(
+    name: "p2pos",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "p2pos", targets: ["p2pos"]),
+    ],
+    targets: [
+        // System C libraries.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CResolv"),
+
+        // Leaves.
+        .target(name: "Support", swiftSettings: strict),
+        .target(name: "Wire", dependencies: ["Support"], swiftSettings: strict),
+        .target(name: "Identity", dependencies: ["CSodium", "Wire", "Support"], swiftSettings: strict),
+        .target(name: "Storage", dependencies: ["CSQLite", "Support"], swiftSettings: strict),
+
+        // Layers.
+        .target(name: "Libp2p", dependencies: ["CSodium", "Identity", "Wire", "Support"], swiftSettings: strict),
+        .target(name: "Membership", dependencies: ["Identity", "Wire", "Support"], swiftSettings: strict),
+        .target(name: "Raft", dependencies: [], swiftSettings: strict),
+        .target(name: "RaftStorage", dependencies: ["Raft", "Storage", "Support"], swiftSettings: strict),
+        .target(name: "Ledger", dependencies: ["Identity", "Wire", "Storage", "Support"], swiftSettings: strict),
+        .target(name: "DNS", dependencies: ["CResolv", "Wire", "Support"], swiftSettings: strict),
+        .target(name: "ControlAPI", dependencies: ["Support"], swiftSettings: strict),
+        .target(name: "Node", dependencies: ["Libp2p", "Membership", "Raft", "RaftStorage", "Ledger", "DNS", "ControlAPI", "Storage", "Identity", "Wire", "Support"], swiftSettings: strict),
+        .target(name: "P2POSCLI", dependencies: ["Node", "Libp2p", "Membership", "Ledger", "DNS", "ControlAPI", "Storage", "Identity", "Wire", "Support"], swiftSettings: strict),
+        .executableTarget(name: "p2pos", dependencies: ["P2POSCLI"], swiftSettings: strict),
+
+        // Tests.
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "IdentityTests", dependencies: ["Identity", "Wire"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity", "Wire"]),
+        .testTarget(name: "MembershipTests", dependencies: ["Membership", "Identity"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftStorage", "Storage"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Identity", "Storage"]),
+        .testTarget(name: "DNSTests", dependencies: ["DNS"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "CLITests", dependencies: ["P2POSCLI"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

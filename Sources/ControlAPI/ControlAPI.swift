@@ -1,0 +1,1 @@
+// ControlAPI: see docs/architecture.md. Filled in by its issue.

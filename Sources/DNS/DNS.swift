@@ -1,0 +1,1 @@
+// DNS: see docs/architecture.md. Filled in by its issue.

@@ -1,0 +1,255 @@
+import CSodium
+import Wire
+
+/// libsodium must be initialised once before use; every entry point here calls this.
+public enum Sodium {
+    private static let ready: Bool = { sodium_init() >= 0 }()
+
+    /// Initialise libsodium (idempotent, thread-safe).
+    @discardableResult
+    public static func initialize() -> Bool { ready }
+
+    /// Cryptographically secure random bytes.
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        initialize()
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
+        return out
+    }
+}
+
+/// SHA-256 through libsodium.
+public enum SHA256 {
+    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        Sodium.initialize()
+        var out = [UInt8](repeating: 0, count: 32)
+        bytes.withUnsafeBufferPointer { b in
+            _ = crypto_hash_sha256(&out, b.baseAddress, UInt64(b.count))
+        }
+        return out
+    }
+
+    public static func hex(_ bytes: [UInt8]) -> String { Hex.encode(hash(bytes)) }
+}
+
+/// Why a key could not be decoded.
+public enum KeyError: Error, Equatable, Sendable, CustomStringConvertible {
+    case badBase64
+    case badProtobuf(String)
+    case unsupportedKeyType(UInt64)
+    case badLength(expected: Int, got: Int)
+    case inconsistentKeyPair
+    case badPeerID(String)
+
+    public var description: String {
+        switch self {
+        case .badBase64: return "not valid standard base64"
+        case .badProtobuf(let why): return "not a libp2p protobuf key (\(why))"
+        case .unsupportedKeyType(let t): return "unsupported key type \(t) (only Ed25519 = 1 is supported)"
+        case .badLength(let e, let g): return "Ed25519 key data must be \(e) bytes, got \(g)"
+        case .inconsistentKeyPair: return "private key data does not match its embedded public key"
+        case .badPeerID(let why): return "invalid peer ID (\(why))"
+        }
+    }
+}
+
+/// Decode a libp2p protobuf key message {1: type, 2: data}.
+func decodeKeyMessage(_ bytes: [UInt8]) throws -> [UInt8] {
+    var reader: ProtobufReader
+    do { reader = try ProtobufReader(bytes, maxSize: 4096) } catch { throw KeyError.badProtobuf("too large") }
+    var type: UInt64? = nil
+    var data: [UInt8]? = nil
+    do {
+        while let (field, value) = try reader.next() {
+            switch (field, value) {
+            case (1, .varint(let v)): type = v
+            case (2, .bytes(let b)): data = b
+            case (1, _), (2, _): throw KeyError.badProtobuf("field \(field) has the wrong wire type")
+            default: continue
+            }
+        }
+    } catch let e as KeyError {
+        throw e
+    } catch {
+        throw KeyError.badProtobuf("\(error)")
+    }
+    guard let t = type else { throw KeyError.badProtobuf("missing key type") }
+    guard t == 1 else { throw KeyError.unsupportedKeyType(t) }
+    guard let d = data else { throw KeyError.badProtobuf("missing key data") }
+    return d
+}
+
+/// An Ed25519 public key (32 bytes).
+public struct PublicKey: Hashable, Sendable {
+    public let raw: [UInt8]
+
+    public init(raw: [UInt8]) throws {
+        guard raw.count == 32 else { throw KeyError.badLength(expected: 32, got: raw.count) }
+        self.raw = raw
+    }
+
+    /// libp2p protobuf PublicKey {Type = Ed25519, Data = raw}.
+    public var protobuf: [UInt8] {
+        var w = ProtobufWriter()
+        w.varint(field: 1, 1)
+        w.bytes(field: 2, raw)
+        return w.bytes
+    }
+
+    /// The `system_pubkey` / `SYSTEM_PUB_B64` form.
+    public var base64: String { Base64.encode(protobuf) }
+
+    public init(protobuf bytes: [UInt8]) throws {
+        try self.init(raw: try decodeKeyMessage(bytes))
+    }
+
+    public init(base64 text: String) throws {
+        guard let b = Base64.decode(text), !b.isEmpty else { throw KeyError.badBase64 }
+        try self.init(protobuf: b)
+    }
+
+    /// Verify a detached 64-byte signature.
+    public func verify(signature: [UInt8], message: [UInt8]) -> Bool {
+        guard signature.count == 64 else { return false }
+        Sodium.initialize()
+        return message.withUnsafeBufferPointer { m in
+            crypto_sign_verify_detached(signature, m.baseAddress, UInt64(m.count), raw) == 0
+        }
+    }
+
+    public var peerID: PeerID { PeerID(publicKey: self) }
+}
+
+/// An Ed25519 private key (seed + public key, as libp2p stores it).
+public struct PrivateKey: Sendable {
+    /// 32-byte seed.
+    public let seed: [UInt8]
+    /// libsodium's 64-byte secret key (seed ‖ public key).
+    let secret: [UInt8]
+    public let publicKey: PublicKey
+
+    /// Derive from a 32-byte seed.
+    public init(seed: [UInt8]) throws {
+        guard seed.count == 32 else { throw KeyError.badLength(expected: 32, got: seed.count) }
+        Sodium.initialize()
+        var pk = [UInt8](repeating: 0, count: 32)
+        var sk = [UInt8](repeating: 0, count: 64)
+        _ = crypto_sign_seed_keypair(&pk, &sk, seed)
+        self.seed = seed
+        self.secret = sk
+        self.publicKey = try PublicKey(raw: pk)
+    }
+
+    /// A fresh random key.
+    public static func generate() -> PrivateKey {
+        // A 32-byte seed always yields a key.
+        return try! PrivateKey(seed: Sodium.randomBytes(32))
+    }
+
+    /// libp2p protobuf PrivateKey {Type = Ed25519, Data = seed ‖ public key}.
+    public var protobuf: [UInt8] {
+        var w = ProtobufWriter()
+        w.varint(field: 1, 1)
+        w.bytes(field: 2, secret)
+        return w.bytes
+    }
+
+    /// The `node_private_key` / `NODE_PRIV_B64` form.
+    public var base64: String { Base64.encode(protobuf) }
+
+    /// Accepts 64-byte (seed ‖ pub, checked for consistency) and legacy 32-byte seed data.
+    public init(protobuf bytes: [UInt8]) throws {
+        let data = try decodeKeyMessage(bytes)
+        switch data.count {
+        case 64:
+            try self.init(seed: Array(data[0..<32]))
+            guard publicKey.raw == Array(data[32..<64]) else { throw KeyError.inconsistentKeyPair }
+        case 32:
+            try self.init(seed: data)
+        default:
+            throw KeyError.badLength(expected: 64, got: data.count)
+        }
+    }
+
+    public init(base64 text: String) throws {
+        guard let b = Base64.decode(text), !b.isEmpty else { throw KeyError.badBase64 }
+        try self.init(protobuf: b)
+    }
+
+    /// Detached 64-byte Ed25519 signature.
+    public func sign(_ message: [UInt8]) -> [UInt8] {
+        Sodium.initialize()
+        var sig = [UInt8](repeating: 0, count: 64)
+        message.withUnsafeBufferPointer { m in
+            _ = crypto_sign_detached(&sig, nil, m.baseAddress, UInt64(m.count), secret)
+        }
+        return sig
+    }
+
+    public var peerID: PeerID { publicKey.peerID }
+}
+
+/// A libp2p peer ID: the identity multihash of the protobuf public key.
+public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// Multihash bytes (0x00, length, protobuf public key) — or a sha256 multihash for big keys.
+    public let bytes: [UInt8]
+
+    public init(publicKey: PublicKey) {
+        let pb = publicKey.protobuf
+        bytes = [0x00, UInt8(pb.count)] + pb
+    }
+
+    /// Parse multihash bytes.
+    public init(bytes: [UInt8]) throws {
+        guard bytes.count >= 2, bytes.count <= 128 else { throw KeyError.badPeerID("wrong length") }
+        let (code, n1) = try Self.varint(bytes, 0)
+        let (len, n2) = try Self.varint(bytes, n1)
+        guard Int(len) == bytes.count - n1 - n2 else { throw KeyError.badPeerID("multihash length mismatch") }
+        switch code {
+        case 0x00:
+            guard len <= 42 else { throw KeyError.badPeerID("identity multihash too long") }
+            _ = try PublicKey(protobuf: Array(bytes[(n1 + n2)...]))
+        case 0x12:
+            guard len == 32 else { throw KeyError.badPeerID("sha256 multihash must be 32 bytes") }
+        default:
+            throw KeyError.badPeerID("unsupported multihash code \(code)")
+        }
+        self.bytes = bytes
+    }
+
+    private static func varint(_ b: [UInt8], _ at: Int) throws -> (UInt64, Int) {
+        do { return try Varint.decode(b, at: at) } catch { throw KeyError.badPeerID("bad varint") }
+    }
+
+    /// Accepts base58btc (`12D3KooW…`, `Qm…`) and CIDv1 multibase (`k…` base36, `b…` base32 not supported).
+    public init(string text: String) throws {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        guard !t.isEmpty else { throw KeyError.badPeerID("empty") }
+        if t.hasPrefix("1") || t.hasPrefix("Qm") {
+            guard let b = Base58.decode(t) else { throw KeyError.badPeerID("not base58btc") }
+            try self.init(bytes: b)
+        } else if t.hasPrefix("k") {
+            guard let b = Base36.decode(String(t.dropFirst())) else { throw KeyError.badPeerID("not base36") }
+            // CIDv1: version 1, codec libp2p-key 0x72, then the multihash.
+            guard b.count > 3, b[0] == 0x01, b[1] == 0x72 else { throw KeyError.badPeerID("not a libp2p-key CIDv1") }
+            try self.init(bytes: Array(b[2...]))
+        } else {
+            throw KeyError.badPeerID("expected base58btc (12D3KooW…) or base36 CID (k…)")
+        }
+    }
+
+    /// Base58btc form, `12D3KooW…` for Ed25519.
+    public var base58: String { Base58.encode(bytes) }
+    public var description: String { base58 }
+
+    /// CIDv1 (libp2p-key) in multibase base36, `k51…`.
+    public var cidBase36: String { "k" + Base36.encode([0x01, 0x72] + bytes) }
+
+    /// The embedded public key, when the peer ID is an identity multihash.
+    public var publicKey: PublicKey? {
+        guard bytes.count > 2, bytes[0] == 0x00 else { return nil }
+        return try? PublicKey(protobuf: Array(bytes[2...]))
+    }
+
+    public static func < (a: PeerID, b: PeerID) -> Bool { a.base58 < b.base58 }
+}

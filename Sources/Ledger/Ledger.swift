@@ -1,0 +1,1 @@
+// Ledger: see docs/architecture.md. Filled in by its issue.

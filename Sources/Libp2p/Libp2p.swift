@@ -1,0 +1,1 @@
+// Libp2p: see docs/architecture.md. Filled in by its issue.

@@ -1,0 +1,1 @@
+// Membership: see docs/architecture.md. Filled in by its issue.

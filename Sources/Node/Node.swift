@@ -1,0 +1,1 @@
+// Node: see docs/architecture.md. Filled in by its issue.

@@ -1,0 +1,1 @@
+// Raft: see docs/architecture.md. Filled in by its issue.

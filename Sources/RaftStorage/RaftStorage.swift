@@ -1,0 +1,1 @@
+// RaftStorage: durable Raft log and hard state in SQLite (issue 5).

@@ -1,0 +1,166 @@
+import CSQLite
+import Foundation
+import Support
+
+/// A SQLite error with the statement or file it came from.
+public struct SQLiteError: Error, CustomStringConvertible, Sendable {
+    public let code: Int32
+    public let message: String
+    public var description: String { "sqlite error \(code): \(message)" }
+}
+
+/// A bound or column value.
+public enum SQLValue: Equatable, Sendable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob([UInt8])
+
+    public var int: Int64? { if case .int(let v) = self { return v }; return nil }
+    public var text: String? { if case .text(let v) = self { return v }; return nil }
+    public var blob: [UInt8]? {
+        switch self {
+        case .blob(let v): return v
+        case .text(let s): return Array(s.utf8)
+        default: return nil
+        }
+    }
+}
+
+let SQLITE_TRANSIENT_PTR = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One SQLite connection. Not thread-safe: one owner (a serial queue or actor) uses it.
+public final class SQLiteDB: @unchecked Sendable {
+    let handle: OpaquePointer
+    public let path: String
+    private var cache: [String: OpaquePointer] = [:]
+
+    /// Open (creating if needed). WAL journal, `synchronous` FULL by default so a commit is durable.
+    public init(path: String, synchronous: String = "FULL") throws {
+        var h: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &h, flags, nil)
+        guard rc == SQLITE_OK, let handle = h else {
+            let msg = h.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            if let h { sqlite3_close(h) }
+            throw SQLiteError(code: rc, message: "\(path): \(msg)")
+        }
+        self.handle = handle
+        self.path = path
+        sqlite3_busy_timeout(handle, 5000)
+        if path != ":memory:" {
+            try exec("PRAGMA journal_mode=WAL")
+        }
+        try exec("PRAGMA synchronous=\(synchronous)")
+        try exec("PRAGMA foreign_keys=ON")
+    }
+
+    deinit {
+        for (_, s) in cache { sqlite3_finalize(s) }
+        sqlite3_close(handle)
+    }
+
+    private func error(_ rc: Int32) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)))
+    }
+
+    /// Run one or more statements without results.
+    public func exec(_ sql: String) throws {
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &err)
+        if rc != SQLITE_OK {
+            let msg = err.map { String(cString: $0) } ?? "unknown"
+            sqlite3_free(err)
+            throw SQLiteError(code: rc, message: msg)
+        }
+    }
+
+    private func prepare(_ sql: String) throws -> OpaquePointer {
+        if let s = cache[sql] {
+            sqlite3_reset(s)
+            sqlite3_clear_bindings(s)
+            return s
+        }
+        var s: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &s, nil)
+        guard rc == SQLITE_OK, let stmt = s else { throw error(rc) }
+        cache[sql] = stmt
+        return stmt
+    }
+
+    private func bind(_ stmt: OpaquePointer, _ params: [SQLValue]) throws {
+        for (i, p) in params.enumerated() {
+            let idx = Int32(i + 1)
+            let rc: Int32
+            switch p {
+            case .null: rc = sqlite3_bind_null(stmt, idx)
+            case .int(let v): rc = sqlite3_bind_int64(stmt, idx, v)
+            case .double(let v): rc = sqlite3_bind_double(stmt, idx, v)
+            case .text(let v): rc = sqlite3_bind_text(stmt, idx, v, -1, SQLITE_TRANSIENT_PTR)
+            case .blob(let v):
+                rc = v.withUnsafeBytes { sqlite3_bind_blob(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(v.count), SQLITE_TRANSIENT_PTR) }
+            }
+            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+    }
+
+    /// Execute a statement with parameters; returns the number of changed rows.
+    @discardableResult
+    public func run(_ sql: String, _ params: [SQLValue] = []) throws -> Int {
+        let stmt = try prepare(sql)
+        defer { sqlite3_reset(stmt) }
+        try bind(stmt, params)
+        var rc = sqlite3_step(stmt)
+        while rc == SQLITE_ROW { rc = sqlite3_step(stmt) }
+        guard rc == SQLITE_DONE else { throw error(rc) }
+        return Int(sqlite3_changes(handle))
+    }
+
+    /// Query rows as arrays of values.
+    public func query(_ sql: String, _ params: [SQLValue] = []) throws -> [[SQLValue]] {
+        let stmt = try prepare(sql)
+        defer { sqlite3_reset(stmt) }
+        try bind(stmt, params)
+        var rows: [[SQLValue]] = []
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc) }
+            let n = sqlite3_column_count(stmt)
+            var row: [SQLValue] = []
+            row.reserveCapacity(Int(n))
+            for c in 0..<n {
+                switch sqlite3_column_type(stmt, c) {
+                case SQLITE_INTEGER: row.append(.int(sqlite3_column_int64(stmt, c)))
+                case SQLITE_FLOAT: row.append(.double(sqlite3_column_double(stmt, c)))
+                case SQLITE_TEXT: row.append(.text(String(cString: sqlite3_column_text(stmt, c))))
+                case SQLITE_BLOB:
+                    let len = Int(sqlite3_column_bytes(stmt, c))
+                    if len == 0 { row.append(.blob([])) } else {
+                        let p = sqlite3_column_blob(stmt, c)!
+                        row.append(.blob(Array(UnsafeRawBufferPointer(start: p, count: len))))
+                    }
+                default: row.append(.null)
+                }
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    /// Run `body` inside BEGIN IMMEDIATE … COMMIT (rolled back on error). One fsync per call.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try exec("BEGIN IMMEDIATE")
+        do {
+            let r = try body()
+            try exec("COMMIT")
+            return r
+        } catch {
+            try? exec("ROLLBACK")
+            throw error
+        }
+    }
+
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+}

@@ -1,0 +1,3 @@
+import P2POSCLI
+
+P2POSCLI.main(CommandLine.arguments)
