@@ -1,1 +1,0 @@
-// Node: see docs/architecture.md. Filled in by its issue.
