@@ -1,0 +1,92 @@
+import XCTest
+@testable import P2POSCLI
+@testable import Node
+
+final class CLITests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    func committed(_ rel: String) -> String {
+        (try? String(contentsOfFile: CLITests.root + "/" + rel, encoding: .utf8)) ?? "<missing \(rel)>"
+    }
+
+    /// The committed man page and completions must equal what the table generates (regenerate: scripts/gen-docs).
+    func testGeneratedFilesDoNotDrift() {
+        XCTAssertEqual(committed("man/p2pos.1"), Docs.manPage(), "man/p2pos.1 drifted; run scripts/gen-docs")
+        XCTAssertEqual(committed("completions/p2pos.bash"), Docs.completion("bash"), "run scripts/gen-docs")
+        XCTAssertEqual(committed("completions/_p2pos"), Docs.completion("zsh"), "run scripts/gen-docs")
+        XCTAssertEqual(committed("completions/p2pos.fish"), Docs.completion("fish"), "run scripts/gen-docs")
+    }
+
+    func testEveryCommandOfTheSpecIsInTheTable() {
+        let names = Set(CommandTable.visible.map { $0.name })
+        for n in ["init", "keygen", "node run", "tx sign", "tx submit", "snapshot publish", "dns resolve", "status",
+                  "bench", "id", "peers", "ping", "completions", "version", "help"] {
+            XCTAssertTrue(names.contains(n), "missing \(n)")
+        }
+        for c in CommandTable.all {
+            XCTAssertTrue(Docs.help(c).hasPrefix("Usage: p2pos \(c.name)"))
+            XCTAssertTrue(Docs.help(c).contains("Exit codes:"))
+        }
+    }
+
+    func testParser() throws {
+        let spec = CommandTable.find(["keygen"])!.0
+        let p = try ParsedArgs.parse(spec, ["--new-system", "--cluster-id=abc", "--json"])
+        XCTAssertTrue(p.has("--new-system"))
+        XCTAssertEqual(p.value("--cluster-id"), "abc")
+        XCTAssertThrowsError(try ParsedArgs.parse(spec, ["--nope"])) { XCTAssertEqual(($0 as? CLIError)?.code, 2) }
+        XCTAssertThrowsError(try ParsedArgs.parse(spec, ["--cluster-id"])) { XCTAssertEqual(($0 as? CLIError)?.code, 2) }
+        XCTAssertThrowsError(try ParsedArgs.parse(spec, ["--json=1"]))
+        XCTAssertThrowsError(try ParsedArgs.parse(spec, ["extra"]))
+        XCTAssertEqual(CommandTable.find(["node", "run", "--dev"])?.1, 2)
+    }
+
+    func testExitCodes() {
+        XCTAssertEqual(P2POSCLI.run(["p2pos", "nosuchcommand"]), 2)
+        XCTAssertEqual(P2POSCLI.run(["p2pos", "node"]), 2)
+        XCTAssertEqual(P2POSCLI.run(["p2pos", "completions", "tcsh"]), 2)
+    }
+}
+
+final class ConfigTests: XCTestCase {
+    /// A Go P2POS config file loads unchanged; unknown fields survive a rewrite.
+    func testGoConfigLoadsAndKeepsUnknownFields() throws {
+        let go = """
+        {"init_connections":[{"type":"dns","address":"example.org"},{"type":"multiaddr","address":"/ip4/127.0.0.1/tcp/4100"},{"type":"dns","address":"example.org"}],
+         "listen":["0.0.0.0:4100","[::]:4100"],"network_mode":"weird","cluster_id":" c1 ",
+         "system_pubkey":"CAESIHm1Vi6P5lT5QHixEuipi6eQH4U65pW+1+DjkQutBJZk",
+         "admin_proof":{"cluster_id":"c1","peer_id":"P","role":"admin","valid_from":"2026-01-01T00:00:00Z","valid_to":"2027-01-01T00:00:00Z","sig":"x"},
+         "node_private_key":"CAESQAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=",
+         "auto_tls":true,"update_channel":"stable"}
+        """
+        let c = try NodeConfig.parse(Data(go.utf8), path: "config.json")
+        XCTAssertEqual(c.initConnections.count, 2)
+        XCTAssertEqual(c.networkMode, "auto")
+        XCTAssertEqual(c.clusterID, "c1")
+        XCTAssertEqual(try c.nodeKey().peerID.base58, "12D3KooWJ1TsijH7H5F74hfAD5XishQz3sxrmAtVY37GtNd9CqYf")
+        XCTAssertEqual(Set(c.unknownFields.keys), ["auto_tls", "update_channel"])
+        let again = try NodeConfig.parse(Data(c.jsonText().utf8), path: "x")
+        XCTAssertEqual(again.unknownFields["update_channel"] as? String, "stable")
+        XCTAssertEqual(again.adminProof, c.adminProof)
+    }
+
+    func testErrorsNameFileFieldAndReason() {
+        func err(_ json: String) -> String {
+            do { _ = try NodeConfig.parse(Data(json.utf8), path: "/etc/p.json"); return "ok" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(err("{\"listen\": \"0.0.0.0:4100\"}").contains("/etc/p.json: field listen: must be an array"))
+        XCTAssertTrue(err("{\"cluster_id\": 5}").contains("field cluster_id: must be a string, got a number"))
+        XCTAssertTrue(err("{\"init_connections\":[{\"type\":\"carrier-pigeon\",\"address\":\"x\"}]}").contains("init_connections[0].type"))
+        XCTAssertTrue(err("{\"node_private_key\": \"AAAA\"}").contains("node_private_key"))
+        XCTAssertTrue(err("{\"heartbeat\": {\"interval\": \"soon\"}}").contains("heartbeat.interval"))
+        XCTAssertTrue(err("{\"raft\": {\"max_voters\": true}}").contains("raft.max_voters"))
+        XCTAssertTrue(err("{oops").contains("not valid JSON"))
+        XCTAssertTrue(err("[]").contains("top level"))
+    }
+
+    func testDurations() throws {
+        let c = try NodeConfig.parse(Data("{\"heartbeat\":{\"interval\":\"10s\",\"window\":\"5m\"}}".utf8), path: "x")
+        XCTAssertEqual(c.heartbeatInterval, 10)
+        XCTAssertEqual(c.heartbeatWindow, 300)
+    }
+}
