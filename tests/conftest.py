@@ -1,0 +1,42 @@
+"""Shared fixtures: the built p2pos binary and a helper to run it."""
+import os
+import subprocess
+import pathlib
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def binary() -> str:
+    b = os.environ.get("P2POS_BIN") or str(ROOT / ".build" / "debug" / "p2pos")
+    if not os.path.exists(b):
+        pytest.exit(f"p2pos binary not found at {b}; run 'swift build' first", returncode=2)
+    return b
+
+
+class Result:
+    def __init__(self, cp):
+        self.code = cp.returncode
+        self.out = cp.stdout
+        self.err = cp.stderr
+
+    def kv(self):
+        return dict(line.split("=", 1) for line in self.out.strip().splitlines())
+
+
+@pytest.fixture
+def p2pos(tmp_path):
+    """Run the real binary with a clean environment (no P2POS_* leaking in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
+    env["HOME"] = str(tmp_path / "home")
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+
+    def run(*args, input=None, extra_env=None, timeout=60):
+        e = dict(env)
+        if extra_env:
+            e.update(extra_env)
+        cp = subprocess.run([binary(), *args], input=input, capture_output=True, text=True,
+                            env=e, timeout=timeout, cwd=str(tmp_path))
+        return Result(cp)
+
+    return run
