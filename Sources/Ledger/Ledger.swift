@@ -180,10 +180,11 @@ public final class Ledger: @unchecked Sendable {
         let stale = raftIndex <= last
         let tx: Tx
         do throws(TxRejection) {
-            tx = try Tx.decode(bytes)
+            tx = try Tx.decodeUnverified(bytes)
             guard tx.clusterID == clusterID else {
                 throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
             }
+            try tx.verifySignature()
         } catch let r {
             // Not a valid signed tx for this cluster: nothing is recorded but the raft index.
             if !stale { try setLastApplied(raftIndex) }

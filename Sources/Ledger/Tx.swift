@@ -121,6 +121,9 @@ public struct Tx: Sendable, Equatable {
     /// The full envelope (with `signature`).
     public let envelope: JSONValue
 
+    /// Two txs are equal when their tx_id and signature are (key order and whitespace do not matter).
+    public static func == (a: Tx, b: Tx) -> Bool { a.txID == b.txID && a.signature == b.signature }
+
     /// The envelope in canonical JSON, ready to submit (one line, no trailing newline).
     public var encoded: [UInt8] { envelope.canonicalBytes }
     public var encodedString: String { envelope.canonicalString }
@@ -133,6 +136,27 @@ public struct Tx: Sendable, Equatable {
     /// Parse and check shape and signature (everything that needs neither a clock nor state).
     /// Cluster id, skew and business rules are checked by `admit` and `Ledger.apply`.
     public static func decode(_ bytes: [UInt8]) throws(TxRejection) -> Tx {
+        let tx = try decodeUnverified(bytes)
+        try tx.verifySignature()
+        return tx
+    }
+
+    /// Check a parsed envelope (shape, payload, signature).
+    public static func decode(_ value: JSONValue) throws(TxRejection) -> Tx {
+        let tx = try decodeUnverified(value)
+        try tx.verifySignature()
+        return tx
+    }
+
+    /// BAD_SIGNATURE unless `signature` verifies over `signedBytes` under `public_key`.
+    public func verifySignature() throws(TxRejection) {
+        guard publicKey.verify(signature: signature, message: signedBytes) else {
+            throw TxRejection(.badSignature, "signature does not verify under public_key")
+        }
+    }
+
+    /// Shape and payload only; the caller must `verifySignature()` before trusting the tx.
+    static func decodeUnverified(_ bytes: [UInt8]) throws(TxRejection) -> Tx {
         guard bytes.count <= maxBytes else {
             throw TxRejection(.tooLarge, "tx is \(bytes.count) bytes; the limit is \(maxBytes)")
         }
@@ -142,11 +166,10 @@ public struct Tx: Sendable, Equatable {
         } catch {
             throw TxRejection(.malformed, error.description)
         }
-        return try decode(value)
+        return try decodeUnverified(value)
     }
 
-    /// Check a parsed envelope (shape, payload, signature).
-    public static func decode(_ value: JSONValue) throws(TxRejection) -> Tx {
+    static func decodeUnverified(_ value: JSONValue) throws(TxRejection) -> Tx {
         guard case .object(let env) = value else { throw TxRejection(.malformed, "tx must be a JSON object, got \(value.typeName)") }
         let allowed: Set<String> = ["v", "op", "cluster_id", "nonce", "ts", "payload", "public_key", "signature"]
         for k in env.keys where !allowed.contains(k) {
@@ -192,9 +215,6 @@ public struct Tx: Sendable, Equatable {
         var unsigned = env
         unsigned["signature"] = nil
         let signed = signingBytes(.object(unsigned))
-        guard publicKey.verify(signature: signature, message: signed) else {
-            throw TxRejection(.badSignature, "signature does not verify under public_key")
-        }
         return Tx(op: op, clusterID: clusterID, nonce: nonce, ts: ts, timestamp: timestamp, payload: payload,
                   operation: operation, publicKey: publicKey, signer: publicKey.base64, signature: signature,
                   signedBytes: signed, txID: SHA256.hex(signed), envelope: value)
@@ -204,10 +224,11 @@ public struct Tx: Sendable, Equatable {
     /// ±`maxSkewSeconds` of `now` (the admitting node's clock).
     public static func admit(_ bytes: [UInt8], clusterID: String, now: Timestamp,
                              maxSkewSeconds: Int64 = defaultMaxSkewSeconds) throws(TxRejection) -> Tx {
-        let tx = try decode(bytes)
+        let tx = try decodeUnverified(bytes)
         guard tx.clusterID == clusterID else {
             throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
         }
+        try tx.verifySignature()
         let skew = tx.timestamp.interval(since: now)
         guard abs(skew) <= Double(maxSkewSeconds) else {
             let dir = skew > 0 ? "ahead of" : "behind"
