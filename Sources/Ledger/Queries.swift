@@ -203,6 +203,10 @@ extension Ledger {
                 }
             }
             _ = try lastAppliedIndex()
+            let version = try db.query("SELECT value FROM ledger_meta WHERE key = 'schema_version'").first?.first?.text
+            guard version == Ledger.schemaVersion else {
+                throw LedgerError("snapshot has ledger schema version \(version ?? "none"), this node uses \(Ledger.schemaVersion)")
+            }
         }
     }
 }

@@ -139,3 +139,32 @@ final class FlowTests: XCTestCase {
         XCTAssertEqual(try h2.ledger.lastAppliedIndex(), 6)
     }
 }
+
+final class LedgerFuzzTests: XCTestCase {
+    /// Mutated txs never crash decode or apply; anything applied is the original tx.
+    func testMutatedTxsNeverCrashOrForge() throws {
+        let h = try Harness()
+        try h.ok(Keys.owner, .sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[{\"step_id\":\"x\",\"title\":\"X\"}]}")
+        let tx = try h.sign(Keys.owner, .stepClaim, "{\"step_id\":\"x\"}")
+        let base = Array(tx.envelope.prettyString.utf8)
+        var rng = SplitMix(seed: 99)
+        var applied = 0
+        for _ in 0..<1500 {
+            var b = base
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let pos = Int(rng.next() % UInt64(b.count))
+                switch rng.next() % 3 {
+                case 0: b[pos] = UInt8(truncatingIfNeeded: rng.next())
+                case 1: b.insert(UInt8(truncatingIfNeeded: rng.next()), at: pos)
+                default: b.remove(at: pos)
+                }
+            }
+            let r = try h.applyBytes(b)
+            if r.status == .applied || r.duplicate {
+                applied += 1
+                XCTAssertEqual(r.txID, tx.txID, "only the original tx can be applied")
+            }
+        }
+        XCTAssertEqual(try h.ledger.stats()["events"], .int(applied > 0 ? 2 : 1))
+    }
+}
