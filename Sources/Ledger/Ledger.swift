@@ -181,7 +181,7 @@ public final class Ledger: @unchecked Sendable {
         let tx: Tx
         do throws(TxRejection) {
             tx = try Tx.decodeUnverified(bytes)
-            guard tx.clusterID == clusterID else {
+            guard Limits.same(tx.clusterID, clusterID) else {
                 throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
             }
             try tx.verifySignature()
@@ -382,7 +382,7 @@ struct ApplyContext {
                 throw fail(.alreadyVoted, "signer already voted on decision \"\(decisionID)\"")
             }
             let options = ((try? JSONValue.parse(d[0].text ?? "[]"))?.arrayValue ?? []).compactMap(\.stringValue)
-            guard options.contains(option) else { throw fail(.badOption, "\"\(Limits.clip(option))\" is not an option of decision \"\(decisionID)\"") }
+            guard options.contains(where: { Limits.same($0, option) }) else { throw fail(.badOption, "\"\(Limits.clip(option))\" is not an option of decision \"\(decisionID)\"") }
             try db.run("INSERT INTO ledger_votes(decision_id, voter, option, cast_index) VALUES (?, ?, ?, ?)", [.text(decisionID), .text(signer), .text(option), .int(raftIndex)])
             let count = try db.query("SELECT COUNT(*) FROM ledger_votes WHERE decision_id = ? AND option = ?", [.text(decisionID), .text(option)]).first?.first?.int ?? 0
             if count >= (d[1].int ?? Int64.max) {
@@ -398,7 +398,7 @@ struct ApplyContext {
                 throw fail(.decisionOpen, "decision \"\(open)\" on step \"\(stepID)\" is still open; it must be decided first")
             }
             if let latest = try db.query("SELECT decision_id, outcome FROM ledger_decisions WHERE step_id = ? ORDER BY opened_index DESC LIMIT 1", [.text(stepID)]).first,
-               let decided = latest[1].text, decided != outcome {
+               let decided = latest[1].text, !Limits.same(decided, outcome) {
                 throw fail(.outcomeMismatch, "outcome must be \"\(Limits.clip(decided))\", as decision \"\(latest[0].text ?? "")\" decided")
             }
             try db.run("UPDATE ledger_steps SET status = 'resolved', outcome = ?, updated_index = ?, resolved_index = ? WHERE step_id = ?",

@@ -122,7 +122,7 @@ extension Ledger {
             let tallyRows = try db.query("SELECT option, COUNT(*) FROM ledger_votes WHERE decision_id = ? GROUP BY option ORDER BY option", [d[0]])
             var tally = JSONObject()
             for opt in options.arrayValue ?? [] {
-                if let s = opt.stringValue { tally[s] = .int(tallyRows.first { $0[0].text == s }?[1].int ?? 0) }
+                if let s = opt.stringValue { tally[s] = .int(tallyRows.first { $0[0].text.map { Limits.same($0, s) } ?? false }?[1].int ?? 0) }
             }
             ds.append(.obj([
                 ("decision_id", Self.json(d[0])), ("question", Self.json(d[1])), ("options", options),

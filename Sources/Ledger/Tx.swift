@@ -225,7 +225,7 @@ public struct Tx: Sendable, Equatable {
     public static func admit(_ bytes: [UInt8], clusterID: String, now: Timestamp,
                              maxSkewSeconds: Int64 = defaultMaxSkewSeconds) throws(TxRejection) -> Tx {
         let tx = try decodeUnverified(bytes)
-        guard tx.clusterID == clusterID else {
+        guard Limits.same(tx.clusterID, clusterID) else {
             throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
         }
         try tx.verifySignature()
@@ -282,6 +282,10 @@ enum Limits {
         guard !s.isEmpty, s.utf8.count <= max else { throw TxRejection(.malformed, "\"\(name)\" must be 1..\(max) bytes") }
         guard !s.utf8.contains(0) else { throw TxRejection(.malformed, "\"\(name)\" must not contain U+0000") }
     }
+
+    /// Byte-exact string equality (Swift's `==` treats canonically equivalent strings as equal,
+    /// SQLite and other implementations do not).
+    static func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
     static func clip(_ s: String) -> String { s.utf8.count <= 64 ? s : String(s.prefix(60)) + "…" }
 }
@@ -358,7 +362,7 @@ struct PayloadReader {
             for (i, item) in items.enumerated() {
                 guard case .string(let s) = item else { throw r.bad("options[\(i)] must be a string") }
                 try Limits.checkText(s, "options[\(i)]", max: Limits.maxOptionBytes)
-                guard !options.contains(s) else { throw r.bad("option \"\(Limits.clip(s))\" appears twice") }
+                guard !options.contains(where: { Limits.same($0, s) }) else { throw r.bad("option \"\(Limits.clip(s))\" appears twice") }
                 options.append(s)
             }
             guard case .int(let quorum)? = payload["quorum"] else { throw r.bad("\"quorum\" must be an integer") }

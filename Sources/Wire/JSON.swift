@@ -14,6 +14,20 @@ public enum JSONValue: Equatable, Sendable {
     case array([JSONValue])
     case object(JSONObject)
 
+    /// Structural equality; strings compare byte for byte (never Unicode-normalized),
+    /// objects member by member in order.
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.int(let x), .int(let y)): return x == y
+        case (.string(let x), .string(let y)): return x.utf8.elementsEqual(y.utf8)
+        case (.array(let x), .array(let y)): return x == y
+        case (.object(let x), .object(let y)): return x == y
+        default: return false
+        }
+    }
+
     /// The largest magnitude an integer may have: 2^53.
     public static let maxSafeInteger: Int64 = 1 << 53
 
@@ -47,7 +61,7 @@ public enum JSONValue: Equatable, Sendable {
     }
 }
 
-/// A JSON object: members in insertion order, keys unique.
+/// A JSON object: members in insertion order, keys unique (compared byte for byte, never Unicode-normalized).
 public struct JSONObject: Equatable, Sendable, Sequence {
     /// The members in order.
     public private(set) var members: [(key: String, value: JSONValue)] = []
@@ -65,11 +79,11 @@ public struct JSONObject: Equatable, Sendable, Sequence {
     /// Get or set a member; setting nil removes it, setting an existing key keeps its position.
     public subscript(key: String) -> JSONValue? {
         get {
-            for m in members where m.key == key { return m.value }
+            for m in members where m.key.utf8.elementsEqual(key.utf8) { return m.value }
             return nil
         }
         set {
-            if let i = members.firstIndex(where: { $0.key == key }) {
+            if let i = members.firstIndex(where: { $0.key.utf8.elementsEqual(key.utf8) }) {
                 if let v = newValue { members[i].value = v } else { members.remove(at: i) }
             } else if let v = newValue {
                 members.append((key, v))
@@ -88,7 +102,7 @@ public struct JSONObject: Equatable, Sendable, Sequence {
 
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
         guard a.members.count == b.members.count else { return false }
-        for (x, y) in zip(a.members, b.members) where x.key != y.key || x.value != y.value { return false }
+        for (x, y) in zip(a.members, b.members) where !x.key.utf8.elementsEqual(y.key.utf8) || x.value != y.value { return false }
         return true
     }
 }
@@ -219,7 +233,7 @@ struct JSONParser {
         guard depth <= maxDepth else { throw JSONError(.tooDeep, at: pos, "nesting deeper than \(maxDepth)") }
         pos += 1
         var obj = JSONObject()
-        var seen = Set<String>()
+        var seen = Set<[UInt8]>()  // byte-exact: Swift String equality would merge canonically equivalent keys
         skipWhitespace()
         if pos < buf.count && buf[pos] == UInt8(ascii: "}") { pos += 1; return .object(obj) }
         while true {
@@ -230,7 +244,7 @@ struct JSONParser {
             }
             let keyAt = pos
             let key = try parseString()
-            guard seen.insert(key).inserted else {
+            guard seen.insert(Array(key.utf8)).inserted else {
                 throw JSONError(.duplicateKey, at: keyAt, "duplicate object key \"\(key)\"")
             }
             skipWhitespace()

@@ -66,6 +66,16 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(kind(String(repeating: "[", count: 100_000)), .tooDeep, "deep input fails without stack overflow")
     }
 
+    func testKeysAreComparedByteForByte() throws {
+        // U+00E9 and U+0065 U+0301 are canonically equivalent but different JSON keys.
+        let v = try parse("{\"\\u00e9\":1,\"e\\u0301\":2}")
+        XCTAssertEqual(v.objectValue?.count, 2)
+        XCTAssertEqual(v["\u{e9}"], .int(1))
+        XCTAssertEqual(v["e\u{301}"], .int(2))
+        XCTAssertEqual(try parse(v.canonicalString).canonicalString, v.canonicalString)
+        XCTAssertEqual(v.canonicalString, "{\"e\u{301}\":2,\"\u{e9}\":1}")
+    }
+
     func testErrorsAreDescriptive() {
         do { _ = try JSONValue.parse("{\"a\":1,\"a\":2}"); XCTFail() } catch {
             XCTAssertEqual(error.offset, 7)

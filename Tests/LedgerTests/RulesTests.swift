@@ -143,6 +143,20 @@ final class RulesTests: XCTestCase {
         try h.reject(.stepResolved, owner, .decisionOpen, decision("d5"))
     }
 
+    func testOptionsAreComparedByteForByte() throws {
+        let h = try setUp3()
+        try h.ok(owner, .decisionOpen, "{\"step_id\":\"a\",\"decision_id\":\"d\",\"question\":\"q\",\"options\":[\"caf\\u00e9\",\"cafe\\u0301\"],\"quorum\":1}")
+        try h.reject(.badOption, alice, .voteCast, "{\"decision_id\":\"d\",\"option\":\"CAF\\u00c9\"}")
+        try h.ok(alice, .voteCast, "{\"decision_id\":\"d\",\"option\":\"cafe\\u0301\"}")
+        let d = try XCTUnwrap(h.ledger.step(id: "a"))["decisions"]?.arrayValue?.first
+        XCTAssertEqual(d?["outcome"], .string("cafe\u{301}"))
+        XCTAssertEqual(d?["votes"]?["caf\u{e9}"], .int(0))
+        XCTAssertEqual(d?["votes"]?["cafe\u{301}"], .int(1))
+        try h.ok(alice, .stepClaim, "{\"step_id\":\"a\"}")
+        try h.reject(.outcomeMismatch, alice, .stepResolve, "{\"step_id\":\"a\",\"outcome\":\"caf\\u00e9\"}")
+        try h.ok(alice, .stepResolve, "{\"step_id\":\"a\",\"outcome\":\"cafe\\u0301\"}")
+    }
+
     func testResolveAndComplete() throws {
         let h = try setUp3()
         try h.reject(.notClaimant, alice, .stepResolve, "{\"step_id\":\"a\",\"outcome\":\"ok\"}")
