@@ -175,6 +175,18 @@ public final class Ledger: @unchecked Sendable {
                         raftIndex: UInt64(r[0].int ?? 0), eventSeq: r[4].int, duplicate: true)
     }
 
+    /// Before proposing an admitted tx: the answer it would get without changing anything, if
+    /// known now — its recorded result (`duplicate`) when its tx_id was applied, or `REPLAYED`
+    /// when the signer's nonce is taken by another tx. nil means: propose it.
+    /// (Apply re-checks both; this only saves log entries that are certain to be no-ops.)
+    public func precheck(_ tx: Tx) throws -> TxResult? {
+        if let original = try result(txID: tx.txID) { return original }
+        if let other = try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)]).first?.first?.text {
+            return .rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"), txID: tx.txID, raftIndex: 0)
+        }
+        return nil
+    }
+
     private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64) throws -> TxResult {
         let last = try lastAppliedIndex()
         let stale = raftIndex <= last

@@ -42,6 +42,29 @@ public enum TxTool {
         return out
     }
 
+    /// Maximum size of a `POST /v1/p2p/tx` body and number of txs in it.
+    public static let maxSubmissionBytes = 4 << 20
+    public static let maxSubmissionTxs = 1000
+
+    /// Split a submission body — one tx object, or `{"txs":[tx, …]}` — into the canonical bytes of
+    /// each tx, to `Tx.admit` one by one (so each gets its own result). Throws MALFORMED or
+    /// TOO_LARGE for the body as a whole.
+    public static func splitSubmission(_ body: [UInt8]) throws(TxRejection) -> [[UInt8]] {
+        guard body.count <= maxSubmissionBytes else {
+            throw TxRejection(.tooLarge, "body is \(body.count) bytes; the limit is \(maxSubmissionBytes)")
+        }
+        let value: JSONValue
+        do { value = try JSONValue.parse(body, limits: JSONLimits(maxBytes: maxSubmissionBytes, maxDepth: Tx.maxDepth + 2)) } catch {
+            throw TxRejection(.malformed, error.description)
+        }
+        guard case .object(let o) = value else { throw TxRejection(.malformed, "body must be a tx object or {\"txs\":[…]}") }
+        guard o.count == 1, case .array(let items)? = o["txs"] else { return [value.canonicalBytes] }
+        guard !items.isEmpty, items.count <= maxSubmissionTxs else {
+            throw TxRejection(.malformed, "\"txs\" must hold 1..\(maxSubmissionTxs) txs")
+        }
+        return items.map { $0.canonicalBytes }
+    }
+
     /// Sign one NDJSON request line (see `signLines`).
     public static func signRequest(_ line: String, key: PrivateKey, clusterID: String, now: Timestamp) throws(TxRejection) -> Tx {
         let value: JSONValue

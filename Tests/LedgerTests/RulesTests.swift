@@ -216,6 +216,29 @@ final class RulesTests: XCTestCase {
         XCTAssertEqual(try h.apply(mallory, .stepClaim, "{\"step_id\":\"a\"}", nonce: "m1").code, .replayed)
     }
 
+    func testPrecheckAndSubmissionSplitting() throws {
+        let h = try setUp3()
+        let tx = try h.sign(alice, .stepClaim, "{\"step_id\":\"a\"}", nonce: "p1")
+        XCTAssertNil(try h.ledger.precheck(tx))
+        try h.applyBytes(tx.encoded)
+        XCTAssertEqual(try h.ledger.precheck(tx)?.duplicate, true)
+        XCTAssertEqual(try h.ledger.precheck(tx)?.status, .applied)
+        let reuse = try h.sign(alice, .stepRelease, "{\"step_id\":\"a\"}", nonce: "p1")
+        XCTAssertEqual(try h.ledger.precheck(reuse)?.code, .replayed)
+        XCTAssertNil(try h.ledger.result(txID: reuse.txID), "precheck records nothing")
+
+        let one = try TxTool.splitSubmission(Array(tx.envelope.prettyString.utf8))
+        XCTAssertEqual(one, [tx.encoded])
+        let two = try TxTool.splitSubmission(Array("{\"txs\":[\(tx.encodedString),\(reuse.encodedString)]}".utf8))
+        XCTAssertEqual(two, [tx.encoded, reuse.encoded])
+        XCTAssertThrowsError(try TxTool.splitSubmission(Array("{\"txs\":[]}".utf8)))
+        XCTAssertThrowsError(try TxTool.splitSubmission(Array("[1]".utf8)))
+        XCTAssertThrowsError(try TxTool.splitSubmission(Array("{\"txs\":[1.5]}".utf8)))
+        // A lone non-tx object is passed through for admit to reject with a precise message.
+        let odd = try TxTool.splitSubmission(Array("{\"v\":1}".utf8))
+        XCTAssertThrowsError(try Tx.admit(odd[0], clusterID: Harness.cluster, now: Harness.now))
+    }
+
     func testApplyTimeEnvelopeRejections() throws {
         let h = try setUp3()
         let before = try h.stateDigest()
