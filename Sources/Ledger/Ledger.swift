@@ -1,1 +1,426 @@
-// Ledger: see docs/architecture.md. Filled in by its issue.
+import Identity
+import Storage
+import Support
+import Wire
+
+/// The outcome of applying (or re-submitting) one tx.
+public struct TxResult: Equatable, Sendable {
+    /// `applied` changed state and appended an event; `rejected` changed nothing but the record of the tx.
+    public enum Status: String, Sendable { case applied, rejected }
+
+    /// nil when the bytes were not a decodable, signed tx.
+    public var txID: String?
+    public var status: Status
+    /// Set when rejected.
+    public var code: RejectCode?
+    public var message: String
+    /// The raft index at which this tx was first applied (0 when it never reached state).
+    public var raftIndex: UInt64
+    /// The event appended by this tx, when applied.
+    public var eventSeq: Int64?
+    /// True when answered from the record of an earlier application of the same tx_id.
+    public var duplicate: Bool
+
+    public var isApplied: Bool { status == .applied }
+
+    /// `{"tx_id","status","code","message","raft_index","event_seq","duplicate"}` (absent fields omitted).
+    public var json: JSONValue {
+        var o = JSONObject()
+        if let t = txID { o["tx_id"] = .string(t) }
+        o["status"] = .string(status.rawValue)
+        if let c = code { o["code"] = .string(c.rawValue) }
+        o["message"] = .string(message)
+        o["raft_index"] = .int(Int64(raftIndex))
+        if let e = eventSeq { o["event_seq"] = .int(e) }
+        if duplicate { o["duplicate"] = .bool(true) }
+        return .object(o)
+    }
+
+    static func rejected(_ r: TxRejection, txID: String?, raftIndex: UInt64) -> TxResult {
+        TxResult(txID: txID, status: .rejected, code: r.code, message: r.message, raftIndex: raftIndex, eventSeq: nil, duplicate: false)
+    }
+}
+
+/// One committed raft entry to apply.
+public struct LedgerEntry: Sendable {
+    public let raftIndex: UInt64
+    public let txBytes: [UInt8]
+    public init(raftIndex: UInt64, txBytes: [UInt8]) {
+        self.raftIndex = raftIndex
+        self.txBytes = txBytes
+    }
+}
+
+/// A storage-level failure of the ledger (never a tx rejection).
+public struct LedgerError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The replicated collaboration state machine, stored in SQLite tables prefixed `ledger_`.
+///
+/// Deterministic: the result of `apply` depends only on the prior state, the tx bytes and the
+/// raft index — never on a clock, randomness or the node. Not thread-safe: one owner uses it.
+public final class Ledger: @unchecked Sendable {
+    public let db: SQLiteDB
+    public let clusterID: String
+
+    static let schemaVersion = "1"
+
+    /// Open the ledger in `db`, creating its tables when missing.
+    public init(db: SQLiteDB, clusterID: String) throws {
+        self.db = db
+        self.clusterID = clusterID
+        try db.exec(Ledger.schema)
+        try db.run("INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('schema_version', ?)", [.text(Ledger.schemaVersion)])
+        try db.run("INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('last_applied_index', '0')")
+    }
+
+    static let tables: [(name: String, orderBy: String)] = [
+        ("ledger_meta", "key"),
+        ("ledger_sessions", "session_id"),
+        ("ledger_participants", "session_id, actor"),
+        ("ledger_steps", "step_id"),
+        ("ledger_artifacts", "artifact_id"),
+        ("ledger_decisions", "decision_id"),
+        ("ledger_votes", "decision_id, voter"),
+        ("ledger_events", "seq"),
+        ("ledger_applied", "tx_id"),
+        ("ledger_nonces", "signer, nonce"),
+    ]
+
+    static let schema = """
+    CREATE TABLE IF NOT EXISTS ledger_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_sessions(
+        session_id TEXT PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL, status TEXT NOT NULL,
+        step_count INTEGER NOT NULL, resolved_count INTEGER NOT NULL,
+        created_index INTEGER NOT NULL, completed_index INTEGER, created_tx TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_participants(
+        session_id TEXT NOT NULL, actor TEXT NOT NULL, joined_index INTEGER NOT NULL,
+        PRIMARY KEY(session_id, actor)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_steps(
+        step_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, position INTEGER NOT NULL, title TEXT NOT NULL,
+        status TEXT NOT NULL, claimant TEXT, outcome TEXT, updated_index INTEGER NOT NULL,
+        resolved_index INTEGER) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS ledger_steps_by_session ON ledger_steps(session_id, position);
+    CREATE TABLE IF NOT EXISTS ledger_artifacts(
+        artifact_id TEXT PRIMARY KEY, step_id TEXT NOT NULL, kind TEXT NOT NULL, uri TEXT NOT NULL,
+        sha256 TEXT, added_by TEXT NOT NULL, added_index INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS ledger_artifacts_by_step ON ledger_artifacts(step_id, added_index);
+    CREATE TABLE IF NOT EXISTS ledger_decisions(
+        decision_id TEXT PRIMARY KEY, step_id TEXT NOT NULL, question TEXT NOT NULL, options TEXT NOT NULL,
+        quorum INTEGER NOT NULL, status TEXT NOT NULL, outcome TEXT, opened_by TEXT NOT NULL,
+        opened_index INTEGER NOT NULL, decided_index INTEGER) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS ledger_decisions_by_step ON ledger_decisions(step_id, opened_index);
+    CREATE TABLE IF NOT EXISTS ledger_votes(
+        decision_id TEXT NOT NULL, voter TEXT NOT NULL, option TEXT NOT NULL, cast_index INTEGER NOT NULL,
+        PRIMARY KEY(decision_id, voter)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_events(
+        seq INTEGER PRIMARY KEY, raft_index INTEGER NOT NULL, op TEXT NOT NULL, actor TEXT NOT NULL,
+        tx_id TEXT NOT NULL, session_id TEXT NOT NULL, ts TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS ledger_events_by_session ON ledger_events(session_id, seq);
+    CREATE TABLE IF NOT EXISTS ledger_applied(
+        tx_id TEXT PRIMARY KEY, raft_index INTEGER NOT NULL, signer TEXT NOT NULL, status TEXT NOT NULL,
+        code TEXT, message TEXT NOT NULL, event_seq INTEGER) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_nonces(
+        signer TEXT NOT NULL, nonce TEXT NOT NULL, tx_id TEXT NOT NULL,
+        PRIMARY KEY(signer, nonce)) WITHOUT ROWID;
+    """
+
+    // MARK: Raft index
+
+    /// The raft index of the last entry applied (0 for an empty ledger). Restart resumes after it.
+    public func lastAppliedIndex() throws -> UInt64 {
+        let rows = try db.query("SELECT value FROM ledger_meta WHERE key = 'last_applied_index'")
+        guard let t = rows.first?.first?.text, let v = UInt64(t) else { throw LedgerError("ledger_meta.last_applied_index missing or corrupt") }
+        return v
+    }
+
+    private func setLastApplied(_ index: UInt64) throws {
+        try db.run("UPDATE ledger_meta SET value = ? WHERE key = 'last_applied_index'", [.text(String(index))])
+    }
+
+    /// Record that a non-tx raft entry (no-op, configuration change) at `raftIndex` was applied.
+    public func markApplied(raftIndex: UInt64) throws {
+        try db.transaction {
+            if raftIndex > (try lastAppliedIndex()) { try setLastApplied(raftIndex) }
+        }
+    }
+
+    // MARK: Apply
+
+    /// Apply one committed entry in its own SQLite transaction.
+    /// Throws only on storage failure; a rejected tx is a normal `TxResult`.
+    public func apply(txBytes: [UInt8], raftIndex: UInt64) throws -> TxResult {
+        try db.transaction { try applyInTransaction(txBytes, raftIndex) }
+    }
+
+    /// Apply many committed entries (ascending raft indexes) in one SQLite transaction (group apply).
+    public func applyBatch(_ entries: [LedgerEntry]) throws -> [TxResult] {
+        try db.transaction {
+            var out: [TxResult] = []
+            out.reserveCapacity(entries.count)
+            for e in entries { out.append(try applyInTransaction(e.txBytes, e.raftIndex)) }
+            return out
+        }
+    }
+
+    /// The recorded result of a tx_id, if it was applied (or rejected after its signature checked).
+    public func result(txID: String) throws -> TxResult? {
+        let rows = try db.query("SELECT raft_index, status, code, message, event_seq FROM ledger_applied WHERE tx_id = ?", [.text(txID)])
+        guard let r = rows.first else { return nil }
+        return TxResult(txID: txID, status: r[1].text == "applied" ? .applied : .rejected,
+                        code: r[2].text.flatMap(RejectCode.init(rawValue:)), message: r[3].text ?? "",
+                        raftIndex: UInt64(r[0].int ?? 0), eventSeq: r[4].int, duplicate: true)
+    }
+
+    /// Before proposing an admitted tx: the answer it would get without changing anything, if
+    /// known now — its recorded result (`duplicate`) when its tx_id was applied, or `REPLAYED`
+    /// when the signer's nonce is taken by another tx. nil means: propose it.
+    /// (Apply re-checks both; this only saves log entries that are certain to be no-ops.)
+    public func precheck(_ tx: Tx) throws -> TxResult? {
+        if let original = try result(txID: tx.txID) { return original }
+        if let other = try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)]).first?.first?.text {
+            return .rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"), txID: tx.txID, raftIndex: 0)
+        }
+        return nil
+    }
+
+    private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64) throws -> TxResult {
+        let last = try lastAppliedIndex()
+        let stale = raftIndex <= last
+        let tx: Tx
+        do throws(TxRejection) {
+            tx = try Tx.decodeUnverified(bytes)
+            guard Limits.same(tx.clusterID, clusterID) else {
+                throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
+            }
+            try tx.verifySignature()
+        } catch let r {
+            // Not a valid signed tx for this cluster: nothing is recorded but the raft index.
+            if !stale { try setLastApplied(raftIndex) }
+            return .rejected(r, txID: nil, raftIndex: 0)
+        }
+        if let original = try result(txID: tx.txID) {
+            if !stale { try setLastApplied(raftIndex) }
+            return original
+        }
+        if stale {
+            return .rejected(TxRejection(.malformed, "raft index \(raftIndex) is at or below the last applied index \(last)"), txID: tx.txID, raftIndex: 0)
+        }
+        try setLastApplied(raftIndex)
+
+        // Nonce: one tx per (signer, nonce), forever.
+        let nonceRows = try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)])
+        if let other = nonceRows.first?.first?.text {
+            let r = TxResult.rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"),
+                                      txID: tx.txID, raftIndex: raftIndex)
+            try record(tx, r)
+            return r
+        }
+        try db.run("INSERT INTO ledger_nonces(signer, nonce, tx_id) VALUES (?, ?, ?)", [.text(tx.signer), .text(tx.nonce), .text(tx.txID)])
+
+        try db.exec("SAVEPOINT ledger_tx")
+        var result: TxResult
+        do {
+            let ctx = ApplyContext(db: db, tx: tx, raftIndex: Int64(raftIndex))
+            let (sessionID, message) = try ctx.run()
+            let seq = (try db.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_events").first?.first?.int) ?? 1
+            try db.run("INSERT INTO ledger_events(seq, raft_index, op, actor, tx_id, session_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [.int(seq), .int(Int64(raftIndex)), .text(tx.op.rawValue), .text(tx.signer), .text(tx.txID), .text(sessionID), .text(tx.ts)])
+            try db.exec("RELEASE ledger_tx")
+            result = TxResult(txID: tx.txID, status: .applied, code: nil, message: message, raftIndex: raftIndex, eventSeq: seq, duplicate: false)
+        } catch let r as TxRejection {
+            try db.exec("ROLLBACK TO ledger_tx")
+            try db.exec("RELEASE ledger_tx")
+            result = .rejected(r, txID: tx.txID, raftIndex: raftIndex)
+        }
+        try record(tx, result)
+        return result
+    }
+
+    private func record(_ tx: Tx, _ r: TxResult) throws {
+        try db.run("INSERT INTO ledger_applied(tx_id, raft_index, signer, status, code, message, event_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [.text(tx.txID), .int(Int64(r.raftIndex)), .text(tx.signer), .text(r.status.rawValue),
+                    r.code.map { .text($0.rawValue) } ?? .null, .text(r.message), r.eventSeq.map { .int($0) } ?? .null])
+    }
+}
+
+/// Business rules of one tx, run inside a savepoint: any thrown rejection rolls back its writes.
+struct ApplyContext {
+    let db: SQLiteDB
+    let tx: Tx
+    let raftIndex: Int64
+    var signer: String { tx.signer }
+
+    struct Step {
+        let stepID: String
+        let sessionID: String
+        let status: String
+        let claimant: String?
+    }
+
+    func fail(_ code: RejectCode, _ message: String) -> TxRejection { TxRejection(code, message) }
+
+    func exists(_ sql: String, _ params: [SQLValue]) throws -> Bool { !(try db.query(sql, params)).isEmpty }
+
+    func sessionOwner(_ sessionID: String) throws -> (owner: String, status: String)? {
+        guard let r = try db.query("SELECT owner, status FROM ledger_sessions WHERE session_id = ?", [.text(sessionID)]).first else { return nil }
+        return (r[0].text ?? "", r[1].text ?? "")
+    }
+
+    func isParticipant(_ sessionID: String, _ actor: String) throws -> Bool {
+        try exists("SELECT 1 FROM ledger_participants WHERE session_id = ? AND actor = ?", [.text(sessionID), .text(actor)])
+    }
+
+    func step(_ stepID: String) throws -> Step {
+        guard let r = try db.query("SELECT session_id, status, claimant FROM ledger_steps WHERE step_id = ?", [.text(stepID)]).first else {
+            throw fail(.notFound, "step \"\(stepID)\" does not exist")
+        }
+        return Step(stepID: stepID, sessionID: r[0].text ?? "", status: r[1].text ?? "", claimant: r[2].text)
+    }
+
+    /// The step must exist and not be resolved.
+    func liveStep(_ stepID: String) throws -> Step {
+        let s = try step(stepID)
+        guard s.status != "resolved" else { throw fail(.stepResolved, "step \"\(stepID)\" is resolved") }
+        return s
+    }
+
+    func requireClaimant(_ s: Step) throws {
+        guard s.claimant == signer else {
+            if s.claimant == nil { throw fail(.notClaimant, "step \"\(s.stepID)\" is not claimed; claim it first") }
+            throw fail(.notClaimant, "step \"\(s.stepID)\" is claimed by another participant")
+        }
+    }
+
+    /// Runs the op; returns the session it belongs to and a success message.
+    func run() throws -> (String, String) {
+        switch tx.operation {
+        case .sessionCreate(let sessionID, let title, let steps):
+            guard try sessionOwner(sessionID) == nil else { throw fail(.alreadyExists, "session \"\(sessionID)\" already exists") }
+            for s in steps where try exists("SELECT 1 FROM ledger_steps WHERE step_id = ?", [.text(s.stepID)]) {
+                throw fail(.alreadyExists, "step \"\(s.stepID)\" already exists")
+            }
+            try db.run("""
+                INSERT INTO ledger_sessions(session_id, title, owner, status, step_count, resolved_count, created_index, completed_index, created_tx)
+                VALUES (?, ?, ?, 'open', ?, 0, ?, NULL, ?)
+                """, [.text(sessionID), .text(title), .text(signer), .int(Int64(steps.count)), .int(raftIndex), .text(tx.txID)])
+            try db.run("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)])
+            for (i, s) in steps.enumerated() {
+                try db.run("""
+                    INSERT INTO ledger_steps(step_id, session_id, position, title, status, claimant, outcome, updated_index, resolved_index)
+                    VALUES (?, ?, ?, ?, 'open', NULL, NULL, ?, NULL)
+                    """, [.text(s.stepID), .text(sessionID), .int(Int64(i)), .text(s.title), .int(raftIndex)])
+            }
+            return (sessionID, "session \(sessionID) created with \(steps.count) steps")
+
+        case .participantJoin(let sessionID):
+            guard let s = try sessionOwner(sessionID) else { throw fail(.notFound, "session \"\(sessionID)\" does not exist") }
+            guard s.status != "completed" else { throw fail(.sessionCompleted, "session \"\(sessionID)\" is completed") }
+            guard !(try isParticipant(sessionID, signer)) else { throw fail(.alreadyExists, "signer already joined session \"\(sessionID)\"") }
+            try db.run("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)])
+            return (sessionID, "joined session \(sessionID)")
+
+        case .stepClaim(let stepID):
+            let s = try liveStep(stepID)
+            guard try isParticipant(s.sessionID, signer) else { throw fail(.notParticipant, "signer is not a participant of session \"\(s.sessionID)\"; join it first") }
+            if let c = s.claimant {
+                throw fail(.stepClaimed, c == signer ? "step \"\(stepID)\" is already claimed by the signer" : "step \"\(stepID)\" is already claimed by another participant")
+            }
+            try db.run("UPDATE ledger_steps SET status = 'claimed', claimant = ?, updated_index = ? WHERE step_id = ?", [.text(signer), .int(raftIndex), .text(stepID)])
+            return (s.sessionID, "step \(stepID) claimed")
+
+        case .stepRelease(let stepID):
+            let s = try liveStep(stepID)
+            if s.claimant != signer {
+                // The session owner may release a step claimed by someone else (recovery from an absent claimant).
+                let isOwner = try sessionOwner(s.sessionID)?.owner == signer
+                if !(isOwner && s.claimant != nil) { try requireClaimant(s) }
+            }
+            try db.run("UPDATE ledger_steps SET status = 'open', claimant = NULL, updated_index = ? WHERE step_id = ?", [.int(raftIndex), .text(stepID)])
+            return (s.sessionID, "step \(stepID) released")
+
+        case .stepHandoff(let stepID, let to):
+            let s = try liveStep(stepID)
+            try requireClaimant(s)
+            guard to != signer else { throw fail(.malformed, "STEP_HANDOFF: \"to\" is the signer; the step is already theirs") }
+            guard try isParticipant(s.sessionID, to) else { throw fail(.notParticipant, "handoff target is not a participant of session \"\(s.sessionID)\"") }
+            try db.run("UPDATE ledger_steps SET claimant = ?, updated_index = ? WHERE step_id = ?", [.text(to), .int(raftIndex), .text(stepID)])
+            return (s.sessionID, "step \(stepID) handed off")
+
+        case .artifactAdd(let stepID, let artifactID, let kind, let uri, let sha256):
+            let s = try liveStep(stepID)
+            try requireClaimant(s)
+            guard !(try exists("SELECT 1 FROM ledger_artifacts WHERE artifact_id = ?", [.text(artifactID)])) else {
+                throw fail(.alreadyExists, "artifact \"\(artifactID)\" already exists")
+            }
+            try db.run("INSERT INTO ledger_artifacts(artifact_id, step_id, kind, uri, sha256, added_by, added_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [.text(artifactID), .text(stepID), .text(kind), .text(uri), sha256.map { .text($0) } ?? .null, .text(signer), .int(raftIndex)])
+            return (s.sessionID, "artifact \(artifactID) added to step \(stepID)")
+
+        case .decisionOpen(let stepID, let decisionID, let question, let options, let quorum):
+            let s = try liveStep(stepID)
+            if s.claimant != signer {
+                guard try sessionOwner(s.sessionID)?.owner == signer else {
+                    throw fail(.notOwner, "only the step's claimant or the session owner may open a decision on step \"\(stepID)\"")
+                }
+            }
+            guard !(try exists("SELECT 1 FROM ledger_decisions WHERE decision_id = ?", [.text(decisionID)])) else {
+                throw fail(.alreadyExists, "decision \"\(decisionID)\" already exists")
+            }
+            if let open = try db.query("SELECT decision_id FROM ledger_decisions WHERE step_id = ? AND status = 'open'", [.text(stepID)]).first?.first?.text {
+                throw fail(.decisionOpen, "step \"\(stepID)\" already has the open decision \"\(open)\"")
+            }
+            let optionsJSON = JSONValue.array(options.map { .string($0) }).canonicalString
+            try db.run("""
+                INSERT INTO ledger_decisions(decision_id, step_id, question, options, quorum, status, outcome, opened_by, opened_index, decided_index)
+                VALUES (?, ?, ?, ?, ?, 'open', NULL, ?, ?, NULL)
+                """, [.text(decisionID), .text(stepID), .text(question), .text(optionsJSON), .int(quorum), .text(signer), .int(raftIndex)])
+            return (s.sessionID, "decision \(decisionID) opened on step \(stepID)")
+
+        case .voteCast(let decisionID, let option):
+            guard let d = try db.query("""
+                SELECT d.options, d.quorum, d.status, s.session_id FROM ledger_decisions d JOIN ledger_steps s ON s.step_id = d.step_id
+                WHERE d.decision_id = ?
+                """, [.text(decisionID)]).first else {
+                throw fail(.notFound, "decision \"\(decisionID)\" does not exist")
+            }
+            let sessionID = d[3].text ?? ""
+            guard try isParticipant(sessionID, signer) else { throw fail(.notParticipant, "signer is not a participant of session \"\(sessionID)\"") }
+            guard d[2].text == "open" else { throw fail(.decisionClosed, "decision \"\(decisionID)\" is already decided") }
+            guard !(try exists("SELECT 1 FROM ledger_votes WHERE decision_id = ? AND voter = ?", [.text(decisionID), .text(signer)])) else {
+                throw fail(.alreadyVoted, "signer already voted on decision \"\(decisionID)\"")
+            }
+            let options = ((try? JSONValue.parse(d[0].text ?? "[]"))?.arrayValue ?? []).compactMap(\.stringValue)
+            guard options.contains(where: { Limits.same($0, option) }) else { throw fail(.badOption, "\"\(Limits.clip(option))\" is not an option of decision \"\(decisionID)\"") }
+            try db.run("INSERT INTO ledger_votes(decision_id, voter, option, cast_index) VALUES (?, ?, ?, ?)", [.text(decisionID), .text(signer), .text(option), .int(raftIndex)])
+            let count = try db.query("SELECT COUNT(*) FROM ledger_votes WHERE decision_id = ? AND option = ?", [.text(decisionID), .text(option)]).first?.first?.int ?? 0
+            if count >= (d[1].int ?? Int64.max) {
+                try db.run("UPDATE ledger_decisions SET status = 'decided', outcome = ?, decided_index = ? WHERE decision_id = ?", [.text(option), .int(raftIndex), .text(decisionID)])
+                return (sessionID, "vote recorded; decision \(decisionID) decided: \(option)")
+            }
+            return (sessionID, "vote recorded")
+
+        case .stepResolve(let stepID, let outcome):
+            let s = try liveStep(stepID)
+            try requireClaimant(s)
+            if let open = try db.query("SELECT decision_id FROM ledger_decisions WHERE step_id = ? AND status = 'open'", [.text(stepID)]).first?.first?.text {
+                throw fail(.decisionOpen, "decision \"\(open)\" on step \"\(stepID)\" is still open; it must be decided first")
+            }
+            if let latest = try db.query("SELECT decision_id, outcome FROM ledger_decisions WHERE step_id = ? ORDER BY opened_index DESC LIMIT 1", [.text(stepID)]).first,
+               let decided = latest[1].text, !Limits.same(decided, outcome) {
+                throw fail(.outcomeMismatch, "outcome must be \"\(Limits.clip(decided))\", as decision \"\(latest[0].text ?? "")\" decided")
+            }
+            try db.run("UPDATE ledger_steps SET status = 'resolved', outcome = ?, updated_index = ?, resolved_index = ? WHERE step_id = ?",
+                       [.text(outcome), .int(raftIndex), .int(raftIndex), .text(stepID)])
+            try db.run("UPDATE ledger_sessions SET resolved_count = resolved_count + 1 WHERE session_id = ?", [.text(s.sessionID)])
+            let changed = try db.run("""
+                UPDATE ledger_sessions SET status = 'completed', completed_index = ?
+                WHERE session_id = ? AND resolved_count = step_count AND status <> 'completed'
+                """, [.int(raftIndex), .text(s.sessionID)])
+            return (s.sessionID, changed > 0 ? "step \(stepID) resolved; session \(s.sessionID) completed" : "step \(stepID) resolved")
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import Storage
+import Wire
+
+/// Read-only views of the ledger as JSON, as the control API serves them.
+/// Key order and row order are fixed, so every node returns byte-identical answers.
+extension Ledger {
+    static func json(_ v: SQLValue) -> JSONValue {
+        switch v {
+        case .null: return .null
+        case .int(let i): return .int(i)
+        case .text(let s): return .string(s)
+        case .double(let d): return .int(Int64(d))
+        case .blob(let b): return .string(Hex.encode(b))
+        }
+    }
+
+    private func count(_ sql: String) throws -> Int64 { try db.query(sql).first?.first?.int ?? 0 }
+
+    /// Counters over the whole ledger.
+    public func stats() throws -> JSONValue {
+        .obj([
+            ("last_applied_index", .int(Int64(try lastAppliedIndex()))),
+            ("sessions", .int(try count("SELECT COUNT(*) FROM ledger_sessions"))),
+            ("sessions_completed", .int(try count("SELECT COUNT(*) FROM ledger_sessions WHERE status = 'completed'"))),
+            ("participants", .int(try count("SELECT COUNT(*) FROM ledger_participants"))),
+            ("steps", .int(try count("SELECT COUNT(*) FROM ledger_steps"))),
+            ("steps_open", .int(try count("SELECT COUNT(*) FROM ledger_steps WHERE status = 'open'"))),
+            ("steps_claimed", .int(try count("SELECT COUNT(*) FROM ledger_steps WHERE status = 'claimed'"))),
+            ("steps_resolved", .int(try count("SELECT COUNT(*) FROM ledger_steps WHERE status = 'resolved'"))),
+            ("artifacts", .int(try count("SELECT COUNT(*) FROM ledger_artifacts"))),
+            ("decisions", .int(try count("SELECT COUNT(*) FROM ledger_decisions"))),
+            ("decisions_open", .int(try count("SELECT COUNT(*) FROM ledger_decisions WHERE status = 'open'"))),
+            ("votes", .int(try count("SELECT COUNT(*) FROM ledger_votes"))),
+            ("events", .int(try count("SELECT COUNT(*) FROM ledger_events"))),
+            ("txs_applied", .int(try count("SELECT COUNT(*) FROM ledger_applied WHERE status = 'applied'"))),
+            ("txs_rejected", .int(try count("SELECT COUNT(*) FROM ledger_applied WHERE status = 'rejected'"))),
+        ])
+    }
+
+    private func stepJSON(_ r: [SQLValue]) -> JSONValue {
+        // step_id, session_id, position, title, status, claimant, outcome, updated_index, resolved_index
+        .obj([
+            ("step_id", Self.json(r[0])), ("session_id", Self.json(r[1])), ("position", Self.json(r[2])),
+            ("title", Self.json(r[3])), ("status", Self.json(r[4])), ("claimant", Self.json(r[5])),
+            ("outcome", Self.json(r[6])), ("updated_index", Self.json(r[7])), ("resolved_index", Self.json(r[8])),
+        ])
+    }
+
+    private static let stepColumns = "step_id, session_id, position, title, status, claimant, outcome, updated_index, resolved_index"
+
+    /// A session with its steps in order; nil when unknown.
+    public func session(id: String) throws -> JSONValue? {
+        guard let r = try db.query("""
+            SELECT session_id, title, owner, status, step_count, resolved_count, created_index, completed_index, created_tx
+            FROM ledger_sessions WHERE session_id = ?
+            """, [.text(id)]).first else { return nil }
+        let steps = try db.query("SELECT \(Self.stepColumns) FROM ledger_steps WHERE session_id = ? ORDER BY position", [.text(id)])
+        let participants = try db.query("SELECT COUNT(*) FROM ledger_participants WHERE session_id = ?", [.text(id)]).first?.first?.int ?? 0
+        return .obj([
+            ("session_id", Self.json(r[0])), ("title", Self.json(r[1])), ("owner", Self.json(r[2])),
+            ("status", Self.json(r[3])), ("step_count", Self.json(r[4])), ("resolved_count", Self.json(r[5])),
+            ("participant_count", .int(participants)), ("created_index", Self.json(r[6])),
+            ("completed_index", Self.json(r[7])), ("created_tx", Self.json(r[8])),
+            ("steps", .array(steps.map(stepJSON))),
+        ])
+    }
+
+    /// Participants of a session in join order; nil when the session is unknown.
+    public func participants(sessionID: String) throws -> JSONValue? {
+        guard try sessionExists(sessionID) else { return nil }
+        let rows = try db.query("SELECT actor, joined_index FROM ledger_participants WHERE session_id = ? ORDER BY joined_index, actor", [.text(sessionID)])
+        return .obj([
+            ("session_id", .string(sessionID)),
+            ("participants", .array(rows.map { .obj([("public_key", Self.json($0[0])), ("joined_index", Self.json($0[1]))]) })),
+        ])
+    }
+
+    private func sessionExists(_ id: String) throws -> Bool {
+        !(try db.query("SELECT 1 FROM ledger_sessions WHERE session_id = ?", [.text(id)])).isEmpty
+    }
+
+    /// Steps of a session that are not resolved (status `open` or `claimed`); nil when the session is unknown.
+    public func openSteps(sessionID: String) throws -> JSONValue? {
+        guard try sessionExists(sessionID) else { return nil }
+        let rows = try db.query("SELECT \(Self.stepColumns) FROM ledger_steps WHERE session_id = ? AND status <> 'resolved' ORDER BY position", [.text(sessionID)])
+        return .obj([("session_id", .string(sessionID)), ("steps", .array(rows.map(stepJSON)))])
+    }
+
+    /// Events with `seq > after`, oldest first, at most `limit` (1...1000); of one session or of all
+    /// when `sessionID` is nil. `next_after` is the cursor for the next page.
+    /// Returns nil when the session is unknown.
+    public func events(sessionID: String?, after: Int64 = 0, limit: Int = 100) throws -> JSONValue? {
+        let lim = Int64(max(1, min(limit, 1000)))
+        let rows: [[SQLValue]]
+        if let sid = sessionID {
+            guard try sessionExists(sid) else { return nil }
+            rows = try db.query("SELECT seq, raft_index, op, actor, tx_id, session_id, ts FROM ledger_events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                [.text(sid), .int(after), .int(lim)])
+        } else {
+            rows = try db.query("SELECT seq, raft_index, op, actor, tx_id, session_id, ts FROM ledger_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                [.int(after), .int(lim)])
+        }
+        let events: [JSONValue] = rows.map {
+            .obj([("seq", Self.json($0[0])), ("raft_index", Self.json($0[1])), ("op", Self.json($0[2])), ("actor", Self.json($0[3])),
+                  ("tx_id", Self.json($0[4])), ("session_id", Self.json($0[5])), ("ts", Self.json($0[6]))])
+        }
+        let next = rows.last?[0].int ?? after
+        return .obj([("events", .array(events)), ("next_after", .int(next))])
+    }
+
+    /// A step with its decisions (and their vote tallies); nil when unknown.
+    public func step(id: String) throws -> JSONValue? {
+        guard let r = try db.query("SELECT \(Self.stepColumns) FROM ledger_steps WHERE step_id = ?", [.text(id)]).first else { return nil }
+        guard case .object(var o) = stepJSON(r) else { return nil }
+        let decisions = try db.query("""
+            SELECT decision_id, question, options, quorum, status, outcome, opened_by, opened_index, decided_index
+            FROM ledger_decisions WHERE step_id = ? ORDER BY opened_index
+            """, [.text(id)])
+        var ds: [JSONValue] = []
+        for d in decisions {
+            let options = (d[2].text.flatMap { try? JSONValue.parse($0) }) ?? .array([])
+            let tallyRows = try db.query("SELECT option, COUNT(*) FROM ledger_votes WHERE decision_id = ? GROUP BY option ORDER BY option", [d[0]])
+            var tally = JSONObject()
+            for opt in options.arrayValue ?? [] {
+                if let s = opt.stringValue { tally[s] = .int(tallyRows.first { $0[0].text.map { Limits.same($0, s) } ?? false }?[1].int ?? 0) }
+            }
+            ds.append(.obj([
+                ("decision_id", Self.json(d[0])), ("question", Self.json(d[1])), ("options", options),
+                ("quorum", Self.json(d[3])), ("status", Self.json(d[4])), ("outcome", Self.json(d[5])),
+                ("opened_by", Self.json(d[6])), ("opened_index", Self.json(d[7])), ("decided_index", Self.json(d[8])),
+                ("votes", .object(tally)),
+            ]))
+        }
+        o["decisions"] = .array(ds)
+        return .object(o)
+    }
+
+    /// Artifacts of a step in the order they were added; nil when the step is unknown.
+    public func artifacts(stepID: String) throws -> JSONValue? {
+        guard !(try db.query("SELECT 1 FROM ledger_steps WHERE step_id = ?", [.text(stepID)])).isEmpty else { return nil }
+        let rows = try db.query("SELECT artifact_id, kind, uri, sha256, added_by, added_index FROM ledger_artifacts WHERE step_id = ? ORDER BY added_index, artifact_id", [.text(stepID)])
+        return .obj([
+            ("step_id", .string(stepID)),
+            ("artifacts", .array(rows.map {
+                .obj([("artifact_id", Self.json($0[0])), ("kind", Self.json($0[1])), ("uri", Self.json($0[2])),
+                      ("sha256", Self.json($0[3])), ("added_by", Self.json($0[4])), ("added_index", Self.json($0[5]))])
+            })),
+        ])
+    }
+
+    // MARK: Snapshot
+
+    static let snapshotFormat = "p2pos-ledger-snapshot/1"
+
+    /// A deterministic serialization of every ledger table: canonical JSON
+    /// `{"format":…,"tables":{name:[[column values…]…]}}`, rows in primary-key order.
+    /// Two nodes with the same applied entries produce identical bytes.
+    public func snapshot() throws -> [UInt8] {
+        var tables = JSONObject()
+        for t in Ledger.tables {
+            let rows = try db.query("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)")
+            tables[t.name] = .array(try rows.map { row in
+                .array(try row.map { v -> JSONValue in
+                    switch v {
+                    case .null: return .null
+                    case .int(let i): return .int(i)
+                    case .text(let s): return .string(s)
+                    case .double, .blob: throw LedgerError("snapshot: unexpected non-integer, non-text value in \(t.name)")
+                    }
+                })
+            })
+        }
+        return JSONValue.obj([("format", .string(Ledger.snapshotFormat)), ("tables", .object(tables))]).canonicalBytes
+    }
+
+    /// Replace the whole ledger state with a snapshot made by `snapshot()` (in one transaction).
+    public func restore(_ bytes: [UInt8]) throws {
+        let value: JSONValue
+        do { value = try JSONValue.parse(bytes, limits: JSONLimits(maxBytes: Int.max, maxDepth: 8)) } catch {
+            throw LedgerError("snapshot is not valid JSON: \(error)")
+        }
+        guard value["format"]?.stringValue == Ledger.snapshotFormat, case .object(let tables)? = value["tables"] else {
+            throw LedgerError("not a \(Ledger.snapshotFormat) snapshot")
+        }
+        try db.transaction {
+            for t in Ledger.tables {
+                let columns = try db.query("SELECT name FROM pragma_table_info(?)", [.text(t.name)]).count
+                try db.run("DELETE FROM \(t.name)")
+                guard let rows = tables[t.name]?.arrayValue else { throw LedgerError("snapshot lacks table \(t.name)") }
+                let sql = "INSERT INTO \(t.name) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))"
+                for row in rows {
+                    guard let cells = row.arrayValue, cells.count == columns else {
+                        throw LedgerError("snapshot row of \(t.name) does not have \(columns) columns")
+                    }
+                    try db.run(sql, try cells.map { c -> SQLValue in
+                        switch c {
+                        case .null: return .null
+                        case .int(let i): return .int(i)
+                        case .string(let s): return .text(s)
+                        default: throw LedgerError("snapshot cell of \(t.name) has type \(c.typeName)")
+                        }
+                    })
+                }
+            }
+            _ = try lastAppliedIndex()
+            let version = try db.query("SELECT value FROM ledger_meta WHERE key = 'schema_version'").first?.first?.text
+            guard version == Ledger.schemaVersion else {
+                throw LedgerError("snapshot has ledger schema version \(version ?? "none"), this node uses \(Ledger.schemaVersion)")
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import XCTest
+import Identity
+import Storage
+import Support
+import Wire
+@testable import Ledger
+
+final class FlowTests: XCTestCase {
+    let owner = Keys.owner, alice = Keys.alice, bob = Keys.bob, mallory = Keys.mallory
+
+    /// A whole collaboration, with some rejections mixed in, ending `completed`.
+    func runFlow(_ h: Harness) throws {
+        try h.ok(owner, .sessionCreate, "{\"session_id\":\"rel-1\",\"title\":\"Release 1 ✓\",\"steps\":[{\"step_id\":\"build\",\"title\":\"Build\"},{\"step_id\":\"test\",\"title\":\"Test\"},{\"step_id\":\"ship\",\"title\":\"Ship\"}]}")
+        try h.ok(alice, .participantJoin, "{\"session_id\":\"rel-1\"}")
+        try h.ok(bob, .participantJoin, "{\"session_id\":\"rel-1\"}")
+        _ = try h.apply(mallory, .stepClaim, "{\"step_id\":\"build\"}")
+        try h.ok(alice, .stepClaim, "{\"step_id\":\"build\"}")
+        try h.ok(alice, .artifactAdd, "{\"step_id\":\"build\",\"artifact_id\":\"bin-1\",\"kind\":\"binary\",\"uri\":\"s3://b/p2pos\",\"sha256\":\"\(SHA256.hex(Array("bin".utf8)))\"}")
+        try h.ok(alice, .stepResolve, "{\"step_id\":\"build\",\"outcome\":\"built\"}")
+        try h.ok(bob, .stepClaim, "{\"step_id\":\"test\"}")
+        try h.ok(bob, .stepHandoff, "{\"step_id\":\"test\",\"to\":\"\(alice.publicKey.base64)\"}")
+        try h.ok(alice, .artifactAdd, "{\"step_id\":\"test\",\"artifact_id\":\"report-1\",\"kind\":\"report\",\"uri\":\"https://ci/1\"}")
+        try h.ok(alice, .stepResolve, "{\"step_id\":\"test\",\"outcome\":\"green\"}")
+        try h.ok(owner, .decisionOpen, "{\"step_id\":\"ship\",\"decision_id\":\"go\",\"question\":\"Ship now?\",\"options\":[\"ship\",\"wait\"],\"quorum\":2}")
+        try h.ok(alice, .voteCast, "{\"decision_id\":\"go\",\"option\":\"ship\"}")
+        _ = try h.apply(alice, .voteCast, "{\"decision_id\":\"go\",\"option\":\"wait\"}")
+        try h.ok(bob, .voteCast, "{\"decision_id\":\"go\",\"option\":\"ship\"}")
+        try h.ok(bob, .stepClaim, "{\"step_id\":\"ship\"}")
+        try h.ok(bob, .stepResolve, "{\"step_id\":\"ship\",\"outcome\":\"ship\"}")
+    }
+
+    func testFullCollaborationFlow() throws {
+        let h = try Harness()
+        try runFlow(h)
+        let s = try XCTUnwrap(h.ledger.session(id: "rel-1"))
+        XCTAssertEqual(s["status"], .string("completed"))
+        XCTAssertEqual(s["participant_count"], .int(3))
+        XCTAssertEqual(s["steps"]?.arrayValue?.compactMap { $0["outcome"]?.stringValue }, ["built", "green", "ship"])
+        let events = try XCTUnwrap(h.ledger.events(sessionID: "rel-1", after: 0, limit: 1000))["events"]?.arrayValue ?? []
+        XCTAssertEqual(events.count, 15, "one event per applied tx, none for the 2 rejections")
+        XCTAssertEqual(events.compactMap { $0["seq"]?.intValue }, Array(1...15))
+        XCTAssertEqual(events.first?["op"], .string("SESSION_CREATE"))
+        XCTAssertEqual(events.first?["actor"], .string(owner.publicKey.base64))
+        XCTAssertEqual(events.first?["raft_index"], .int(1))
+        XCTAssertEqual(events.first?["ts"], .string(Harness.now.rfc3339Nano))
+        XCTAssertEqual(events.first?["tx_id"]?.stringValue?.count, 64)
+        XCTAssertEqual(events.last?["op"], .string("STEP_RESOLVE"))
+        // Paging.
+        let page = try XCTUnwrap(h.ledger.events(sessionID: "rel-1", after: 10, limit: 2))
+        XCTAssertEqual(page["events"]?.arrayValue?.compactMap { $0["seq"]?.intValue }, [11, 12])
+        XCTAssertEqual(page["next_after"], .int(12))
+        XCTAssertNil(try h.ledger.events(sessionID: "nope"))
+        let stats = try h.ledger.stats()
+        XCTAssertEqual(stats["sessions_completed"], .int(1))
+        XCTAssertEqual(stats["steps_resolved"], .int(3))
+        XCTAssertEqual(stats["txs_applied"], .int(15))
+        XCTAssertEqual(stats["txs_rejected"], .int(2))
+        XCTAssertEqual(stats["last_applied_index"], .int(17))
+        XCTAssertEqual(stats["votes"], .int(2))
+        let ship = try XCTUnwrap(h.ledger.step(id: "ship"))
+        XCTAssertEqual(ship["decisions"]?.arrayValue?.first?["votes"], .obj([("ship", .int(2)), ("wait", .int(0))]))
+        XCTAssertNil(try h.ledger.step(id: "nope"))
+        XCTAssertNil(try h.ledger.session(id: "nope"))
+        XCTAssertEqual(try h.ledger.artifacts(stepID: "build")?["artifacts"]?.arrayValue?.count, 1)
+    }
+
+    /// Two nodes applying the same entries (one by one, or grouped) end byte-identical.
+    func testDeterminism() throws {
+        let a = try Harness()
+        try runFlow(a)
+        let b = try Harness()
+        var results: [TxResult] = []
+        for chunk in stride(from: 0, to: a.entries.count, by: 5) {
+            results += try b.ledger.applyBatch(Array(a.entries[chunk..<min(chunk + 5, a.entries.count)]))
+        }
+        XCTAssertEqual(results.filter(\.isApplied).count, 15)
+        let snapA = try a.ledger.snapshot()
+        XCTAssertEqual(snapA, try b.ledger.snapshot())
+        for q in [{ (l: Ledger) in try l.stats() }, { try $0.session(id: "rel-1")! }, { try $0.events(sessionID: nil, after: 0, limit: 1000)! },
+                  { try $0.step(id: "ship")! }, { try $0.participants(sessionID: "rel-1")! }, { try $0.artifacts(stepID: "build")! }] {
+            XCTAssertEqual(try q(a.ledger).canonicalBytes, try q(b.ledger).canonicalBytes)
+        }
+        // The snapshot is canonical JSON of every ledger table.
+        let parsed = try JSONValue.parse(snapA, limits: JSONLimits(maxBytes: Int.max))
+        XCTAssertEqual(parsed.canonicalBytes, snapA)
+        XCTAssertEqual(parsed["tables"]?.objectValue?.count, Ledger.tables.count)
+    }
+
+    func testSnapshotRestore() throws {
+        let a = try Harness()
+        try runFlow(a)
+        let snap = try a.ledger.snapshot()
+        let c = try Harness()
+        try c.ok(mallory, .sessionCreate, "{\"session_id\":\"junk\",\"title\":\"x\",\"steps\":[{\"step_id\":\"j\",\"title\":\"J\"}]}")
+        try c.ledger.restore(snap)
+        XCTAssertEqual(try c.ledger.snapshot(), snap)
+        XCTAssertNil(try c.ledger.session(id: "junk"))
+        XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index)
+        // Restored state keeps working and keeps idempotency/nonces.
+        let replay = try c.ledger.apply(txBytes: a.entries[0].txBytes, raftIndex: a.index + 1)
+        XCTAssertTrue(replay.duplicate)
+        XCTAssertEqual(replay.raftIndex, 1)
+        // Bad snapshots are refused and change nothing.
+        XCTAssertThrowsError(try c.ledger.restore(Array("{}".utf8)))
+        XCTAssertThrowsError(try c.ledger.restore(Array("{\"format\":\"p2pos-ledger-snapshot/1\",\"tables\":{}}".utf8)))
+        XCTAssertThrowsError(try c.ledger.restore(Array(snap.dropLast())))
+        XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index + 1)
+        XCTAssertEqual(try c.ledger.session(id: "rel-1")?["status"], .string("completed"))
+    }
+
+    func testRestartResumesAndStaleIndexes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.db").path
+        var entries: [LedgerEntry] = []
+        do {
+            let h = try Harness(path: path)
+            try h.ok(owner, .sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[{\"step_id\":\"x\",\"title\":\"X\"}]}")
+            try h.ok(alice, .participantJoin, "{\"session_id\":\"s\"}")
+            try h.ledger.markApplied(raftIndex: 5)
+            try h.ledger.markApplied(raftIndex: 4)
+            entries = h.entries
+        }
+        let h2 = try Harness(path: path)
+        XCTAssertEqual(try h2.ledger.lastAppliedIndex(), 5)
+        XCTAssertEqual(h2.index, 5)
+        // Re-delivered entries at or below the applied index change nothing and report the original.
+        let again = try h2.ledger.apply(txBytes: entries[1].txBytes, raftIndex: 2)
+        XCTAssertTrue(again.duplicate)
+        XCTAssertEqual(again.raftIndex, 2)
+        XCTAssertEqual(try h2.ledger.lastAppliedIndex(), 5)
+        let fresh = try h2.sign(bob, .participantJoin, "{\"session_id\":\"s\"}")
+        let stale = try h2.ledger.apply(txBytes: fresh.encoded, raftIndex: 3)
+        XCTAssertEqual(stale.status, .rejected)
+        XCTAssertNil(try h2.ledger.result(txID: fresh.txID), "a stale entry is not applied")
+        XCTAssertEqual(try h2.applyBytes(fresh.encoded).status, .applied)
+        XCTAssertEqual(try h2.ledger.lastAppliedIndex(), 6)
+    }
+}
+
+final class LedgerFuzzTests: XCTestCase {
+    /// Mutated txs never crash decode or apply; anything applied is the original tx.
+    func testMutatedTxsNeverCrashOrForge() throws {
+        let h = try Harness()
+        try h.ok(Keys.owner, .sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[{\"step_id\":\"x\",\"title\":\"X\"}]}")
+        let tx = try h.sign(Keys.owner, .stepClaim, "{\"step_id\":\"x\"}")
+        let base = Array(tx.envelope.prettyString.utf8)
+        var rng = SplitMix(seed: 99)
+        var applied = 0
+        for _ in 0..<1500 {
+            var b = base
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let pos = Int(rng.next() % UInt64(b.count))
+                switch rng.next() % 3 {
+                case 0: b[pos] = UInt8(truncatingIfNeeded: rng.next())
+                case 1: b.insert(UInt8(truncatingIfNeeded: rng.next()), at: pos)
+                default: b.remove(at: pos)
+                }
+            }
+            let r = try h.applyBytes(b)
+            if r.status == .applied || r.duplicate {
+                applied += 1
+                XCTAssertEqual(r.txID, tx.txID, "only the original tx can be applied")
+            }
+        }
+        XCTAssertEqual(try h.ledger.stats()["events"], .int(applied > 0 ? 2 : 1))
+    }
+}

@@ -1,0 +1,184 @@
+import XCTest
+@testable import Wire
+
+final class JSONTests: XCTestCase {
+    func parse(_ s: String) throws -> JSONValue { try JSONValue.parse(s) }
+
+    func kind(_ s: String, limits: JSONLimits = JSONLimits()) -> JSONError.Kind? {
+        kind(Array(s.utf8), limits: limits)
+    }
+
+    func kind(_ b: [UInt8], limits: JSONLimits = JSONLimits()) -> JSONError.Kind? {
+        do { _ = try JSONValue.parse(b, limits: limits); return nil } catch { return error.kind }
+    }
+
+    func testParsesValues() throws {
+        XCTAssertEqual(try parse("null"), .null)
+        XCTAssertEqual(try parse(" true "), .bool(true))
+        XCTAssertEqual(try parse("false"), .bool(false))
+        XCTAssertEqual(try parse("0"), .int(0))
+        XCTAssertEqual(try parse("-0"), .int(0))
+        XCTAssertEqual(try parse("-42"), .int(-42))
+        XCTAssertEqual(try parse("9007199254740992"), .int(9007199254740992))
+        XCTAssertEqual(try parse("-9007199254740992"), .int(-9007199254740992))
+        XCTAssertEqual(try parse("\"a\\u00e9\\ud83d\\ude00\\n\\/\""), .string("aé😀\n/"))
+        XCTAssertEqual(try parse("[1, [2], {}]"), .array([.int(1), .array([.int(2)]), .object(JSONObject())]))
+        let o = try parse("{\"b\":1,\"a\":{\"c\":[]}}")
+        XCTAssertEqual(o.objectValue?.keys, ["b", "a"], "key order kept")
+        XCTAssertEqual(o["a"]?["c"], .array([]))
+    }
+
+    func testRejections() {
+        XCTAssertEqual(kind("1.5"), .floatNotAllowed)
+        XCTAssertEqual(kind("1e3"), .floatNotAllowed)
+        XCTAssertEqual(kind("{\"a\":1E3}"), .floatNotAllowed)
+        XCTAssertEqual(kind("9007199254740993"), .integerOutOfRange)
+        XCTAssertEqual(kind("-99999999999999999999999"), .integerOutOfRange)
+        XCTAssertEqual(kind("01"), .invalidNumber)
+        XCTAssertEqual(kind("-"), .unexpectedEnd)
+        XCTAssertEqual(kind("-a"), .invalidNumber)
+        XCTAssertEqual(kind("+1"), .unexpectedCharacter)
+        XCTAssertEqual(kind("{\"a\":1,\"a\":2}"), .duplicateKey)
+        XCTAssertEqual(kind("{\"a\":1} x"), .trailingData)
+        XCTAssertEqual(kind("1 2"), .trailingData)
+        XCTAssertEqual(kind(""), .unexpectedEnd)
+        XCTAssertEqual(kind("[1,"), .unexpectedEnd)
+        XCTAssertEqual(kind("[1,]"), .unexpectedCharacter)
+        XCTAssertEqual(kind("{\"a\" 1}"), .unexpectedCharacter)
+        XCTAssertEqual(kind("{a:1}"), .unexpectedCharacter)
+        XCTAssertEqual(kind("tru"), .unexpectedEnd)
+        XCTAssertEqual(kind("nul1"), .unexpectedCharacter)
+        XCTAssertEqual(kind("\"\\ud800\""), .loneSurrogate)
+        XCTAssertEqual(kind("\"\\ud800\\u0041\""), .loneSurrogate)
+        XCTAssertEqual(kind("\"\\udc00\""), .loneSurrogate)
+        XCTAssertEqual(kind("\"\\x\""), .invalidEscape)
+        XCTAssertEqual(kind("\"\\u12G4\""), .invalidEscape)
+        XCTAssertEqual(kind("\"a\nb\""), .controlCharacter)
+        XCTAssertEqual(kind([0x22, 0xC0, 0xAF, 0x22]), .invalidUTF8, "overlong")
+        XCTAssertEqual(kind([0x22, 0xED, 0xA0, 0x80, 0x22]), .invalidUTF8, "UTF-8 encoded surrogate")
+        XCTAssertEqual(kind([0x22, 0xF4, 0x90, 0x80, 0x80, 0x22]), .invalidUTF8, "beyond U+10FFFF")
+        XCTAssertEqual(kind([0x22, 0xE2, 0x82, 0x22]), .invalidUTF8, "truncated")
+        XCTAssertEqual(kind([0x22, 0xFF, 0x22]), .invalidUTF8)
+        XCTAssertEqual(kind([0xEF, 0xBB, 0xBF, 0x31]), .unexpectedCharacter, "BOM")
+        XCTAssertEqual(kind("[[[1]]]", limits: JSONLimits(maxDepth: 2)), .tooDeep)
+        XCTAssertNil(kind("[[1]]", limits: JSONLimits(maxDepth: 2)))
+        XCTAssertEqual(kind("[1,2,3]", limits: JSONLimits(maxBytes: 6)), .tooLarge)
+        XCTAssertEqual(kind(String(repeating: "[", count: 100_000)), .tooDeep, "deep input fails without stack overflow")
+    }
+
+    func testKeysAreComparedByteForByte() throws {
+        // U+00E9 and U+0065 U+0301 are canonically equivalent but different JSON keys.
+        let v = try parse("{\"\\u00e9\":1,\"e\\u0301\":2}")
+        XCTAssertEqual(v.objectValue?.count, 2)
+        XCTAssertEqual(v["\u{e9}"], .int(1))
+        XCTAssertEqual(v["e\u{301}"], .int(2))
+        XCTAssertEqual(try parse(v.canonicalString).canonicalString, v.canonicalString)
+        XCTAssertEqual(v.canonicalString, "{\"e\u{301}\":2,\"\u{e9}\":1}")
+    }
+
+    func testErrorsAreDescriptive() {
+        do { _ = try JSONValue.parse("{\"a\":1,\"a\":2}"); XCTFail() } catch {
+            XCTAssertEqual(error.offset, 7)
+            XCTAssertTrue(error.description.contains("duplicate object key \"a\""), error.description)
+        }
+    }
+
+    /// Known answers from RFC 8785 and its reference test data (integers only).
+    func testCanonicalKnownAnswers() throws {
+        XCTAssertEqual(try parse("{ \"b\" : [ 1 , true , null ] , \"a\" : \"x\" }").canonicalString, "{\"a\":\"x\",\"b\":[1,true,null]}")
+        // RFC 8785 §3.2.3 sorting example: keys sorted by UTF-16 code units.
+        let sorting = "{\"\\u20ac\":\"Euro Sign\",\"\\r\":\"Carriage Return\",\"\\ufb33\":\"Hebrew Letter Dalet With Dagesh\",\"1\":\"One\",\"\\ud83d\\ude00\":\"Emoji: Grinning Face\",\"\\u0080\":\"Control\",\"\\u00f6\":\"Latin Small Letter O With Diaeresis\"}"
+        XCTAssertEqual(try parse(sorting).canonicalString,
+                       "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\"ö\":\"Latin Small Letter O With Diaeresis\",\"€\":\"Euro Sign\",\"😀\":\"Emoji: Grinning Face\",\"דּ\":\"Hebrew Letter Dalet With Dagesh\"}")
+        // Escaping: only " \ and control characters; \u00xx lowercase; / and non-ASCII literal.
+        XCTAssertEqual(JSONValue.string("\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f}\"\\/\u{7f}\u{2028}é").canonicalString,
+                       "\"\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f\\\"\\\\/\u{7f}\u{2028}é\"")
+        XCTAssertEqual(JSONValue.int(-9007199254740992).canonicalString, "-9007199254740992")
+        XCTAssertEqual(JSONValue.obj([]).canonicalString, "{}")
+        XCTAssertEqual(JSONValue.array([]).canonicalString, "[]")
+        // Nested objects sorted at every level; arrays keep order.
+        XCTAssertEqual(try parse("{\"z\":{\"y\":1,\"x\":2},\"a\":[{\"d\":1,\"c\":2}]}").canonicalString,
+                       "{\"a\":[{\"c\":2,\"d\":1}],\"z\":{\"x\":2,\"y\":1}}")
+    }
+
+    func testPrettyAndCompact() throws {
+        let v = try parse("{\"b\":[1,{}],\"a\":\"x\"}")
+        XCTAssertEqual(v.compactString, "{\"b\":[1,{}],\"a\":\"x\"}")
+        XCTAssertEqual(v.prettyString, "{\n  \"b\": [\n    1,\n    {}\n  ],\n  \"a\": \"x\"\n}")
+        XCTAssertEqual(try parse(v.prettyString), v)
+    }
+
+    func randomValue(_ rng: inout SplitMix, depth: Int) -> JSONValue {
+        switch rng.next() % (depth > 3 ? 4 : 6) {
+        case 0: return .null
+        case 1: return .bool(rng.next() % 2 == 0)
+        case 2: return .int(Int64(rng.next() % (1 << 54)) - (1 << 53))
+        case 3:
+            let pool: [Character] = ["a", "Z", "\"", "\\", "\n", "\u{0}", "\u{1f}", "é", "€", "😀", "/", " ", "\u{7f}"]
+            return .string(String((0..<Int(rng.next() % 8)).map { _ in pool[Int(rng.next() % UInt64(pool.count))] }))
+        case 4: return .array((0..<Int(rng.next() % 4)).map { _ in randomValue(&rng, depth: depth + 1) })
+        default:
+            var o = JSONObject()
+            for _ in 0..<Int(rng.next() % 4) {
+                let k = ["a", "b", "é", "😀", "€", "A", "", "ab"][Int(rng.next() % 8)]
+                o[k] = randomValue(&rng, depth: depth + 1)
+            }
+            return .object(o)
+        }
+    }
+
+    func testRoundTripsRandomValues() throws {
+        var rng = SplitMix(seed: 42)
+        for _ in 0..<2000 {
+            let v = randomValue(&rng, depth: 0)
+            let canon = v.canonicalBytes
+            let back = try JSONValue.parse(canon)
+            XCTAssertEqual(back.canonicalBytes, canon, "canonical form is a fixed point")
+            XCTAssertEqual(try JSONValue.parse(v.compactString), v)
+            XCTAssertEqual(try JSONValue.parse(v.prettyString), v)
+        }
+    }
+
+    /// Mutation fuzz: random bytes and mutated valid documents never crash the parser; whatever
+    /// parses re-serializes to a canonical fixed point.
+    func testFuzzNeverCrashes() {
+        var rng = SplitMix(seed: 7)
+        let seeds = ["{\"a\":[1,2,{\"b\":\"\\u00e9\\ud83d\\ude00\"}],\"c\":null,\"d\":true}", "[-0,123,\"x\\n\"]", "\"é€😀\""].map { Array($0.utf8) }
+        var parsed = 0
+        for i in 0..<20000 {
+            var b: [UInt8]
+            if i % 4 == 0 {
+                b = (0..<Int(rng.next() % 32)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            } else {
+                b = seeds[Int(rng.next() % UInt64(seeds.count))]
+                for _ in 0..<(1 + Int(rng.next() % 4)) {
+                    let pos = b.isEmpty ? 0 : Int(rng.next() % UInt64(b.count))
+                    switch rng.next() % 3 {
+                    case 0: if !b.isEmpty { b[pos] = UInt8(truncatingIfNeeded: rng.next()) }
+                    case 1: b.insert(UInt8(truncatingIfNeeded: rng.next()), at: pos)
+                    default: if !b.isEmpty { b.remove(at: pos) }
+                    }
+                }
+            }
+            if let v = try? JSONValue.parse(b, limits: JSONLimits(maxBytes: 1024, maxDepth: 8)) {
+                parsed += 1
+                let c = v.canonicalBytes
+                XCTAssertEqual((try? JSONValue.parse(c))?.canonicalBytes, c)
+            }
+        }
+        XCTAssertGreaterThan(parsed, 10)
+    }
+}
+
+/// Deterministic PRNG for reproducible fuzz loops.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,150 @@
+import XCTest
+import Identity
+import Support
+import Wire
+@testable import Ledger
+
+final class TxTests: XCTestCase {
+    let cluster = Harness.cluster
+    let now = Harness.now
+
+    func signed(_ op: TxOp = .participantJoin, _ payload: String = "{\"session_id\":\"s1\"}",
+                cluster c: String? = nil, ts: Timestamp? = nil, key: PrivateKey = Keys.alice) throws(TxRejection) -> Tx {
+        try Tx.sign(key: key, op: op, payload: Harness.payload(payload), clusterID: c ?? cluster, nonce: "n1", ts: ts ?? now)
+    }
+
+    func code(_ body: () throws(TxRejection) -> Tx) -> RejectCode? {
+        do { _ = try body(); return nil } catch { return error.code }
+    }
+
+    /// Replace `field` of a signed tx's envelope and re-serialize (signature kept).
+    func tamper(_ tx: Tx, _ edit: (inout JSONObject) -> Void) -> [UInt8] {
+        var o = tx.envelope.objectValue!
+        edit(&o)
+        return JSONValue.object(o).canonicalBytes
+    }
+
+    func testSigningRecipe() throws {
+        let tx = try signed()
+        var unsigned = tx.envelope.objectValue!
+        unsigned["signature"] = nil
+        let expected = Array("p2pos/tx/v1\n".utf8) + JSONValue.object(unsigned).canonicalBytes
+        XCTAssertEqual(tx.signedBytes, expected)
+        XCTAssertEqual(tx.txID, SHA256.hex(expected))
+        XCTAssertEqual(tx.txID.count, 64)
+        XCTAssertEqual(tx.txID, tx.txID.lowercased())
+        XCTAssertTrue(Keys.alice.publicKey.verify(signature: tx.signature, message: expected))
+        XCTAssertEqual(String(decoding: expected, as: UTF8.self),
+                       "p2pos/tx/v1\n{\"cluster_id\":\"test-cluster\",\"nonce\":\"n1\",\"op\":\"PARTICIPANT_JOIN\",\"payload\":{\"session_id\":\"s1\"},\"public_key\":\"\(Keys.alice.publicKey.base64)\",\"ts\":\"\(now.rfc3339Nano)\",\"v\":1}")
+        // Decoding the encoded form gives the same tx; whitespace and key order do not matter.
+        XCTAssertEqual(try Tx.decode(tx.encoded), tx)
+        XCTAssertEqual(try Tx.decode(Array(tx.envelope.prettyString.utf8)).txID, tx.txID)
+        XCTAssertEqual(tx.signer, Keys.alice.publicKey.base64)
+    }
+
+    func testAdmission() throws {
+        let tx = try signed()
+        XCTAssertEqual(try Tx.admit(tx.encoded, clusterID: cluster, now: now).txID, tx.txID)
+        XCTAssertEqual(try Tx.admit(tx.encoded, clusterID: cluster, now: now.adding(seconds: 299)).txID, tx.txID)
+        XCTAssertEqual(try Tx.admit(tx.encoded, clusterID: cluster, now: now.adding(seconds: -300)).txID, tx.txID)
+        XCTAssertEqual(code { () throws(TxRejection) in try Tx.admit(tx.encoded, clusterID: cluster, now: now.adding(seconds: 301)) }, .expired)
+        XCTAssertEqual(code { () throws(TxRejection) in try Tx.admit(tx.encoded, clusterID: cluster, now: now.adding(seconds: -301)) }, .expired)
+        XCTAssertEqual(code { () throws(TxRejection) in try Tx.admit(tx.encoded, clusterID: "other", now: now) }, .wrongCluster)
+        XCTAssertEqual(code { () throws(TxRejection) in try Tx.admit(tx.encoded, clusterID: cluster, now: now, maxSkewSeconds: 0) }, nil)
+    }
+
+    func testShapeRejections() throws {
+        let tx = try signed()
+        func admitCode(_ bytes: [UInt8]) -> RejectCode? {
+            code { () throws(TxRejection) in try Tx.admit(bytes, clusterID: cluster, now: now) }
+        }
+        func admitCode(_ text: String) -> RejectCode? { admitCode(Array(text.utf8)) }
+        let canon = tx.encodedString
+        // Floats, duplicate keys, trailing garbage, not an object.
+        XCTAssertEqual(admitCode(canon.replacingOccurrences(of: "\"v\":1", with: "\"v\":1.0")), .malformed)
+        XCTAssertEqual(admitCode(canon.replacingOccurrences(of: "\"v\":1", with: "\"v\":1,\"v\":1")), .malformed)
+        XCTAssertEqual(admitCode(canon.replacingOccurrences(of: "{\"session_id\":\"s1\"}", with: "{\"session_id\":\"s1\",\"session_id\":\"s1\"}")), .malformed)
+        XCTAssertEqual(admitCode(canon + "x"), .malformed)
+        XCTAssertEqual(admitCode("[1]"), .malformed)
+        XCTAssertEqual(admitCode([0x7B, 0xFF, 0x7D]), .malformed)
+        // Oversized.
+        let big = String(repeating: " ", count: Tx.maxBytes) + canon
+        XCTAssertEqual(admitCode(big), .tooLarge)
+        // Envelope fields.
+        XCTAssertEqual(admitCode(tamper(tx) { $0["extra"] = .int(1) }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["v"] = .int(2) }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["op"] = .string("NOPE") }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["nonce"] = nil }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["nonce"] = .string("has space") }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["ts"] = .string("2026-01-01T00:00:00+01:00") }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["ts"] = .string("yesterday") }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["payload"] = .array([]) }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["public_key"] = .string("AAAA") }), .malformed)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["signature"] = .string("AAAA") }), .malformed)
+        // Signature.
+        XCTAssertEqual(admitCode(tamper(tx) { $0["payload"] = .obj([("session_id", .string("s2"))]) }), .badSignature)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["nonce"] = .string("n2") }), .badSignature)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["public_key"] = .string(Keys.bob.publicKey.base64) }), .badSignature)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["signature"] = .string(Base64.encode([UInt8](repeating: 0, count: 64))) }), .badSignature)
+        XCTAssertEqual(admitCode(tamper(tx) { $0["cluster_id"] = .string("other") }), .wrongCluster, "cluster is checked first")
+    }
+
+    func testPayloadShapes() throws {
+        func signCode(_ op: TxOp, _ payload: String) -> RejectCode? {
+            code { () throws(TxRejection) in try self.signed(op, payload) }
+        }
+        let hex = String(repeating: "ab", count: 32)
+        XCTAssertNil(signCode(.sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[{\"step_id\":\"a\",\"title\":\"A\"}]}"))
+        XCTAssertEqual(signCode(.sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[]}"), .malformed)
+        XCTAssertEqual(signCode(.sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[{\"step_id\":\"a\",\"title\":\"A\"},{\"step_id\":\"a\",\"title\":\"B\"}]}"), .malformed)
+        XCTAssertEqual(signCode(.sessionCreate, "{\"session_id\":\"s\",\"title\":\"\",\"steps\":[{\"step_id\":\"a\",\"title\":\"A\"}]}"), .malformed)
+        XCTAssertEqual(signCode(.sessionCreate, "{\"session_id\":\"s\",\"title\":\"a\\u0000b\",\"steps\":[{\"step_id\":\"a\",\"title\":\"A\"}]}"), .malformed)
+        XCTAssertEqual(signCode(.participantJoin, "{}"), .malformed)
+        XCTAssertEqual(signCode(.participantJoin, "{\"session_id\":1}"), .malformed)
+        XCTAssertEqual(signCode(.participantJoin, "{\"session_id\":\"s/1\"}"), .malformed)
+        XCTAssertEqual(signCode(.participantJoin, "{\"session_id\":\"s\",\"x\":1}"), .malformed)
+        XCTAssertEqual(signCode(.participantJoin, "{\"session_id\":\"\(String(repeating: "a", count: 129))\"}"), .malformed)
+        XCTAssertEqual(signCode(.stepHandoff, "{\"step_id\":\"a\",\"to\":\"nope\"}"), .malformed)
+        XCTAssertNil(signCode(.artifactAdd, "{\"step_id\":\"a\",\"artifact_id\":\"x\",\"kind\":\"k\",\"uri\":\"u\",\"sha256\":\"\(hex)\"}"))
+        XCTAssertNil(signCode(.artifactAdd, "{\"step_id\":\"a\",\"artifact_id\":\"x\",\"kind\":\"k\",\"uri\":\"u\"}"))
+        XCTAssertEqual(signCode(.artifactAdd, "{\"step_id\":\"a\",\"artifact_id\":\"x\",\"kind\":\"k\",\"uri\":\"u\",\"sha256\":\"\(hex.uppercased())\"}"), .malformed)
+        XCTAssertEqual(signCode(.decisionOpen, "{\"step_id\":\"a\",\"decision_id\":\"d\",\"question\":\"q\",\"options\":[\"x\"],\"quorum\":1}"), .malformed)
+        XCTAssertEqual(signCode(.decisionOpen, "{\"step_id\":\"a\",\"decision_id\":\"d\",\"question\":\"q\",\"options\":[\"x\",\"x\"],\"quorum\":1}"), .malformed)
+        XCTAssertEqual(signCode(.decisionOpen, "{\"step_id\":\"a\",\"decision_id\":\"d\",\"question\":\"q\",\"options\":[\"x\",\"y\"],\"quorum\":0}"), .malformed)
+        XCTAssertEqual(signCode(.decisionOpen, "{\"step_id\":\"a\",\"decision_id\":\"d\",\"question\":\"q\",\"options\":[\"x\",\"y\"],\"quorum\":\"1\"}"), .malformed)
+        let seventeen = (0..<17).map { "\"o\($0)\"" }.joined(separator: ",")
+        XCTAssertEqual(signCode(.decisionOpen, "{\"step_id\":\"a\",\"decision_id\":\"d\",\"question\":\"q\",\"options\":[\(seventeen)],\"quorum\":1}"), .malformed)
+        XCTAssertEqual(signCode(.voteCast, "{\"decision_id\":\"d\"}"), .malformed)
+        XCTAssertEqual(signCode(.stepResolve, "{\"step_id\":\"a\",\"outcome\":true}"), .malformed)
+    }
+
+    func testTxToolSignLines() throws {
+        let input = """
+        {"op":"PARTICIPANT_JOIN","payload":{"session_id":"s1"},"nonce":"a1","ts":"2026-01-02T03:04:05Z"}
+
+        {"op":"STEP_CLAIM","payload":{"step_id":"st1"}}\r
+        """
+        let lines = try TxTool.signLines(input: input, key: Keys.alice, clusterID: cluster, now: now)
+        XCTAssertEqual(lines.count, 2)
+        let first = try Tx.decode(Array(lines[0].utf8))
+        XCTAssertEqual(first.nonce, "a1")
+        XCTAssertEqual(first.ts, "2026-01-02T03:04:05Z")
+        XCTAssertEqual(first.op, .participantJoin)
+        XCTAssertEqual(lines[0], first.envelope.canonicalString)
+        let second = try Tx.admit(Array(lines[1].utf8), clusterID: cluster, now: now)
+        XCTAssertEqual(second.nonce.count, 32)
+        XCTAssertEqual(second.ts, now.rfc3339Nano)
+        do {
+            _ = try TxTool.signLines(input: "{\"op\":\"STEP_CLAIM\",\"payload\":{\"step_id\":\"a\"}}\n{\"op\":\"STEP_CLAIM\",\"payload\":{\"step\":\"a\"}}",
+                                     key: Keys.alice, clusterID: cluster, now: now)
+            XCTFail("expected an error")
+        } catch {
+            XCTAssertEqual(error.code, .malformed)
+            XCTAssertTrue(error.message.hasPrefix("line 2:"), error.message)
+        }
+        let one = try TxTool.sign(op: "STEP_CLAIM", payloadJSON: "{\"step_id\":\"x\"}", key: Keys.bob, clusterID: cluster, now: now, nonce: "k")
+        XCTAssertEqual(one.nonce, "k")
+        XCTAssertEqual(code { () throws(TxRejection) in try TxTool.sign(op: "NOPE", payloadJSON: "{}", key: Keys.bob, clusterID: cluster, now: now) }, .malformed)
+        XCTAssertEqual(code { () throws(TxRejection) in try TxTool.sign(op: "STEP_CLAIM", payloadJSON: "{\"step_id\":1.5}", key: Keys.bob, clusterID: cluster, now: now) }, .malformed)
+    }
+}
