@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity", "Wire"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "Identity"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftStorage", "Storage"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Identity", "Storage"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Identity", "Storage", "Wire", "Support"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
         .testTarget(name: "CLITests", dependencies: ["P2POSCLI"]),

@@ -122,3 +122,20 @@ public final class NodeStore: @unchecked Sendable {
         return out.values.sorted { $0.lastSeenAt > $1.lastSeenAt }
     }
 }
+
+extension NodeStore {
+    /// Remember a peer's advertised listen addresses (for reconnecting after restarts).
+    public func setAddrs(_ peer: String, _ addrs: [String]) throws {
+        try setMeta("addrs:" + peer, addrs.joined(separator: " "))
+    }
+
+    public func allAddrs() throws -> [String: [String]] {
+        lock.lock(); defer { lock.unlock() }
+        var out: [String: [String]] = [:]
+        for row in try db.query("SELECT key, value FROM meta WHERE key LIKE 'addrs:%'") {
+            guard let k = row[0].text, let v = row[1].text else { continue }
+            out[String(k.dropFirst(6))] = v.split(separator: " ").map(String.init)
+        }
+        return out
+    }
+}
