@@ -88,6 +88,24 @@ public final class ControlServer: @unchecked Sendable {
         return _stats
     }
 
+    /// The server's counters in Prometheus text format, for the daemon's `/metrics` route.
+    public func prometheusMetrics(prefix: String = "p2pos_api") -> String {
+        let s = stats
+        let rows: [(String, String, String, Int)] = [
+            ("connections_open", "gauge", "Control API connections being served.", s.connectionsOpen),
+            ("connections_accepted_total", "counter", "Control API connections accepted.", s.connectionsAccepted),
+            ("connections_rejected_total", "counter", "Connections refused with 503 over the connection limit.", s.connectionsRejected),
+            ("requests_total", "counter", "Requests handed to handlers.", s.requests),
+            ("timeouts_total", "counter", "Header, body and handler timeouts.", s.timeouts),
+            ("parse_errors_total", "counter", "Malformed or over-limit requests.", s.parseErrors),
+        ]
+        var out = ""
+        for (name, type, help, value) in rows {
+            out += "# HELP \(prefix)_\(name) \(help)\n# TYPE \(prefix)_\(name) \(type)\n\(prefix)_\(name) \(value)\n"
+        }
+        return out
+    }
+
     // MARK: - Lifecycle
 
     /// Bind the listeners and start the event-loop thread. Throws `P2POSError` with a clear
@@ -232,6 +250,8 @@ public final class ControlServer: @unchecked Sendable {
         var deadline: UInt64
         var seq: UInt64 = 0
         var headOnly = false
+        var requestLine = ""
+        var requestStart: UInt64 = 0
         var keepAlive = true
         var eof = false
         var discarded = 0
@@ -257,6 +277,7 @@ public final class ControlServer: @unchecked Sendable {
         var nextID: UInt64 = 1
         var readBuf = [UInt8](repeating: 0, count: 64 * 1024)
         var listening = true
+        var acceptPausedUntil: UInt64 = 0
 
         func closeConn(_ c: Conn) {
             close(c.fd)
@@ -295,7 +316,9 @@ public final class ControlServer: @unchecked Sendable {
 
             // Build the poll set.
             var pfds: [pollfd] = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
-            if listening { for fd in listeners { pfds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) } }
+            // Out of file descriptors: stop polling the listeners for a moment instead of spinning.
+            let acceptPaused = now0 < acceptPausedUntil
+            if listening { for fd in listeners { pfds.append(pollfd(fd: acceptPaused ? -1 : fd, events: Int16(POLLIN), revents: 0)) } }
             let firstConn = pfds.count
             var order: [Conn] = []
             var nextDeadline = now0 + 1_000_000_000
@@ -333,7 +356,13 @@ public final class ControlServer: @unchecked Sendable {
                 for i in 1..<firstConn where pfds[i].revents & Int16(POLLIN) != 0 {
                     while true {
                         let fd = accept(pfds[i].fd, nil, nil)
-                        if fd < 0 { break }
+                        if fd < 0 {
+                            if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM {
+                                acceptPausedUntil = now + 100_000_000
+                                Log.warn("api", "accept_failed", ["reason": Sock.errnoString()])
+                            }
+                            break
+                        }
                         Sock.setNonBlocking(fd)
                         Sock.setCloseOnExec(fd)
                         Sock.noSigPipe(fd)
@@ -518,6 +547,8 @@ public final class ControlServer: @unchecked Sendable {
                 let seq = c.seq
                 c.keepAlive = request.keepAlive
                 c.headOnly = request.method == "HEAD"
+                c.requestLine = "\(request.method) \(request.path)"
+                c.requestStart = now
                 c.state = .handling(seq: seq)
                 c.deadline = now + seconds(config.handlerTimeout)
                 bump { $0.requests += 1 }
@@ -555,6 +586,13 @@ public final class ControlServer: @unchecked Sendable {
         lock.unlock()
         let keep = c.keepAlive && !isStopping && !c.eof
         c.closeAfterWrite = !keep
+        if Log.shared.level <= .debug {
+            let ms = c.requestStart > 0 ? Double(Monotonic.nanos() - c.requestStart) / 1e6 : 0
+            Log.debug("api", "request", ["request": c.requestLine.isEmpty ? "-" : c.requestLine, "status": response.status,
+                                         "ms": String(format: "%.1f", ms), "bytes": response.body.count])
+        }
+        c.requestLine = ""
+        c.requestStart = 0
         c.out.append(contentsOf: response.serialized(keepAlive: keep, headOnly: c.headOnly, date: HTTPStatus.httpDate(Timestamp.now().seconds)))
         c.state = .writing
         c.deadline = Monotonic.nanos() + seconds(config.writeTimeout)

@@ -215,6 +215,8 @@ final class ControlServerTests: XCTestCase {
         XCTAssertEqual(last.headers["Connection"], "close")
         XCTAssertTrue(c.closedByPeer())
         XCTAssertEqual(server.stats.requests, 5)
+        let metrics = server.prometheusMetrics()
+        XCTAssertTrue(metrics.contains("# TYPE p2pos_api_requests_total counter\np2pos_api_requests_total 5\n"), metrics)
     }
 
     func testExpectContinue() throws {

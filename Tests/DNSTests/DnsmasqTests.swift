@@ -16,20 +16,27 @@ final class Dnsmasq {
     let stderr: Pipe
 
     /// `records`: (name, [character-strings]) — one entry per TXT record.
-    init(records: [(String, [String])]) throws {
+    convenience init(records: [(String, [String])]) throws {
         guard let bin = Dnsmasq.binary else { throw XCTSkip("dnsmasq is not installed (apt-get install -y dnsmasq-base); skipping the real-DNS tests") }
-        var lastError = ""
-        for _ in 0..<5 {
-            let port = Dnsmasq.freePort()
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bin)
+        try self.init(executable: bin) { port in
             var args = ["--no-daemon", "--conf-file=/dev/null", "--port=\(port)", "--listen-address=127.0.0.1",
                         "--bind-interfaces", "--no-resolv", "--no-hosts", "--no-poll", "--pid-file",
                         "--local=/test/", "--cache-size=0", "--log-facility=-"]
             for (name, strings) in records {
                 args.append("--txt-record=" + ([name] + strings).joined(separator: ","))  // values must not contain commas
             }
-            p.arguments = args
+            return args
+        }
+    }
+
+    /// Start `executable` with the arguments for a free port; wait until it answers DNS.
+    init(executable: String, arguments: (Int) -> [String]) throws {
+        var lastError = ""
+        for _ in 0..<5 {
+            let port = Dnsmasq.freePort()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = arguments(port)
             let err = Pipe()
             p.standardError = err
             p.standardOutput = FileHandle.nullDevice
@@ -235,6 +242,48 @@ final class DnsmasqTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(t0), 5)
     }
 
+    func testServfailIsReportedAsSuch() throws {
+        // A tiny UDP responder that answers every query with SERVFAIL (dnsmasq cannot, without forwarding).
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let stop = Failures()
+        let responder = Thread {
+            var buf = [UInt8](repeating: 0, count: 512)
+            while stop.all.isEmpty {
+                var peer = sockaddr_storage()
+                var plen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                let n = withUnsafeMutablePointer(to: &peer) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buf, buf.count, 0, $0, &plen) }
+                }
+                guard n >= 12 else { continue }
+                var reply = Array(buf[0..<n])
+                reply[2] |= 0x80
+                reply[3] = (reply[3] & 0xF0) | 2
+                _ = withUnsafePointer(to: &peer) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, reply, reply.count, 0, $0, plen) }
+                }
+            }
+        }
+        responder.start()
+        defer { stop.add("stop"); Thread.sleep(forTimeInterval: 0.3); close(fd) }
+        let t0 = Date()
+        XCTAssertThrowsError(try DNSTool.resolve(domain: "multi.test", server: "127.0.0.1:\(port)", timeout: 2, attempts: 2)) { e in
+            guard case .serverFailure(let n, let s, let reason)? = e as? DNSError else { return XCTFail("\(e)") }
+            XCTAssertEqual(n, "_dnsaddr.multi.test")
+            XCTAssertEqual(s, "127.0.0.1:\(port)")
+            XCTAssertTrue(reason.hasPrefix("SERVFAIL"), reason)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 1, "SERVFAIL is reported at once, not after timeouts")
+    }
+
     func testConcurrentLookupsUsePrivateState() throws {
         let server = dns.server
         let failures = Failures()
@@ -250,6 +299,22 @@ final class DnsmasqTests: XCTestCase {
             }
         }
         XCTAssertEqual(failures.all, [])
+    }
+}
+
+final class ZoneScriptTests: XCTestCase {
+    /// tests/dns/dnsmasq-zone.sh serves tests/dns/sample.zone; resolving through it works end to end.
+    func testSampleZoneThroughHelperScript() throws {
+        guard Dnsmasq.binary != nil else { throw XCTSkip("dnsmasq is not installed (apt-get install -y dnsmasq-base)") }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let script = root.appendingPathComponent("tests/dns/dnsmasq-zone.sh").path
+        let zone = root.appendingPathComponent("tests/dns/sample.zone").path
+        let dns = try Dnsmasq(executable: "/bin/sh") { port in [script, String(port), zone] }
+        defer { dns.stop() }
+        let r = try DNSTool.resolve(domain: "cluster.test", server: dns.server)
+        XCTAssertEqual(r.peers.map { $0.addrs.count }, [2, 1])
+        XCTAssertEqual(r.peers.map { $0.peerID }, ["12D3KooWAbFVbstA3Y5h5WYeHuhMDQ4QbQv5XTvnZq3sLLNBDLJk", "12D3KooWBp9HKhVGd6i7xWXWQ5YuZVmuhhcH5TsJWzqZ7vaMbHLc"])
+        XCTAssertEqual(try DNSTool.resolve(domain: "bare.test", server: dns.server).peers.count, 1)
     }
 }
 
