@@ -514,6 +514,9 @@ public final class ControlServer: @unchecked Sendable {
         while true {
             switch c.state {
             case .head:
+                // Stray CRLFs between requests are ignored (RFC 9112 §2.2), not a started request.
+                let lead = HTTPParser.leadingEmptyLineBytes(c.inBuf)
+                if lead > 0 && lead == c.inBuf.count { c.inBuf.removeAll(); c.scanFrom = 0 }
                 if c.inBuf.isEmpty { return }
                 guard let end = HTTPParser.findHeadEnd(c.inBuf, from: max(0, c.scanFrom - 3)) else {
                     c.scanFrom = c.inBuf.count

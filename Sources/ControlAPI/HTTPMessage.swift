@@ -239,14 +239,17 @@ public struct HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
     public var status: Int
     public var code: String
     public var message: String
+    /// Extra string fields inside `error` (e.g. `leader_peer_id` with NOT_LEADER).
+    public var details: [String: String]
 
-    public init(status: Int, code: String, message: String) {
+    public init(status: Int, code: String, message: String, details: [String: String] = [:]) {
         self.status = status
         self.code = code
         self.message = message
+        self.details = details
     }
 
-    public var response: HTTPResponse { .error(status: status, code: code, message: message) }
+    public var response: HTTPResponse { .error(status: status, code: code, message: message, extra: details) }
     public var description: String { "\(status) \(code): \(message)" }
 
     static func describeDecoding(_ error: Error) -> String {
@@ -282,6 +285,7 @@ public enum HTTPStatus {
         case 414: return "URI Too Long"
         case 415: return "Unsupported Media Type"
         case 417: return "Expectation Failed"
+        case 421: return "Misdirected Request"
         case 422: return "Unprocessable Content"
         case 429: return "Too Many Requests"
         case 431: return "Request Header Fields Too Large"

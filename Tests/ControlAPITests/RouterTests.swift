@@ -30,6 +30,7 @@ final class RouterTests: XCTestCase {
             return .jsonObject(["echo": v])
         }
         router.get("/boom") { _ in throw HTTPError(status: 409, code: "CONFLICT", message: "nope") }
+        router.post("/v1/p2p/tx") { _ in throw HTTPError(status: 421, code: "NOT_LEADER", message: "not the leader", details: ["leader_peer_id": "12D3KooWX"]) }
         router.addCallback("GET", "/later") { _, responder in
             DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { responder.complete(.text("later")) }
         }
@@ -67,6 +68,8 @@ final class RouterTests: XCTestCase {
         let thrown = run(router, "GET", "/boom")
         XCTAssertEqual(thrown.status, 409)
         XCTAssertEqual(errorCode(thrown), "CONFLICT")
+        XCTAssertEqual(String(decoding: run(router, "POST", "/v1/p2p/tx").body, as: UTF8.self),
+                       #"{"error":{"code":"NOT_LEADER","leader_peer_id":"12D3KooWX","message":"not the leader"}}"# + "\n")
     }
 
     func testHeadFallsBackToGet() {
