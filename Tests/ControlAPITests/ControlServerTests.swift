@@ -329,6 +329,54 @@ final class ControlServerTests: XCTestCase {
         XCTAssertTrue(c.closedByPeer(timeout: 3), "idle keep-alive connection is closed")
     }
 
+    func testSilentAndSlowBodyClientsTimeOut() throws {
+        let (server, path) = try startServer { $0.headerTimeout = 0.5; $0.bodyTimeout = 0.5 }
+        let silent = try RawConn(path: path)
+        let slowBody = try RawConn(path: path)
+        slowBody.send("POST /v1/echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345")
+        XCTAssertEqual(silent.readResponse(timeout: 3)?.status, 408)
+        XCTAssertEqual(slowBody.readResponse(timeout: 3)?.status, 408)
+        XCTAssertTrue(silent.closedByPeer())
+        XCTAssertEqual(server.stats.timeouts, 2)
+    }
+
+    func testGarbageConnectionsNeverBreakTheServer() throws {
+        let (_, path) = try startServer { $0.headerTimeout = 1 }
+        var rng = SplitMix(seed: 3)
+        let seeds = ["GET /healthz HTTP/1.1\r\n\r\n", "POST /v1/echo HTTP/1.1\r\nContent-Length: 3\r\n\r\n{}\n",
+                     "GET /v1/p2p/sessions/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"].map { Array($0.utf8) }
+        for i in 0..<300 {
+            var b = seeds[i % seeds.count]
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let pos = Int(rng.next() % UInt64(b.count))
+                switch rng.next() % 3 {
+                case 0: b[pos] = UInt8(truncatingIfNeeded: rng.next())
+                case 1: b.remove(at: pos)
+                default: b.insert(UInt8(truncatingIfNeeded: rng.next()), at: pos)
+                }
+                if b.isEmpty { b = [0] }
+            }
+            let c = try RawConn(path: path)
+            c.send(b)
+            shutdown(c.fd, Int32(SHUT_WR))
+            // Whatever the bytes, the answer is well-formed or the connection just closes.
+            if let r = c.readResponse(timeout: 3) {
+                XCTAssertTrue((200...599).contains(r.status), "status \(r.status) for \(b)")
+            }
+        }
+        XCTAssertEqual(try ControlClient(socketPath: path).request("GET", "/healthz").status, 200)
+    }
+
+    func testSocketPathTooLong() {
+        let long = "/tmp/" + String(repeating: "x", count: 120) + ".sock"
+        XCTAssertThrowsError(try ControlServer(config: ControlServerConfig(socketPath: long), router: Router()).start()) { e in
+            XCTAssertEqual((e as? P2POSError)?.code, "API_SOCKET_PATH")
+        }
+        XCTAssertThrowsError(try ControlClient(socketPath: long).request("GET", "/")) { e in
+            XCTAssertTrue((e as? ControlClientError)?.isNotReachable == true)
+        }
+    }
+
     func testConcurrentClients() throws {
         let (server, path) = try startServer()
         let errors = Box()
