@@ -251,6 +251,7 @@ public final class ControlServer: @unchecked Sendable {
         var seq: UInt64 = 0
         var headOnly = false
         var requestLine = ""
+        var chunked: ChunkedBodyDecoder? = nil
         var requestStart: UInt64 = 0
         var keepAlive = true
         var eof = false
@@ -413,7 +414,7 @@ public final class ControlServer: @unchecked Sendable {
                         }
                     case .head, .body:
                         var want = readBuf.count
-                        if case .body(let h) = c.state {
+                        if case .body(let h) = c.state, !h.chunked {
                             let need = h.headLength + h.contentLength - c.inBuf.count
                             want = max(1, min(readBuf.count, need + 16 * 1024))
                         }
@@ -535,16 +536,44 @@ public final class ControlServer: @unchecked Sendable {
                 case .success(let head):
                     c.state = .body(head)
                     c.deadline = now + seconds(config.bodyTimeout)
-                    if head.expectContinue && c.inBuf.count < head.headLength + head.contentLength && head.contentLength > 0 {
+                    let bodyPending = head.chunked ? c.inBuf.count <= head.headLength
+                        : (head.contentLength > 0 && c.inBuf.count < head.headLength + head.contentLength)
+                    if head.expectContinue && bodyPending {
                         c.out.append(contentsOf: Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
                         _ = flush(c)
                     }
                 }
             case .body(let head):
-                let total = head.headLength + head.contentLength
-                guard c.inBuf.count >= total else { return }
-                let body = Array(c.inBuf[head.headLength..<total])
-                c.inBuf.removeFirst(total)
+                let body: [UInt8]
+                if head.chunked {
+                    var decoder = c.chunked ?? ChunkedBodyDecoder(start: head.headLength, limits: config.limits)
+                    c.chunked = nil  // keep the decoder's body uniquely referenced (no copy per feed)
+                    let outcome = decoder.feed(c.inBuf)
+                    c.chunked = decoder
+                    switch outcome {
+                    case .needMore:
+                        // Bound the raw (encoded) bytes too: tiny chunks cost framing overhead.
+                        if c.inBuf.count - head.headLength > 2 * config.limits.maxBodyBytes + 64 * 1024 {
+                            c.chunked = nil
+                            sendError(c, HTTPError(status: 413, code: "BODY_TOO_LARGE", message: "chunked framing overhead exceeds the body limit"), now: now)
+                        }
+                        return
+                    case .failure(let e):
+                        c.chunked = nil
+                        bump { $0.parseErrors += 1 }
+                        sendError(c, e, now: now)
+                        return
+                    case .done(let end):
+                        c.chunked = nil
+                        body = decoder.body
+                        c.inBuf.removeFirst(end)
+                    }
+                } else {
+                    let total = head.headLength + head.contentLength
+                    guard c.inBuf.count >= total else { return }
+                    body = Array(c.inBuf[head.headLength..<total])
+                    c.inBuf.removeFirst(total)
+                }
                 let request = HTTPParser.makeRequest(head, body: body)
                 c.seq += 1
                 let seq = c.seq

@@ -25,8 +25,10 @@ public struct HTTPRequestHead: Sendable {
     public var target: String
     public var minorVersion: Int
     public var headers: HTTPHeaders
-    /// Declared body length (0 when absent).
+    /// Declared body length (0 when absent or chunked).
     public var contentLength: Int
+    /// Body sent with `Transfer-Encoding: chunked` (decoded by `ChunkedBodyDecoder`).
+    public var chunked: Bool = false
     /// Client sent `Expect: 100-continue`.
     public var expectContinue: Bool
     /// Bytes of the head including leading empty lines and the terminating blank line.
@@ -44,7 +46,8 @@ public enum HTTPParseResult: Sendable {
 ///
 /// Accepts CRLF or bare LF line endings, ignores empty lines before the request line,
 /// rejects obs-fold, whitespace before the colon, control characters, conflicting or
-/// malformed Content-Length and any Transfer-Encoding (501: send Content-Length).
+/// malformed Content-Length, Content-Length together with Transfer-Encoding, and transfer
+/// codings other than a single `chunked` (501).
 public enum HTTPParser {
     static let tchar: [Bool] = {
         var t = [Bool](repeating: false, count: 256)
@@ -169,12 +172,21 @@ public enum HTTPParser {
             }
             headers.add(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
         }
-        if !headers.values("Transfer-Encoding").isEmpty {
-            return .failure(HTTPError(status: 501, code: "NOT_IMPLEMENTED", message: "Transfer-Encoding (chunked) is not supported; send the body with Content-Length"))
-        }
         var contentLength = 0
         let clValues = headers.values("Content-Length").flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }
             .map { $0.trimmingCharacters(in: .whitespaces) }
+        var chunked = false
+        let teValues = headers.values("Transfer-Encoding")
+        if !teValues.isEmpty {
+            // RFC 9112 §6.1: both headers is a smuggling vector; reject instead of guessing.
+            guard clValues.isEmpty else { return .failure(bad("both Transfer-Encoding and Content-Length")) }
+            guard minor == 1 else { return .failure(bad("Transfer-Encoding in an HTTP/1.0 request")) }
+            let codings = teValues.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard codings == ["chunked"] else {
+                return .failure(HTTPError(status: 501, code: "NOT_IMPLEMENTED", message: "only Transfer-Encoding: chunked is supported"))
+            }
+            chunked = true
+        }
         if !clValues.isEmpty {
             guard let firstCL = clValues.first, clValues.allSatisfy({ $0 == firstCL }),
                   !firstCL.isEmpty, firstCL.utf8.count <= 18, firstCL.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
@@ -194,7 +206,7 @@ public enum HTTPParser {
             expectContinue = minor == 1
         }
         return .success(HTTPRequestHead(method: method, target: target, minorVersion: minor, headers: headers,
-                                        contentLength: contentLength, expectContinue: expectContinue, headLength: headEnd))
+                                        contentLength: contentLength, chunked: chunked, expectContinue: expectContinue, headLength: headEnd))
     }
 
     /// Parse one whole request from the start of `buf`.
@@ -206,6 +218,14 @@ public enum HTTPParser {
         switch parseHead(buf, headEnd: headEnd, limits: limits) {
         case .failure(let e): return .failure(e)
         case .success(let head):
+            if head.chunked {
+                var decoder = ChunkedBodyDecoder(start: headEnd, limits: limits)
+                switch decoder.feed(buf) {
+                case .needMore: return .incomplete
+                case .failure(let e): return .failure(e)
+                case .done(let end): return .complete(makeRequest(head, body: decoder.body), consumed: end)
+                }
+            }
             let total = headEnd + head.contentLength
             guard buf.count >= total else { return .incomplete }
             return .complete(makeRequest(head, body: Array(buf[headEnd..<total])), consumed: total)
@@ -228,5 +248,127 @@ public enum HTTPParser {
         if !hasLength && (!body.isEmpty || method == "POST" || method == "PUT") { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"
         return Array(head.utf8) + body
+    }
+}
+
+/// Incremental decoder of a chunked request body (RFC 9112 §7.1), bounded by the body limit.
+///
+/// The caller keeps the whole request in one buffer and calls `feed` with it as it grows; the
+/// decoder remembers how far it got. Chunk extensions and trailer fields are read and dropped.
+public struct ChunkedBodyDecoder: Sendable {
+    public enum Outcome: Sendable, Equatable {
+        case needMore
+        /// The body ended; the request occupies `buf[0..<end]`.
+        case done(end: Int)
+        case failure(HTTPError)
+    }
+
+    enum Phase: Sendable { case size, data(Int), dataEnd, trailers, done }
+
+    /// Longest chunk-size line (size, extensions) accepted.
+    public static let maxSizeLine = 1024
+
+    public private(set) var body: [UInt8] = []
+    var pos: Int
+    var phase: Phase = .size
+    var trailerBytes = 0
+    let limits: HTTPLimits
+
+    /// `start`: index of the first body byte in the buffers passed to `feed`.
+    public init(start: Int, limits: HTTPLimits) {
+        self.pos = start
+        self.limits = limits
+    }
+
+    static func bad(_ m: String) -> Outcome { .failure(HTTPError(status: 400, code: "BAD_REQUEST", message: "malformed chunked body: \(m)")) }
+
+    /// Index just past the next LF at or after `from`, within `limit` bytes; nil when not there yet.
+    static func lineEnd(_ buf: [UInt8], _ from: Int, limit: Int) -> (end: Int, content: Range<Int>)?? {
+        var i = from
+        while i < buf.count {
+            if buf[i] == 10 {
+                let contentEnd = (i > from && buf[i - 1] == 13) ? i - 1 : i
+                return .some((i + 1, from..<contentEnd))
+            }
+            if i - from >= limit { return .some(nil) }
+            i += 1
+        }
+        return nil
+    }
+
+    public mutating func feed(_ buf: [UInt8]) -> Outcome {
+        while true {
+            switch phase {
+            case .done:
+                return .done(end: pos)
+            case .size:
+                guard let found = ChunkedBodyDecoder.lineEnd(buf, pos, limit: ChunkedBodyDecoder.maxSizeLine) else { return .needMore }
+                guard let (end, content) = found else { return ChunkedBodyDecoder.bad("chunk-size line too long") }
+                var size = 0
+                var digits = 0
+                var i = content.lowerBound
+                while i < content.upperBound {
+                    let c = buf[i]
+                    let v: Int
+                    switch c {
+                    case 48...57: v = Int(c - 48)
+                    case 65...70: v = Int(c - 55)
+                    case 97...102: v = Int(c - 87)
+                    default: v = -1
+                    }
+                    if v < 0 { break }
+                    digits += 1
+                    guard digits <= 15 else { return ChunkedBodyDecoder.bad("chunk size too long") }
+                    size = size * 16 + v
+                    i += 1
+                }
+                guard digits > 0 else { return ChunkedBodyDecoder.bad("missing chunk size") }
+                if i < content.upperBound {
+                    // Only whitespace and `;ext` may follow the size.
+                    var j = i
+                    while j < content.upperBound, buf[j] == 32 || buf[j] == 9 { j += 1 }
+                    guard j < content.upperBound, buf[j] == UInt8(ascii: ";") else { return ChunkedBodyDecoder.bad("junk after chunk size") }
+                    guard buf[j..<content.upperBound].allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else {
+                        return ChunkedBodyDecoder.bad("control character in chunk extension")
+                    }
+                }
+                guard size <= limits.maxBodyBytes - body.count else {
+                    return .failure(HTTPError(status: 413, code: "BODY_TOO_LARGE", message: "chunked request body exceeds the limit of \(limits.maxBodyBytes) bytes"))
+                }
+                pos = end
+                phase = size == 0 ? .trailers : .data(size)
+            case .data(let remaining):
+                let available = buf.count - pos
+                if available <= 0 { return .needMore }
+                let n = min(remaining, available)
+                body.append(contentsOf: buf[pos..<(pos + n)])
+                pos += n
+                phase = n == remaining ? .dataEnd : .data(remaining - n)
+            case .dataEnd:
+                guard pos < buf.count else { return .needMore }
+                if buf[pos] == 10 { pos += 1; phase = .size; continue }
+                guard buf[pos] == 13 else { return ChunkedBodyDecoder.bad("chunk data not followed by CRLF") }
+                guard pos + 1 < buf.count else { return .needMore }
+                guard buf[pos + 1] == 10 else { return ChunkedBodyDecoder.bad("chunk data not followed by CRLF") }
+                pos += 2
+                phase = .size
+            case .trailers:
+                guard let found = ChunkedBodyDecoder.lineEnd(buf, pos, limit: limits.maxHeaderBytes) else {
+                    if buf.count - pos > limits.maxHeaderBytes - trailerBytes {
+                        return .failure(HTTPError(status: 431, code: "HEADERS_TOO_LARGE", message: "chunked trailers exceed \(limits.maxHeaderBytes) bytes"))
+                    }
+                    return .needMore
+                }
+                guard let (end, content) = found else {
+                    return .failure(HTTPError(status: 431, code: "HEADERS_TOO_LARGE", message: "chunked trailer line too long"))
+                }
+                trailerBytes += end - pos
+                guard trailerBytes <= limits.maxHeaderBytes else {
+                    return .failure(HTTPError(status: 431, code: "HEADERS_TOO_LARGE", message: "chunked trailers exceed \(limits.maxHeaderBytes) bytes"))
+                }
+                pos = end
+                if content.isEmpty { phase = .done }
+            }
+        }
     }
 }

@@ -219,6 +219,22 @@ final class ControlServerTests: XCTestCase {
         XCTAssertTrue(metrics.contains("# TYPE p2pos_api_requests_total counter\np2pos_api_requests_total 5\n"), metrics)
     }
 
+    func testChunkedUploadAndKeepAlive() throws {
+        let (_, path) = try startServer()
+        let c = try RawConn(path: path)
+        c.send("POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n")
+        Thread.sleep(forTimeInterval: 0.05)
+        c.send("3\r\n:1}\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(c.readResponse()?.body, "{\"echo\":{\"a\":1}}\n")
+        XCTAssertEqual(c.readResponse()?.status, 200)
+        // Over the body limit while chunking: 413 and close.
+        let big = try RawConn(path: path)
+        big.send("POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let chunk = "100000\r\n" + String(repeating: "x", count: 0x100000) + "\r\n"
+        for _ in 0..<5 { if !big.send(chunk) { break } }
+        XCTAssertEqual(big.readResponse()?.status, 413)
+    }
+
     func testExpectContinue() throws {
         let (_, path) = try startServer()
         let c = try RawConn(path: path)
@@ -239,7 +255,7 @@ final class ControlServerTests: XCTestCase {
         XCTAssertTrue(r.body.contains("\"code\":\"BAD_REQUEST\""))
         XCTAssertTrue(c.closedByPeer())
         let c2 = try RawConn(path: path)
-        c2.send("POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        c2.send("POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")
         XCTAssertEqual(c2.readResponse()?.status, 501)
         XCTAssertEqual(server.stats.parseErrors, 2)
     }
@@ -440,5 +456,8 @@ final class ControlServerTests: XCTestCase {
         try big.write(toFile: bigFile, atomically: true, encoding: .utf8)
         let echoed = try run(["-X", "POST", "--data-binary", "@" + bigFile, "http://localhost/v1/echo"])
         XCTAssertEqual(echoed.count, big.count + "{\"echo\":}\n".count)
+        // Upload from stdin with -T - is sent chunked.
+        let chunkedOut = try run(["-T", bigFile, "-H", "Transfer-Encoding: chunked", "-X", "POST", "http://localhost/v1/echo"])
+        XCTAssertEqual(chunkedOut.count, big.count + "{\"echo\":}\n".count)
     }
 }

@@ -89,7 +89,16 @@ final class HTTPParserTests: XCTestCase {
             ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
             ("POST / HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n", 400),
             ("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", 501),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 x\r\n", 400),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n", 400),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n", 400),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400001\r\n", 413),
             ("POST / HTTP/1.1\r\nExpect: something\r\n\r\n", 417),
             ("POST / HTTP/1.1\r\nContent-Length: 4194305\r\n\r\n", 413),
         ]
@@ -99,6 +108,35 @@ final class HTTPParserTests: XCTestCase {
         }
         // Identical repeated Content-Length values are allowed (RFC 9112 §6.3).
         XCTAssertNotNil(parseOK("POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"))
+    }
+
+    func testChunkedBodies() throws {
+        let s = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\nNEXT"
+        let (r, n) = try XCTUnwrap(parseOK(s))
+        XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "hello, world")
+        XCTAssertEqual(n, s.utf8.count - 4)
+        // Bare LF framing and upper-case hex.
+        let (r2, _) = try XCTUnwrap(parseOK("POST /x HTTP/1.1\nTransfer-Encoding: Chunked\n\nA\n0123456789\n0\n\n"))
+        XCTAssertEqual(r2.body.count, 10)
+        // Every prefix is incomplete.
+        let b = bytes(s)
+        for k in 0..<(b.count - 4) {
+            if case .incomplete = HTTPParser.parse(Array(b[0..<k])) { continue }
+            XCTFail("prefix \(k) of a chunked request should be incomplete")
+        }
+        // Fed byte by byte, the incremental decoder gives the same body.
+        let headEnd = try XCTUnwrap(HTTPParser.findHeadEnd(b))
+        var decoder = ChunkedBodyDecoder(start: headEnd, limits: HTTPLimits())
+        var outcome = ChunkedBodyDecoder.Outcome.needMore
+        for k in headEnd...b.count {
+            outcome = decoder.feed(Array(b[0..<k]))
+            if case .done = outcome { break }
+        }
+        XCTAssertEqual(outcome, .done(end: b.count - 4))
+        XCTAssertEqual(decoder.body, bytes("hello, world"))
+        // The body limit counts decoded bytes over all chunks.
+        let limits = HTTPLimits(maxBodyBytes: 8)
+        XCTAssertEqual(parseErr("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", limits: limits)?.status, 413)
     }
 
     func testLimits() {
@@ -185,6 +223,7 @@ final class HTTPParserTests: XCTestCase {
             bytes("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"),
             bytes("POST /v1/p2p/tx HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n{}{}"),
             bytes("\r\nHEAD /a%20b?c=d HTTP/1.0\nConnection: keep-alive\n\n"),
+            bytes("PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n1;x=y\r\ne\r\n0\r\nT: 1\r\n\r\n"),
         ]
         let interesting: [UInt8] = [0, 9, 10, 13, 32, 58, 37, 63, 127, 255, 48, 57]
         let limits = HTTPLimits(maxHeaderBytes: 512, maxRequestLineBytes: 256, maxHeaderCount: 8, maxBodyBytes: 64)
@@ -211,7 +250,9 @@ final class HTTPParserTests: XCTestCase {
                 XCTAssertLessThanOrEqual(r.body.count, limits.maxBodyBytes)
                 XCTAssertLessThanOrEqual(r.headers.count, limits.maxHeaderCount)
                 // A parsed request re-serializes into something that parses the same way.
-                let again = HTTPParser.serialize(method: r.method, target: r.target, headers: r.headers, body: r.body)
+                // (A decoded chunked body is re-sent with Content-Length.)
+                let plain = HTTPHeaders(r.headers.fields.filter { !$0.name.caseInsensitiveEquals("Transfer-Encoding") }.map { ($0.name, $0.value) })
+                let again = HTTPParser.serialize(method: r.method, target: r.target, headers: plain, body: r.body)
                 if case .complete(let r2, _) = HTTPParser.parse(again, limits: HTTPLimits()) {
                     XCTAssertEqual(r2.method, r.method)
                     XCTAssertEqual(r2.target, r.target)
