@@ -82,6 +82,25 @@ public struct ControlClient: Sendable {
         self.readTimeout = readTimeout
     }
 
+    /// The first of `socketPaths` (in order, duplicates skipped) where something accepts a
+    /// connection; otherwise `.notReachable` naming every path tried and why (CLI exit code 3).
+    public static func firstReachable(socketPaths: [String], connectTimeout: Double = 2, readTimeout: Double = 30) throws -> ControlClient {
+        var seen = Set<String>()
+        var tried: [String] = []
+        for path in socketPaths where !path.isEmpty && seen.insert(path).inserted {
+            let client = ControlClient(socketPath: path, connectTimeout: connectTimeout, readTimeout: readTimeout)
+            do {
+                let fd = try client.connectSocket()
+                close(fd)
+                return client
+            } catch let e as ControlClientError {
+                if case .notReachable(_, let reason) = e { tried.append("\(path) (\(reason))") } else { tried.append("\(path) (\(e))") }
+            }
+        }
+        throw ControlClientError.notReachable(endpoint: tried.isEmpty ? "(no socket path)" : socketPaths.filter { !$0.isEmpty }.joined(separator: ", "),
+                                              reason: tried.isEmpty ? "no candidate socket paths" : "tried " + tried.joined(separator: "; "))
+    }
+
     /// True when something accepts connections at the endpoint.
     public func isReachable() -> Bool {
         guard let fd = try? connectSocket() else { return false }
@@ -102,6 +121,11 @@ public struct ControlClient: Sendable {
         let deadline = Monotonic.nanos() + UInt64(readTimeout * 1e9)
         try sendAll(fd, bytes, deadline: deadline)
         return try readResponse(fd, deadline: deadline, headRequest: method == "HEAD")
+    }
+
+    /// Same, with a Foundation `Data` body (e.g. from JSONSerialization or a file).
+    public func request(_ method: String, _ path: String, body: Data, headers: HTTPHeaders = HTTPHeaders()) throws -> ControlClientResponse {
+        try request(method, path, body: Array(body), headers: headers)
     }
 
     /// Convenience: JSON-encode `value` as the body.

@@ -189,6 +189,17 @@ final class ControlServerTests: XCTestCase {
         }
     }
 
+    func testFirstReachableSocket() throws {
+        let (_, path) = try startServer()
+        let missing = dir + "/missing.sock"
+        let client = try ControlClient.firstReachable(socketPaths: [missing, "", path, missing])
+        XCTAssertEqual(try client.request("GET", "/healthz").status, 200)
+        XCTAssertThrowsError(try ControlClient.firstReachable(socketPaths: [missing, dir + "/other.sock"])) { e in
+            guard case .notReachable(_, let reason)? = e as? ControlClientError else { return XCTFail("\(e)") }
+            XCTAssertTrue(reason.contains(missing) && reason.contains("other.sock"), reason)
+        }
+    }
+
     func testTCPListener() throws {
         let (server, _) = try startServer { $0.tcpListen = "127.0.0.1:0" }
         let port = try XCTUnwrap(server.tcpPort)
