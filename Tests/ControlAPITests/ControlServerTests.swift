@@ -317,7 +317,7 @@ final class ControlServerTests: XCTestCase {
         for _ in 0..<20 {
             let s = Date()
             XCTAssertEqual(try client.request("GET", "/healthz").status, 200)
-            XCTAssertLessThan(Date().timeIntervalSince(s), 0.5)
+            XCTAssertLessThan(Date().timeIntervalSince(s), 1.5, "a fast request waited behind the slow client")
         }
         let r = try XCTUnwrap(slow.readResponse(timeout: 8))
         XCTAssertEqual(r.status, 408)

