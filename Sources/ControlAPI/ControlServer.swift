@@ -171,9 +171,12 @@ public final class ControlServer: @unchecked Sendable {
             case .connected(let fd):
                 close(fd)
                 throw P2POSError("API_SOCKET_IN_USE", "another process is serving on \(path)", hint: "stop the other daemon or use another data dir")
-            case .failed:
+            case .failed(let e) where e == ECONNREFUSED || e == ENOENT:
                 unlink(path)  // stale: nothing answers
                 Log.info("api", "stale_socket_removed", ["socket": path])
+            case .failed(let e):
+                // EACCES, EAGAIN (a live but saturated daemon), …: never delete what we cannot judge.
+                throw P2POSError("API_SOCKET_IN_USE", "cannot tell whether \(path) is in use: \(Sock.errnoString(e))", hint: "remove the file if no daemon uses it")
             }
         }
         let (addr, len) = try Sock.unixAddress(path)
@@ -187,7 +190,9 @@ public final class ControlServer: @unchecked Sendable {
             close(fd)
             throw P2POSError("API_BIND", "cannot bind control socket \(path): \(Sock.errnoString(e))", hint: "check that the directory exists and is writable")
         }
-        chmod(path, config.socketMode)
+        if chmod(path, config.socketMode) != 0 {
+            Log.warn("api", "socket_chmod_failed", ["socket": path, "reason": Sock.errnoString()])
+        }
         if lstat(path, &st) == 0 { socketInode = (UInt64(st.st_dev), UInt64(st.st_ino)) }
         guard listen(fd, 128) == 0 else {
             let e = errno

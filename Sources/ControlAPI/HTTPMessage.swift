@@ -106,6 +106,7 @@ public struct HTTPRequest: Sendable {
 
     /// Body decoded as JSON into `T`; throws an HTTPError (400 BAD_JSON) on failure.
     public func decodeJSON<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        if body.isEmpty { throw HTTPError(status: 400, code: "BAD_JSON", message: "request body is empty; this route expects JSON") }
         do {
             return try JSONDecoder().decode(T.self, from: Data(body))
         } catch {
@@ -115,6 +116,7 @@ public struct HTTPRequest: Sendable {
 
     /// Body parsed as an untyped JSON value (object, array, …); throws 400 BAD_JSON.
     public func jsonObject() throws -> Any {
+        if body.isEmpty { throw HTTPError(status: 400, code: "BAD_JSON", message: "request body is empty; this route expects JSON") }
         do {
             return try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
         } catch {

@@ -65,11 +65,25 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(bad.status, 400)
         XCTAssertEqual(errorCode(bad), "BAD_JSON")
         XCTAssertEqual(run(router, "GET", "/v1/p2p/sessions/%zz").status, 400)
+        let empty = run(router, "POST", "/v1/echo")
+        XCTAssertEqual(errorCode(empty), "BAD_JSON")
+        XCTAssertTrue(String(decoding: empty.body, as: UTF8.self).contains("empty"))
         let thrown = run(router, "GET", "/boom")
         XCTAssertEqual(thrown.status, 409)
         XCTAssertEqual(errorCode(thrown), "CONFLICT")
         XCTAssertEqual(String(decoding: run(router, "POST", "/v1/p2p/tx").body, as: UTF8.self),
                        #"{"error":{"code":"NOT_LEADER","leader_peer_id":"12D3KooWX","message":"not the leader"}}"# + "\n")
+    }
+
+    func testDecodeJSON() throws {
+        struct Tx: Decodable { var op: String; var nonce: String }
+        let ok = HTTPRequest(method: "POST", target: "/", body: Array(#"{"op":"SESSION_CREATE","nonce":"1"}"#.utf8))
+        XCTAssertEqual(try ok.decodeJSON(Tx.self).op, "SESSION_CREATE")
+        let missing = HTTPRequest(method: "POST", target: "/", body: Array(#"{"op":"X"}"#.utf8))
+        XCTAssertThrowsError(try missing.decodeJSON(Tx.self)) { e in
+            XCTAssertEqual((e as? HTTPError)?.status, 400)
+            XCTAssertTrue((e as? HTTPError)?.message.contains("nonce") == true)
+        }
     }
 
     func testHeadFallsBackToGet() {
