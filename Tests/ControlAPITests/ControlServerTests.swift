@@ -206,6 +206,12 @@ final class ControlServerTests: XCTestCase {
         XCTAssertGreaterThan(port, 0)
         let r = try ControlClient(host: "127.0.0.1", port: port).request("GET", "/healthz")
         XCTAssertEqual(r.status, 200)
+        // No host means loopback, never all interfaces.
+        let loop = ControlServer(config: ControlServerConfig(tcpListen: ":0"), router: makeRouter())
+        try loop.start()
+        servers.append(loop)
+        XCTAssertEqual(try ControlClient(host: "127.0.0.1", port: XCTUnwrap(loop.tcpPort)).request("GET", "/healthz").status, 200)
+        XCTAssertThrowsError(try ControlServer(config: ControlServerConfig(tcpListen: "nonsense"), router: Router()).start())
     }
 
     func testKeepAliveAndPipelining() throws {
