@@ -284,6 +284,8 @@ public final class ControlServer: @unchecked Sendable {
         var readBuf = [UInt8](repeating: 0, count: 64 * 1024)
         var listening = true
         var acceptPausedUntil: UInt64 = 0
+        var lastRejectLog: UInt64 = 0
+        var rejectedSinceLog = 0
 
         func closeConn(_ c: Conn) {
             close(c.fd)
@@ -389,7 +391,13 @@ public final class ControlServer: @unchecked Sendable {
                             c.out = HTTPResponse.error(status: 503, code: "OVERLOADED", message: "too many connections (limit \(config.maxConnections)); retry later")
                                 .serialized(keepAlive: false)
                             c.closeAfterWrite = true
-                            Log.warn("api", "connection_rejected", ["reason": "max_connections", "limit": config.maxConnections])
+                            // At most one line per second under a connection flood.
+                            rejectedSinceLog += 1
+                            if now >= lastRejectLog + 1_000_000_000 {
+                                Log.warn("api", "connection_rejected", ["reason": "max_connections", "limit": config.maxConnections, "count": rejectedSinceLog])
+                                lastRejectLog = now
+                                rejectedSinceLog = 0
+                            }
                             continue
                         }
                         let c = Conn(id: nextID, fd: fd, counted: true, deadline: now + seconds(config.headerTimeout))
