@@ -62,6 +62,7 @@ public final class ControlServer: @unchecked Sendable {
     private var wakeRead: Int32 = -1
     private var wakeWrite: Int32 = -1
     private var listeners: [Int32] = []
+    private var unixListener: Int32 = -1
     private var socketInode: (dev: UInt64, ino: UInt64)? = nil
     private var _tcpPort: Int? = nil
     private let finished = DispatchSemaphore(value: 0)
@@ -121,7 +122,10 @@ public final class ControlServer: @unchecked Sendable {
         wakeWrite = fds[1]
         for fd in fds { Sock.setNonBlocking(fd); Sock.setCloseOnExec(fd) }
         do {
-            if let path = config.socketPath { listeners.append(try listenUnix(path)) }
+            if let path = config.socketPath {
+                unixListener = try listenUnix(path)
+                listeners.append(unixListener)
+            }
             if let tcp = config.tcpListen { listeners.append(try listenTCP(tcp)) }
         } catch {
             for fd in listeners { close(fd) }
@@ -257,6 +261,7 @@ public final class ControlServer: @unchecked Sendable {
         var headOnly = false
         var requestLine = ""
         var chunked: ChunkedBodyDecoder? = nil
+        var remote = ""
         var requestStart: UInt64 = 0
         var keepAlive = true
         var eof = false
@@ -401,6 +406,7 @@ public final class ControlServer: @unchecked Sendable {
                             continue
                         }
                         let c = Conn(id: nextID, fd: fd, counted: true, deadline: now + seconds(config.headerTimeout))
+                        c.remote = Sock.peerDescription(fd, unix: pfds[i].fd == unixListener)
                         nextID += 1
                         conns[c.id] = c
                         bump { $0.connectionsOpen += 1; $0.connectionsAccepted += 1 }
@@ -587,7 +593,9 @@ public final class ControlServer: @unchecked Sendable {
                     body = Array(c.inBuf[head.headLength..<total])
                     c.inBuf.removeFirst(total)
                 }
-                let request = HTTPParser.makeRequest(head, body: body)
+                var parsed = HTTPParser.makeRequest(head, body: body)
+                parsed.remote = c.remote
+                let request = parsed
                 c.seq += 1
                 let seq = c.seq
                 c.keepAlive = request.keepAlive
@@ -633,7 +641,7 @@ public final class ControlServer: @unchecked Sendable {
         c.closeAfterWrite = !keep
         if Log.shared.level <= .debug {
             let ms = c.requestStart > 0 ? Double(Monotonic.nanos() - c.requestStart) / 1e6 : 0
-            Log.debug("api", "request", ["request": c.requestLine.isEmpty ? "-" : c.requestLine, "status": response.status,
+            Log.debug("api", "request", ["request": c.requestLine.isEmpty ? "-" : c.requestLine, "remote": c.remote, "status": response.status,
                                          "ms": String(format: "%.1f", ms), "bytes": response.body.count])
         }
         c.requestLine = ""

@@ -75,6 +75,8 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]
     /// Values of `{name}` segments of the matched route, percent-decoded.
     public var pathParams: [String: String] = [:]
+    /// The client: `uid=… gid=… pid=…` on the Unix socket (for audit logs), `ip:port` on TCP.
+    public var remote: String = ""
 
     public init(method: String, target: String, minorVersion: Int = 1, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
         self.method = method

@@ -134,6 +134,45 @@ enum Sock {
         return 0
     }
 
+    /// Who is on the other end: `uid=… gid=… pid=…` for Unix sockets (SO_PEERCRED, Linux), `ip:port` for TCP.
+    static func peerDescription(_ fd: Int32, unix: Bool) -> String {
+        if unix {
+            #if os(Linux)
+            var cred = [Int32](repeating: -1, count: 3)  // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+            var len = socklen_t(MemoryLayout<Int32>.size * 3)
+            if getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 {
+                return "uid=\(UInt32(bitPattern: cred[1])) gid=\(UInt32(bitPattern: cred[2])) pid=\(cred[0])"
+            }
+            #endif
+            return "unix"
+        }
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) }
+        }
+        guard rc == 0 else { return "tcp" }
+        var host = [CChar](repeating: 0, count: 64)
+        var port = 0
+        if storage.ss_family == sa_family_t(AF_INET) {
+            withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                var a = p.pointee.sin_addr
+                _ = inet_ntop(AF_INET, &a, &host, 64)
+                port = Int(UInt16(bigEndian: p.pointee.sin_port))
+            } }
+        } else if storage.ss_family == sa_family_t(AF_INET6) {
+            withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                var a = p.pointee.sin6_addr
+                _ = inet_ntop(AF_INET6, &a, &host, 64)
+                port = Int(UInt16(bigEndian: p.pointee.sin6_port))
+            } }
+            let h = String(decoding: host.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return "[\(h)]:\(port)"
+        }
+        let h = String(decoding: host.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return "\(h):\(port)"
+    }
+
     /// Wait for `events` on fd until `deadline` (monotonic ns); false on timeout.
     static func waitFor(_ fd: Int32, _ events: Int16, deadline: UInt64) -> Bool {
         while true {

@@ -96,6 +96,7 @@ final class ControlServerTests: XCTestCase {
         router.get("/v1/p2p/sessions/{id}") { req in .jsonObject(["id": req.param("id") ?? ""]) }
         router.post("/v1/echo") { req in .jsonObject(["echo": try req.jsonObject()]) }
         router.get("/metrics") { _ in .prometheus("p2pos_up 1\n") }
+        router.get("/whoami") { req in .text(req.remote) }
         router.addCallback("GET", "/slow") { _, responder in
             DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { responder.complete(.jsonObject(["slow": true])) }
         }
@@ -144,6 +145,9 @@ final class ControlServerTests: XCTestCase {
         XCTAssertEqual(bad.apiError?.code, "BAD_JSON")
         XCTAssertEqual(try client.request("GET", "/slow").bodyText, "{\"slow\":true}\n")
         XCTAssertEqual(try client.request("GET", "/task").bodyText, "{\"task\":true}\n")
+        #if os(Linux)
+        XCTAssertEqual(try client.request("GET", "/whoami").bodyText, "uid=\(getuid()) gid=\(getgid()) pid=\(getpid())")
+        #endif
         let head = try client.request("HEAD", "/healthz")
         XCTAssertEqual(head.status, 200)
         XCTAssertEqual(head.body, [])
@@ -206,6 +210,7 @@ final class ControlServerTests: XCTestCase {
         XCTAssertGreaterThan(port, 0)
         let r = try ControlClient(host: "127.0.0.1", port: port).request("GET", "/healthz")
         XCTAssertEqual(r.status, 200)
+        XCTAssertTrue(try ControlClient(host: "127.0.0.1", port: port).request("GET", "/whoami").bodyText.hasPrefix("127.0.0.1:"))
         // No host means loopback, never all interfaces.
         let loop = ControlServer(config: ControlServerConfig(tcpListen: ":0"), router: makeRouter())
         try loop.start()
