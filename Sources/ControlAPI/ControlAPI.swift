@@ -1,1 +1,0 @@
-// ControlAPI: see docs/architecture.md. Filled in by its issue.

@@ -1,0 +1,183 @@
+import Foundation
+
+/// Completes one request exactly once, from any thread; later calls are ignored.
+public final class HTTPResponder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    private let sink: @Sendable (HTTPResponse) -> Void
+
+    public init(_ sink: @escaping @Sendable (HTTPResponse) -> Void) {
+        self.sink = sink
+    }
+
+    /// Send `response`; returns false when the request was already answered (or timed out).
+    @discardableResult
+    public func complete(_ response: HTTPResponse) -> Bool {
+        lock.lock()
+        if done { lock.unlock(); return false }
+        done = true
+        lock.unlock()
+        sink(response)
+        return true
+    }
+
+    /// Answer with the JSON error for `error` (HTTPError keeps its status; others become 500).
+    @discardableResult
+    public func fail(_ error: Error) -> Bool {
+        complete(Router.errorResponse(error))
+    }
+
+    public var isCompleted: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return done
+    }
+}
+
+/// How a route produces its response.
+public enum RouteHandler: Sendable {
+    /// Answer immediately (runs on the server's handler queue; keep it short).
+    case sync(@Sendable (HTTPRequest) throws -> HTTPResponse)
+    /// Answer later, from any thread, through the responder (e.g. after a Raft commit).
+    case callback(@Sendable (HTTPRequest, HTTPResponder) -> Void)
+    /// Answer from Swift concurrency (actors); the server starts a Task.
+    case task(@Sendable (HTTPRequest) async throws -> HTTPResponse)
+}
+
+/// Method + path-pattern routing with `{name}` parameters; safe to extend while serving.
+public final class Router: @unchecked Sendable {
+    struct Route {
+        let method: String
+        let pattern: String
+        let segments: [Segment]
+        let literalCount: Int
+        let handler: RouteHandler
+    }
+    enum Segment: Equatable {
+        case literal(String)
+        case param(String)
+    }
+
+    /// Result of looking a request up.
+    public enum Match {
+        case found(RouteHandler, params: [String: String], pattern: String)
+        case methodNotAllowed(allowed: [String])
+        case notFound
+        case badPath
+    }
+
+    private let lock = NSLock()
+    private var routes: [Route] = []
+
+    public init() {}
+
+    /// Register `handler` for `method` and `pattern` (`/v1/sessions/{id}/events`).
+    /// A later registration of the same method and pattern replaces the earlier one.
+    public func add(_ method: String, _ pattern: String, _ handler: RouteHandler) {
+        let segs: [Segment] = pattern.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map { s in
+            if s.hasPrefix("{") && s.hasSuffix("}") && s.count > 2 { return .param(String(s.dropFirst().dropLast())) }
+            return .literal(String(s))
+        }
+        precondition(pattern.hasPrefix("/"), "route pattern must start with /: \(pattern)")
+        let literals = segs.filter { if case .literal = $0 { return true } else { return false } }.count
+        let route = Route(method: method, pattern: pattern, segments: segs, literalCount: literals, handler: handler)
+        lock.lock()
+        routes.removeAll { $0.method == method && $0.pattern == pattern }
+        routes.append(route)
+        lock.unlock()
+    }
+
+    /// Synchronous GET handler.
+    public func get(_ pattern: String, _ handler: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) {
+        add("GET", pattern, .sync(handler))
+    }
+
+    /// Synchronous POST handler.
+    public func post(_ pattern: String, _ handler: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) {
+        add("POST", pattern, .sync(handler))
+    }
+
+    /// Handler that completes later through the responder, from any thread.
+    public func addCallback(_ method: String, _ pattern: String, _ handler: @escaping @Sendable (HTTPRequest, HTTPResponder) -> Void) {
+        add(method, pattern, .callback(handler))
+    }
+
+    /// Handler written with async/await (may call actors).
+    public func addTask(_ method: String, _ pattern: String, _ handler: @escaping @Sendable (HTTPRequest) async throws -> HTTPResponse) {
+        add(method, pattern, .task(handler))
+    }
+
+    /// Find the route for a method and a (percent-encoded) path. HEAD falls back to GET.
+    public func match(method: String, path: String) -> Match {
+        var decoded: [String] = []
+        for raw in path.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
+            guard let d = percentDecode(String(raw)) else { return .badPath }
+            decoded.append(d)
+        }
+        lock.lock()
+        let snapshot = routes
+        lock.unlock()
+        var best: (Route, [String: String])? = nil
+        var allowed: [String] = []
+        for route in snapshot where route.segments.count == decoded.count {
+            var params: [String: String] = [:]
+            var ok = true
+            for (seg, value) in zip(route.segments, decoded) {
+                switch seg {
+                case .literal(let l): if l != value { ok = false }
+                case .param(let name):
+                    if value.isEmpty { ok = false } else { params[name] = value }
+                }
+                if !ok { break }
+            }
+            guard ok else { continue }
+            if route.method == method || (method == "HEAD" && route.method == "GET") {
+                if best == nil || route.literalCount > best!.0.literalCount
+                    || (route.literalCount == best!.0.literalCount && route.method == method && best!.0.method != method) {
+                    best = (route, params)
+                }
+            } else {
+                allowed.append(route.method)
+            }
+        }
+        if let (route, params) = best { return .found(route.handler, params: params, pattern: route.pattern) }
+        if !allowed.isEmpty {
+            if allowed.contains("GET") && !allowed.contains("HEAD") { allowed.append("HEAD") }
+            return .methodNotAllowed(allowed: Array(Set(allowed)).sorted())
+        }
+        return .notFound
+    }
+
+    /// Route `request` and run its handler; `responder` receives exactly one response.
+    public func dispatch(_ request: HTTPRequest, responder: HTTPResponder) {
+        switch match(method: request.method, path: request.path) {
+        case .badPath:
+            responder.complete(.error(status: 400, code: "BAD_REQUEST", message: "malformed percent-encoding in path"))
+        case .notFound:
+            responder.complete(.error(status: 404, code: "NOT_FOUND", message: "no route for \(request.path)"))
+        case .methodNotAllowed(let allowed):
+            var r = HTTPResponse.error(status: 405, code: "METHOD_NOT_ALLOWED", message: "\(request.method) is not allowed on \(request.path); allowed: \(allowed.joined(separator: ", "))")
+            r.headers["Allow"] = allowed.joined(separator: ", ")
+            responder.complete(r)
+        case .found(let handler, let params, _):
+            var req = request
+            req.pathParams = params
+            let frozen = req
+            switch handler {
+            case .sync(let h):
+                do { responder.complete(try h(frozen)) } catch { responder.fail(error) }
+            case .callback(let h):
+                h(frozen, responder)
+            case .task(let h):
+                Task {
+                    do { responder.complete(try await h(frozen)) } catch { responder.fail(error) }
+                }
+            }
+        }
+    }
+
+    /// JSON error response for any error thrown by a handler.
+    public static func errorResponse(_ error: Error) -> HTTPResponse {
+        if let e = error as? HTTPError { return e.response }
+        return .error(status: 500, code: "INTERNAL", message: "\(error)")
+    }
+}

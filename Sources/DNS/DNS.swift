@@ -1,1 +1,0 @@
-// DNS: see docs/architecture.md. Filled in by its issue.
