@@ -8,7 +8,7 @@ import XCTest
 /// - `RAFT_SIM_SEEDS=N` / `RAFT_SIM_STEPS=M` / `RAFT_SIM_FIRST_SEED=K` size a soak run.
 final class RaftSimulatorTests: XCTestCase {
     #if DEBUG
-    static let defaultSteps = 400
+    static let defaultSteps = 1000
     #else
     static let defaultSteps = 2000
     #endif
