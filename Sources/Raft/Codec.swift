@@ -116,8 +116,9 @@ extension ConfState {
         var learners: [NodeID] = []
         for _ in 0..<nl { learners.append(try r.string()) }
         let c = ConfState(voters: voters, learners: learners)
-        guard c.voters.count == nv, c.learners.count == nl, !voters.contains(""), !learners.contains("") else {
-            throw .invalid("duplicate or empty member")
+        // Canonical form only: sorted, unique, disjoint, non-empty IDs.
+        guard c.voters == voters, c.learners == learners, !voters.contains(""), !learners.contains("") else {
+            throw .invalid("member lists not sorted, unique and disjoint")
         }
         return c
     }
