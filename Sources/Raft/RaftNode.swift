@@ -198,7 +198,7 @@ public struct RaftNode: Sendable {
 
     /// Feeds one message from a peer. Stale, malformed or unexpected messages are ignored.
     public mutating func step(_ m: RaftMessage) {
-        guard m.to == id, m.from != id, !m.from.isEmpty else { droppedMessages += 1; return }
+        guard m.to == id, m.from != id, !m.from.isEmpty, Self.isSane(m) else { droppedMessages += 1; return }
         if m.term > term {
             let isVoteRequest = m.type == .preVote || m.type == .vote
             if isVoteRequest {
@@ -258,6 +258,21 @@ public struct RaftNode: Sendable {
             guard m.from == leader else { droppedMessages += 1; return }
             readStates.append(ReadState(requestID: m.context, index: m.index))
         }
+    }
+
+    /// Values beyond 2^62 cannot come from an honest peer; rejecting them keeps all index
+    /// arithmetic far from overflow.
+    static let maxSaneValue: UInt64 = 1 << 62
+
+    static func isSane(_ m: RaftMessage) -> Bool {
+        let lim = maxSaneValue
+        guard m.term < lim, m.logTerm < lim, m.index < lim, m.commit < lim, m.rejectHint < lim else { return false }
+        guard UInt64(m.entries.count) < lim - m.index else { return false }
+        for e in m.entries where e.term >= lim || e.index >= lim { return false }
+        if let c = m.snapshot {
+            guard c.metadata.index < lim, c.metadata.term < lim, c.offset < lim, c.totalSize < lim else { return false }
+        }
+        return true
     }
 
     // MARK: - Ready
@@ -424,7 +439,13 @@ public struct RaftNode: Sendable {
             send(RaftMessage(type: .appendResponse, from: id, to: m.from, term: term, index: log.committed))
             return
         }
-        // Validate what the leader sent before touching the log.
+        guard log.matchTerm(m.index, m.logTerm) else {
+            let hint = log.findConflictByTerm(min(m.index, log.lastIndex), m.logTerm)
+            send(RaftMessage(type: .appendResponse, from: id, to: m.from, term: term,
+                             logTerm: log.term(hint) ?? 0, index: m.index, reject: true, rejectHint: hint))
+            return
+        }
+        // Validate what the leader sent before touching the log (m.index <= lastIndex here).
         var prevT = m.logTerm
         for (i, e) in m.entries.enumerated() {
             guard e.index == m.index + 1 + UInt64(i), e.term >= prevT, e.term <= m.term else {
@@ -437,20 +458,14 @@ public struct RaftNode: Sendable {
             }
             prevT = e.term
         }
-        if log.matchTerm(m.index, m.logTerm) {
-            let lastNew = m.index + UInt64(m.entries.count)
-            let conflict = log.findConflict(m.entries)
-            if conflict != 0 {
-                guard conflict > log.committed else { droppedMessages += 1; return }
-                log.append(Array(m.entries[Int(conflict - m.index - 1)...]))
-            }
-            commitTo(min(m.commit, lastNew))
-            send(RaftMessage(type: .appendResponse, from: id, to: m.from, term: term, index: lastNew))
-        } else {
-            let hint = log.findConflictByTerm(min(m.index, log.lastIndex), m.logTerm)
-            send(RaftMessage(type: .appendResponse, from: id, to: m.from, term: term,
-                             logTerm: log.term(hint) ?? 0, index: m.index, reject: true, rejectHint: hint))
+        let lastNew = m.index + UInt64(m.entries.count)
+        let conflict = log.findConflict(m.entries)
+        if conflict != 0 {
+            guard conflict > log.committed else { droppedMessages += 1; return }
+            log.append(Array(m.entries[Int(conflict - m.index - 1)...]))
         }
+        commitTo(min(m.commit, lastNew))
+        send(RaftMessage(type: .appendResponse, from: id, to: m.from, term: term, index: lastNew))
     }
 
     mutating func handleHeartbeat(_ m: RaftMessage) {
@@ -469,6 +484,10 @@ public struct RaftNode: Sendable {
         guard c.totalSize <= config.maxSnapshotBytes, !meta.conf.voters.isEmpty else {
             droppedMessages += 1
             send(RaftMessage(type: .snapshotResponse, from: id, to: m.from, term: term, index: meta.index, reject: true))
+            return
+        }
+        guard c.offset <= c.totalSize, UInt64(c.data.count) <= c.totalSize - c.offset else {
+            droppedMessages += 1
             return
         }
         if c.offset == 0 {
@@ -614,8 +633,8 @@ public struct RaftNode: Sendable {
         guard var pr = progress[m.from] else { return }
         pr.recentActive = true
         if m.reject {
-            var nextProbe = m.rejectHint
-            if m.logTerm > 0 { nextProbe = log.findConflictByTerm(m.rejectHint, m.logTerm) }
+            var nextProbe = min(m.rejectHint, log.lastIndex)
+            if m.logTerm > 0 { nextProbe = log.findConflictByTerm(nextProbe, m.logTerm) }
             if pr.maybeDecrTo(rejected: m.index, matchHint: nextProbe) {
                 if pr.state == .replicate { pr.becomeProbe() }
                 progress[m.from] = pr
