@@ -14,8 +14,20 @@ final class RaftSimulatorTests: XCTestCase {
     #endif
 
     static func options(seed: UInt64, steps: Int) -> SimOptions {
-        // Even seeds: 3 founding voters + 1 spare; odd seeds: 5 + 1.
-        SimOptions(seed: seed, nodes: seed % 2 == 0 ? 3 : 5, spares: 1, steps: steps)
+        // Even seeds: 3 founding voters + 1 spare; odd seeds: 5 + 1. Every fourth pair of
+        // seeds uses a harsher network, every fourth a harsher fault schedule.
+        var o = SimOptions(seed: seed, nodes: seed % 2 == 0 ? 3 : 5, spares: 1, steps: steps)
+        switch (seed / 2) % 4 {
+        case 1:
+            o.lossRate = 0.2
+            o.dupRate = 0.1
+            o.maxDelay = 30
+        case 2:
+            o.faultScale = 4
+        default:
+            break
+        }
+        return o
     }
 
     func testSimulatedClusters() throws {

@@ -60,6 +60,7 @@ struct SimOptions {
     var maxDelay = 12
     var tickEvery = 4
     var codecEvery = 7      // round-trip every Nth delivered message through the codec
+    var faultScale = 1      // multiplies crash, partition and link-cut rates
 }
 
 final class Simulator {
@@ -71,6 +72,8 @@ final class Simulator {
     var net: [InFlight] = []
     /// Partition group per node index (equal numbers can talk).
     var group: [Int]
+    /// One-way link cuts, encoded from * 64 + to.
+    var oneWay: Set<Int> = []
     var trace: [String] = []
     var nextProposal: UInt64 = 1
     /// Proposal ID -> (index, term) returned by propose.
@@ -163,25 +166,37 @@ final class Simulator {
 
     func randomEvent() throws {
         let r = rng.below(1000)
-        switch r {
-        case 0..<150: propose()
-        case 150..<155:
+        let k = opt.faultScale
+        // Cumulative thresholds (per mille) for each kind of event.
+        let crashT = 150 + 5 * k, restartT = crashT + 15, partT = restartT + 3 * k, healT = partT + 7
+        let cutT = healT + 2 * k, confT = cutT + 6, compactT = confT + 6, readT = compactT + 10, transferT = readT + 2
+        if r < 150 {
+            propose()
+        } else if r < crashT {
             let up = nodes.indices.filter { nodes[$0].raft != nil }
             if let i = up.randomElement(using: &rng) { crash(i) }
-        case 155..<170:
+        } else if r < restartT {
             let down = nodes.indices.filter { nodes[$0].raft == nil }
             if let i = down.randomElement(using: &rng) { log("restart \(ids[i])"); start(i) }
-        case 170..<173:
+        } else if r < partT {
             for i in group.indices { group[i] = rng.below(2) }
             log("partition \(group)")
-        case 173..<180:
-            if group.contains(where: { $0 != 0 }) { log("heal") }
+        } else if r < healT {
+            if group.contains(where: { $0 != 0 }) || !oneWay.isEmpty { log("heal") }
             for i in group.indices { group[i] = 0 }
-        case 180..<186: confChange()
-        case 186..<192: compact()
-        case 192..<202: read()
-        case 202..<204: transfer()
-        default: break
+            oneWay = []
+        } else if r < cutT {
+            // A one-way link failure: from can no longer reach to, but to still reaches from.
+            let a = rng.below(ids.count), b = rng.below(ids.count)
+            if a != b { oneWay.insert(a * 64 + b); log("cut \(ids[a]) -> \(ids[b])") }
+        } else if r < confT {
+            confChange()
+        } else if r < compactT {
+            compact()
+        } else if r < readT {
+            read()
+        } else if r < transferT {
+            transfer()
         }
     }
 
@@ -285,7 +300,7 @@ final class Simulator {
         if due.count > 1 { due.shuffle(using: &rng) }
         for var m in due {
             guard let ti = ids.firstIndex(of: m.to), let fi = ids.firstIndex(of: m.from) else { continue }
-            guard nodes[ti].raft != nil, group[ti] == group[fi] else { continue }
+            guard nodes[ti].raft != nil, group[ti] == group[fi], !oneWay.contains(fi * 64 + ti) else { continue }
             if faults && rng.chance(opt.lossRate) { continue }
             if faults && rng.chance(opt.dupRate) { send(m) }
             delivered += 1
@@ -435,6 +450,7 @@ final class Simulator {
 
     func settle() throws {
         for i in group.indices { group[i] = 0 }
+        oneWay = []
         for i in nodes.indices where nodes[i].raft == nil { start(i) }
         log("settle")
         var finalProposal: UInt64?
