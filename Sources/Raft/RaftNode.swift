@@ -109,7 +109,13 @@ public struct RaftNode: Sendable {
     public var status: RaftStatus {
         RaftStatus(id: id, role: role, term: term, leader: leader, commitIndex: log.committed,
                    appliedIndex: log.applied, lastIndex: log.lastIndex, snapshotIndex: log.snapshotIndex,
-                   conf: conf, droppedMessages: droppedMessages)
+                   conf: conf, droppedMessages: droppedMessages,
+                   peers: role != .leader ? [] : conf.members.compactMap { m in
+                       progress[m].map { pr in
+                           PeerStatus(id: m, isVoter: conf.isVoter(m), match: pr.match, next: pr.next,
+                                      state: "\(pr.state)", recentActive: m == id || pr.recentActive)
+                       }
+                   })
     }
 
     /// Leader only: the highest index known replicated on `peer`.

@@ -40,4 +40,20 @@ public struct RaftStatus: Sendable, Equatable {
     public var conf: ConfState
     /// Messages ignored because they were stale, malformed or unexpected.
     public var droppedMessages: Int
+    /// Replication state of every member as seen by this node when it is the leader (else empty).
+    public var peers: [PeerStatus]
+}
+
+/// The leader's view of one member's replication.
+public struct PeerStatus: Sendable, Equatable {
+    public var id: NodeID
+    public var isVoter: Bool
+    /// Highest index known to be persisted on the peer.
+    public var match: UInt64
+    /// Next index the leader will send.
+    public var next: UInt64
+    /// `probe`, `replicate` or `snapshot`.
+    public var state: String
+    /// Heard from during the current check-quorum period.
+    public var recentActive: Bool
 }

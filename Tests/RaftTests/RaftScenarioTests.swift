@@ -20,6 +20,11 @@ final class RaftScenarioTests: XCTestCase {
         c.tickAll(2)
         for id in three { XCTAssertEqual(c.appliedData(id), [Array("x".utf8), Array("y".utf8)], id) }
         XCTAssertEqual(Set(three.map { c.nodes[$0]!.commitIndex }).count, 1)
+        let st = c.nodes["a"]!.status
+        XCTAssertEqual(st.peers.map(\.id), three)
+        XCTAssertEqual(st.peers.map(\.match), Array(repeating: st.lastIndex, count: 3))
+        XCTAssertEqual(st.peers[1].state, "replicate")
+        XCTAssertTrue(c.nodes["b"]!.status.peers.isEmpty)
     }
 
     func testFollowerRefusesProposalWithLeaderHint() {
