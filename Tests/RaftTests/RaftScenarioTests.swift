@@ -322,4 +322,87 @@ final class RaftScenarioTests: XCTestCase {
         let badCommit = RaftInitialState(hardState: HardState(term: 1, commit: 5), entries: [Entry(term: 1, index: 1)])
         XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "x"), state: badCommit))
     }
+    func testPipeliningIsBoundedAndBatched() throws {
+        let c = TestCluster(voters: three) {
+            $0.maxInflightAppends = 4
+            $0.maxEntriesPerAppend = 5
+            $0.maxBytesPerAppend = 1000
+        }
+        c.elect("a")
+        c.tickAll(2)
+        c.deliveredLog = []
+        // b acknowledges nothing: the leader may have at most 4 appends with entries in flight to it.
+        c.dropIf = { $0.from == "b" && $0.type == .appendResponse }
+        for k in 0..<100 { _ = try c.nodes["a"]!.propose(Array(repeating: UInt8(k), count: 10)) }
+        c.stabilize()
+        let toB = c.deliveredLog.filter { $0.to == "b" && $0.type == .append && !$0.entries.isEmpty }
+        XCTAssertEqual(toB.count, 4)
+        XCTAssertTrue(toB.allSatisfy { $0.entries.count <= 5 })
+        // c acknowledges, so it receives everything, in batches.
+        let toC = c.deliveredLog.filter { $0.to == "c" && $0.type == .append && !$0.entries.isEmpty }
+        XCTAssertEqual(toC.reduce(0) { $0 + $1.entries.count }, 100)
+        XCTAssertTrue(toC.allSatisfy { $0.entries.count <= 5 })
+        XCTAssertEqual(c.appliedData("c").count, 100)
+        // Byte limit: big entries go one per message.
+        c.dropIf = nil
+        c.deliveredLog = []
+        for _ in 0..<3 { _ = try c.nodes["a"]!.propose(Array(repeating: 1, count: 900)) }
+        c.stabilize()
+        let big = c.deliveredLog.filter { $0.to == "c" && $0.type == .append && !$0.entries.isEmpty }
+        XCTAssertTrue(big.allSatisfy { $0.entries.count == 1 })
+        c.tickAll(3)
+        XCTAssertEqual(c.appliedData("b").count, 103)
+    }
+
+    func testTransferToLaggingFollowerCatchesItUpFirst() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.isolate("c")
+        for k in 0..<10 { try c.propose("a", "v\(k)") }
+        c.heal()
+        try c.nodes["a"]!.transferLeadership(to: "c")
+        XCTAssertEqual(c.nodes["a"]!.leadTransferee, "c")
+        c.stabilize()
+        XCTAssertEqual(c.leader(), "c")
+        XCTAssertEqual(c.appliedData("c").count, 10)
+        try c.propose("c", "new")
+        XCTAssertEqual(c.appliedData("a").last, Array("new".utf8))
+    }
+
+    func testTransferAbortsAfterElectionTimeout() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.isolate("c")
+        try c.nodes["a"]!.transferLeadership(to: "c")
+        XCTAssertThrowsError(try c.nodes["a"]!.propose([1])) { e in
+            XCTAssertEqual(e as? RaftError, .leadershipTransferInProgress)
+        }
+        c.tick("a", c.nodes["a"]!.config.electionTick)
+        XCTAssertEqual(c.nodes["a"]!.role, .leader)
+        XCTAssertNil(c.nodes["a"]!.leadTransferee)
+        XCTAssertNoThrow(try c.nodes["a"]!.propose([1]))
+    }
+
+    func testSnapshotTransferSurvivesFollowerRestart() throws {
+        let c = TestCluster(voters: three) { $0.snapshotChunkBytes = 3 }
+        c.elect("a")
+        c.isolate("c")
+        for k in 0..<10 { try c.propose("a", "p\(k)") }
+        let applied = c.nodes["a"]!.appliedIndex
+        let data = Array("0123456789abcdefghij".utf8)
+        try c.nodes["a"]!.compact(upTo: applied, snapshotData: data)
+        c.heal()
+        // Let a few chunks through, then restart c from its disk (losing the partial transfer).
+        var chunks = 0
+        c.dropIf = { m in
+            if m.type == .snapshot && m.to == "c" { chunks += 1; return chunks > 3 }
+            return false
+        }
+        c.tickAll(3)
+        c.load("c", c.disks["c"]!)
+        c.dropIf = nil
+        c.tickAll(40)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data, data)
+        XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
+    }
 }
