@@ -458,11 +458,15 @@ final class Simulator {
             try step(faults: false)
             guard k % 20 == 0, let li = leaderIndex() else { continue }
             let l = nodes[li].raft!
-            if finalProposal == nil || proposed[finalProposal!].map({ $0.1 != l.term && !acked.contains(finalProposal!) }) == true {
+            // The final proposal must be committed by the current leader in its own term: only
+            // then is its commit index at least everything committed before (a new leader's
+            // commit index can lag until it commits an entry of its term).
+            if finalProposal == nil || proposed[finalProposal!]!.1 != l.term {
                 let pid = nextProposal
-                if propose() { finalProposal = pid }
+                if propose(), proposed[pid]?.1 == l.term { finalProposal = pid }
             }
-            guard let fp = finalProposal, acked.contains(fp) else { continue }
+            guard let fp = finalProposal, acked.contains(fp), proposed[fp]!.1 == l.term,
+                  l.commitIndex >= proposed[fp]!.0, l.commitIndex >= maxCommitted else { continue }
             let members = l.conf.members
             let caught = members.allSatisfy { id in
                 let n = nodes[ids.firstIndex(of: id)!]
@@ -484,8 +488,10 @@ final class Simulator {
             }
         }
         let have = Set(ref)
-        for a in acked where !have.contains(a) {
-            throw SimFailure(description: "DURABILITY: acknowledged proposal \(a) missing from the final state")
+        let missing = acked.filter { !have.contains($0) }.sorted()
+        if let a = missing.first {
+            let p = proposed[a]!
+            throw SimFailure(description: "DURABILITY: \(missing.count) acknowledged proposals missing from the final state, first \(a) proposed at \(p.0)/\(p.1); leader \(ids[li]) applied \(ref.count) ids up to \(nodes[li].appliedIndex), global history has \(canon.count), highest committed index seen \(maxCommitted)")
         }
     }
 }
