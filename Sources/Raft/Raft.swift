@@ -1,1 +1,0 @@
-// Raft: see docs/architecture.md. Filled in by its issue.

@@ -1,0 +1,228 @@
+// Value types shared by the Raft core, its codec and its callers.
+
+/// A Raft node identifier (a libp2p peer ID string in p2pos).
+public typealias NodeID = String
+
+/// What a log entry carries.
+public enum EntryKind: UInt8, Sendable, Equatable {
+    /// Application data proposed with `propose(_:)`.
+    case normal = 0
+    /// A new cluster configuration (encoded `ConfState`).
+    case config = 1
+    /// The empty entry a new leader appends to commit entries of earlier terms.
+    case noop = 2
+}
+
+/// One replicated log entry.
+public struct Entry: Equatable, Sendable {
+    public var term: UInt64
+    public var index: UInt64
+    public var kind: EntryKind
+    public var data: [UInt8]
+
+    public init(term: UInt64, index: UInt64, kind: EntryKind = .normal, data: [UInt8] = []) {
+        self.term = term
+        self.index = index
+        self.kind = kind
+        self.data = data
+    }
+
+    /// Approximate size used for batching limits.
+    var byteSize: Int { data.count + 24 }
+}
+
+/// The state that must be on stable storage before any message depending on it is sent.
+public struct HardState: Equatable, Sendable {
+    public var term: UInt64
+    public var vote: NodeID?
+    public var commit: UInt64
+
+    public init(term: UInt64 = 0, vote: NodeID? = nil, commit: UInt64 = 0) {
+        self.term = term
+        self.vote = vote
+        self.commit = commit
+    }
+}
+
+/// A cluster configuration: who votes and who only receives the log. Lists are sorted and
+/// disjoint, so iteration order is deterministic.
+public struct ConfState: Equatable, Sendable {
+    public private(set) var voters: [NodeID]
+    public private(set) var learners: [NodeID]
+
+    public init(voters: [NodeID] = [], learners: [NodeID] = []) {
+        let v = Array(Set(voters)).sorted()
+        let vs = Set(v)
+        self.voters = v
+        self.learners = Array(Set(learners).subtracting(vs)).sorted()
+    }
+
+    /// Voters followed by learners.
+    public var members: [NodeID] { voters + learners }
+    public func isVoter(_ id: NodeID) -> Bool { voters.contains(id) }
+    public func isLearner(_ id: NodeID) -> Bool { learners.contains(id) }
+    public func isMember(_ id: NodeID) -> Bool { isVoter(id) || isLearner(id) }
+
+    /// The configuration after `change`, or an error when the change does not apply.
+    public func applying(_ change: ConfChange) throws(RaftError) -> ConfState {
+        switch change {
+        case .addVoter(let id):
+            guard !id.isEmpty, !isVoter(id) else { throw .invalidConfigChange("\(id) is already a voter") }
+            return ConfState(voters: voters + [id], learners: learners.filter { $0 != id })
+        case .addLearner(let id):
+            guard !id.isEmpty, !isMember(id) else { throw .invalidConfigChange("\(id) is already a member") }
+            return ConfState(voters: voters, learners: learners + [id])
+        case .promoteLearner(let id):
+            guard isLearner(id) else { throw .invalidConfigChange("\(id) is not a learner") }
+            return ConfState(voters: voters + [id], learners: learners.filter { $0 != id })
+        case .removeNode(let id):
+            guard isMember(id) else { throw .invalidConfigChange("\(id) is not a member") }
+            if isVoter(id) && voters.count == 1 {
+                throw .invalidConfigChange("cannot remove the last voter")
+            }
+            return ConfState(voters: voters.filter { $0 != id }, learners: learners.filter { $0 != id })
+        }
+    }
+}
+
+/// A single-server configuration change.
+public enum ConfChange: Equatable, Sendable {
+    case addVoter(NodeID)
+    case addLearner(NodeID)
+    case promoteLearner(NodeID)
+    /// Removes a voter or a learner.
+    case removeNode(NodeID)
+}
+
+/// Where a snapshot sits in the log and the configuration at that point.
+public struct SnapshotMetadata: Equatable, Sendable {
+    public var index: UInt64
+    public var term: UInt64
+    public var conf: ConfState
+
+    public init(index: UInt64 = 0, term: UInt64 = 0, conf: ConfState = ConfState()) {
+        self.index = index
+        self.term = term
+        self.conf = conf
+    }
+}
+
+/// A state-machine snapshot: metadata plus the application's opaque bytes.
+public struct Snapshot: Equatable, Sendable {
+    public var metadata: SnapshotMetadata
+    public var data: [UInt8]
+
+    public init(metadata: SnapshotMetadata, data: [UInt8]) {
+        self.metadata = metadata
+        self.data = data
+    }
+}
+
+/// A confirmed linearizable read: serve `requestID` once the state machine has applied `index`.
+public struct ReadState: Equatable, Sendable {
+    public var requestID: UInt64
+    public var index: UInt64
+
+    public init(requestID: UInt64, index: UInt64) {
+        self.requestID = requestID
+        self.index = index
+    }
+}
+
+/// The role a node currently plays.
+public enum RaftRole: String, Sendable, Equatable {
+    case follower, preCandidate, candidate, leader
+}
+
+/// Errors returned to local callers of the core (never caused by peers' messages).
+public enum RaftError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// This node is not the leader; `leaderHint` is the leader it knows of, if any.
+    case notLeader(leaderHint: NodeID?)
+    case leadershipTransferInProgress
+    case configChangeInProgress
+    case invalidConfigChange(String)
+    case invalidTransferTarget(NodeID)
+    case proposalTooLarge(Int)
+    case tooManyUncommittedEntries
+    case tooManyPendingReads
+    case invalidCompaction(String)
+    case corruptState(String)
+
+    public var description: String {
+        switch self {
+        case .notLeader(let h): return "NOT_LEADER leader=\(h ?? "unknown")"
+        case .leadershipTransferInProgress: return "leadership transfer in progress"
+        case .configChangeInProgress: return "a configuration change is still pending"
+        case .invalidConfigChange(let s): return "invalid configuration change: \(s)"
+        case .invalidTransferTarget(let id): return "cannot transfer leadership to \(id)"
+        case .proposalTooLarge(let n): return "proposal of \(n) bytes is too large"
+        case .tooManyUncommittedEntries: return "too many uncommitted entries"
+        case .tooManyPendingReads: return "too many pending reads"
+        case .invalidCompaction(let s): return "invalid compaction: \(s)"
+        case .corruptState(let s): return "corrupt persisted raft state: \(s)"
+        }
+    }
+}
+
+/// Tunables of one node. Ticks are abstract: the driver decides how long one tick is.
+public struct RaftConfig: Sendable {
+    public var id: NodeID
+    /// Followers campaign after a random timeout in [electionTick, 2*electionTick).
+    public var electionTick: Int = 10
+    /// Leader heartbeat interval in ticks.
+    public var heartbeatTick: Int = 1
+    public var preVote: Bool = true
+    public var checkQuorum: Bool = true
+    /// Appends in flight per follower in the replicate state.
+    public var maxInflightAppends: Int = 64
+    public var maxEntriesPerAppend: Int = 256
+    public var maxBytesPerAppend: Int = 1 << 20
+    /// Committed entries handed out per Ready.
+    public var maxApplyEntries: Int = 1024
+    public var maxProposalBytes: Int = 1 << 20
+    /// Leader refuses proposals beyond this many entries not yet committed.
+    public var maxUncommittedEntries: Int = 10_000
+    public var maxPendingReads: Int = 4096
+    public var snapshotChunkBytes: Int = 256 << 10
+    public var maxSnapshotBytes: UInt64 = 1 << 30
+    /// Seed of the PRNG for election timeouts (the only randomness in the core).
+    public var randomSeed: UInt64 = 0
+    /// Highest index the state machine already holds durably (0: apply from the snapshot on).
+    public var applied: UInt64 = 0
+
+    public init(id: NodeID, randomSeed: UInt64 = 0) {
+        self.id = id
+        self.randomSeed = randomSeed
+    }
+}
+
+/// What a node recovered from stable storage (all empty for a brand-new node).
+public struct RaftInitialState: Sendable {
+    public var hardState: HardState
+    public var snapshot: Snapshot?
+    /// Entries after the snapshot, contiguous.
+    public var entries: [Entry]
+
+    public init(hardState: HardState = HardState(), snapshot: Snapshot? = nil, entries: [Entry] = []) {
+        self.hardState = hardState
+        self.snapshot = snapshot
+        self.entries = entries
+    }
+}
+
+/// SplitMix64: small, seedable, deterministic.
+struct SplitMix64: Sendable {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func next(below n: Int) -> Int {
+        precondition(n > 0)
+        return Int(next() % UInt64(n))
+    }
+}

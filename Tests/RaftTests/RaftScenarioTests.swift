@@ -1,0 +1,408 @@
+import Raft
+import XCTest
+
+/// Scenario tests of the core: each sets up a situation and checks the outcome.
+final class RaftScenarioTests: XCTestCase {
+    let three = ["a", "b", "c"]
+    let five = ["a", "b", "c", "d", "e"]
+
+    func testElectionAndReplication() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        XCTAssertEqual(c.leader(), "a")
+        for id in ["b", "c"] {
+            XCTAssertEqual(c.nodes[id]!.role, .follower)
+            XCTAssertEqual(c.nodes[id]!.leader, "a")
+            XCTAssertEqual(c.nodes[id]!.term, c.nodes["a"]!.term)
+        }
+        try c.propose("a", "x")
+        try c.propose("a", "y")
+        c.tickAll(2)
+        for id in three { XCTAssertEqual(c.appliedData(id), [Array("x".utf8), Array("y".utf8)], id) }
+        XCTAssertEqual(Set(three.map { c.nodes[$0]!.commitIndex }).count, 1)
+        let st = c.nodes["a"]!.status
+        XCTAssertEqual(st.peers.map(\.id), three)
+        XCTAssertEqual(st.peers.map(\.match), Array(repeating: st.lastIndex, count: 3))
+        XCTAssertEqual(st.peers[1].state, "replicate")
+        XCTAssertTrue(c.nodes["b"]!.status.peers.isEmpty)
+    }
+
+    func testFollowerRefusesProposalWithLeaderHint() {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        XCTAssertThrowsError(try c.nodes["b"]!.propose([1])) { e in
+            XCTAssertEqual(e as? RaftError, .notLeader(leaderHint: "a"))
+        }
+    }
+
+    func testSingleNodeCommitsAfterPersist() throws {
+        let c = TestCluster(voters: ["solo"])
+        c.elect("solo")
+        XCTAssertEqual(c.leader(), "solo")
+        try c.propose("solo", "v")
+        XCTAssertEqual(c.appliedData("solo"), [Array("v".utf8)])
+    }
+
+    func testPreVotePreventsTermInflationByPartitionedNode() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        let term = c.nodes["a"]!.term
+        c.isolate("c")
+        c.tick("c", 200)
+        XCTAssertEqual(c.nodes["c"]!.term, term, "pre-vote must keep the isolated node's term")
+        XCTAssertEqual(c.nodes["c"]!.role, .preCandidate)
+        c.heal()
+        c.tickAll(30)
+        XCTAssertEqual(c.leader(), "a", "rejoining node must not depose the leader")
+        XCTAssertEqual(c.nodes["a"]!.term, term)
+        XCTAssertEqual(c.nodes["c"]!.leader, "a")
+    }
+
+    func testWithoutPreVoteTermInflates() {
+        let c = TestCluster(voters: three) { $0.preVote = false }
+        c.elect("a")
+        let term = c.nodes["a"]!.term
+        c.isolate("c")
+        c.tick("c", 100)
+        XCTAssertGreaterThan(c.nodes["c"]!.term, term + 2)
+    }
+
+    func testCheckQuorumLeaderStepsDown() {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.isolate("a")
+        c.tick("a", c.nodes["a"]!.config.electionTick * 2 + 1)
+        XCTAssertEqual(c.nodes["a"]!.role, .follower)
+        XCTAssertNil(c.nodes["a"]!.leader)
+    }
+
+    func testMinorityOfFiveNeverCommits() throws {
+        let c = TestCluster(voters: five)
+        c.elect("a")
+        let committed = c.nodes["a"]!.commitIndex
+        c.partition(["a", "b"], ["c", "d", "e"])
+        for k in 0..<5 { _ = try? c.nodes["a"]!.propose([UInt8(k)]) }
+        for _ in 0..<8 {
+            c.tick("a")
+            c.tick("b")
+        }
+        XCTAssertEqual(c.nodes["a"]!.commitIndex, committed)
+        XCTAssertEqual(c.nodes["b"]!.commitIndex, committed)
+        XCTAssertTrue(c.appliedData("a").isEmpty)
+        // The majority side elects a new leader (once a's lease expired) and commits without them.
+        for _ in 0..<40 where c.nodes["c"]!.role != .leader {
+            for id in ["c", "d", "e"] { c.tick(id) }
+        }
+        c.elect("c")
+        XCTAssertEqual(c.nodes["c"]!.role, .leader)
+        try c.propose("c", "m")
+        XCTAssertEqual(c.appliedData("d"), [Array("m".utf8)])
+        // After healing, the old leader's uncommitted entries are replaced.
+        c.heal()
+        c.tickAll(30)
+        XCTAssertEqual(c.appliedData("a"), [Array("m".utf8)])
+    }
+
+    func testConflictBackoffTakesFewRoundTrips() throws {
+        // a and c hold 50 entries of term 2; b holds 50 different entries of term 3.
+        let boot = Entry(term: 1, index: 1, kind: .config, data: ConfState(voters: three).encode())
+        func log(_ t: UInt64) -> [Entry] { [boot] + (2...51).map { Entry(term: t, index: $0, data: [UInt8(t)]) } }
+        let c = TestCluster(voters: three)
+        c.load("a", RaftInitialState(hardState: HardState(term: 2, commit: 1), entries: log(2)))
+        c.load("c", RaftInitialState(hardState: HardState(term: 2, commit: 1), entries: log(2)))
+        c.load("b", RaftInitialState(hardState: HardState(term: 3, commit: 1), entries: log(3)))
+        c.elect("b")
+        XCTAssertEqual(c.leader(), "b")
+        c.tickAll(3)
+        let rejects = c.deliveredLog.filter { $0.type == .appendResponse && $0.reject && $0.from == "a" }
+        XCTAssertLessThanOrEqual(rejects.count, 3, "fast back-off should skip the whole conflicting term")
+        XCTAssertEqual(c.nodes["a"]!.commitIndex, c.nodes["b"]!.commitIndex)
+        XCTAssertEqual(c.disks["a"]!.entries.map(\.term), c.disks["b"]!.entries.map(\.term))
+    }
+
+    func testOldTermEntriesAreNotCommittedByCounting() throws {
+        // b has an entry of term 2 that a majority (a, b) holds, but the new leader a may commit it
+        // only together with an entry of its own term.
+        let boot = Entry(term: 1, index: 1, kind: .config, data: ConfState(voters: three).encode())
+        let c = TestCluster(voters: three)
+        let old = Entry(term: 2, index: 2, data: [7])
+        c.load("a", RaftInitialState(hardState: HardState(term: 2, commit: 1), entries: [boot, old]))
+        c.load("b", RaftInitialState(hardState: HardState(term: 2, commit: 1), entries: [boot, old]))
+        c.load("c", RaftInitialState(hardState: HardState(term: 2, commit: 1), entries: [boot]))
+        c.isolate("a")
+        c.nodes["a"]!.tick()
+        // a campaigns but cannot reach anyone; while isolated it must not commit index 2.
+        c.tick("a", 40)
+        XCTAssertEqual(c.nodes["a"]!.commitIndex, 1)
+        c.heal()
+        c.elect("a")
+        XCTAssertEqual(c.leader(), "a")
+        c.tickAll(2)
+        // Committed through the leader's no-op of its own term.
+        XCTAssertGreaterThanOrEqual(c.nodes["a"]!.commitIndex, 3)
+        XCTAssertEqual(c.nodes["a"]!.entry(at: 3)?.kind, .noop)
+    }
+
+    func testSnapshotInstallInChunks() throws {
+        let c = TestCluster(voters: three) { $0.snapshotChunkBytes = 7 }
+        c.elect("a")
+        c.isolate("c")
+        for k in 0..<30 { try c.propose("a", "p\(k)") }
+        let applied = c.nodes["a"]!.appliedIndex
+        let snapData = Array("state-machine-image-\(applied)".utf8)
+        let meta = try c.nodes["a"]!.compact(upTo: applied, snapshotData: snapData)
+        XCTAssertEqual(meta.index, applied)
+        XCTAssertEqual(meta.conf.voters, three)
+        XCTAssertNil(c.nodes["a"]!.entry(at: applied))
+        c.heal()
+        c.tickAll(40)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data, snapData)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.metadata.index, applied)
+        let chunks = c.deliveredLog.filter { $0.type == .snapshot && $0.to == "c" }
+        XCTAssertGreaterThanOrEqual(chunks.count, (snapData.count + 6) / 7)
+        XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
+        try c.propose("a", "after")
+        XCTAssertEqual(c.appliedData("c").last, Array("after".utf8))
+    }
+
+    func testCompactionErrors() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        let last = c.nodes["a"]!.lastIndex
+        XCTAssertThrowsError(try c.nodes["a"]!.compact(upTo: last + 5, snapshotData: []))
+        XCTAssertThrowsError(try c.nodes["a"]!.compact(upTo: 0, snapshotData: []))
+    }
+
+    func testReadIndexOnLeaderAndFollower() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        try c.propose("a", "w")
+        try c.nodes["a"]!.readIndex(requestID: 42)
+        c.stabilize()
+        XCTAssertEqual(c.readStates["a"], [ReadState(requestID: 42, index: c.nodes["a"]!.commitIndex)])
+        try c.nodes["b"]!.readIndex(requestID: 7)
+        c.stabilize()
+        XCTAssertEqual(c.readStates["b"]?.first?.requestID, 7)
+        XCTAssertEqual(c.readStates["b"]?.first?.index, c.nodes["a"]!.commitIndex)
+    }
+
+    func testReadIndexNeedsQuorum() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.isolate("a")
+        try c.nodes["a"]!.readIndex(requestID: 1)
+        c.tick("a", 3)
+        XCTAssertEqual(c.readStates["a"] ?? [], [], "a leader cut off from the quorum must not confirm reads")
+    }
+
+    func testReadIndexWaitsForCommitInTerm() throws {
+        let c = TestCluster(voters: three)
+        // Votes and heartbeats flow, but no append does: the new leader cannot commit its no-op.
+        c.dropIf = { $0.type == .append }
+        c.elect("a")
+        XCTAssertEqual(c.nodes["a"]!.role, .leader)
+        try c.nodes["a"]!.readIndex(requestID: 5)
+        c.tick("a", 4)
+        XCTAssertEqual(c.readStates["a"] ?? [], [])
+        c.dropIf = nil
+        c.tick("a", 2)
+        XCTAssertEqual(c.readStates["a"]?.map(\.requestID), [5])
+        XCTAssertEqual(c.readStates["a"]?.first?.index, c.nodes["a"]!.commitIndex)
+    }
+
+    func testLeaderTransfer() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.isolate("b")
+        try c.propose("a", "x")
+        c.heal()
+        try c.nodes["a"]!.transferLeadership(to: "b")
+        // While transferring, proposals are refused... unless the transfer already finished.
+        if c.nodes["a"]!.role == .leader {
+            XCTAssertThrowsError(try c.nodes["a"]!.propose([1]))
+        }
+        c.stabilize()
+        c.tickAll(3)
+        XCTAssertEqual(c.leader(), "b")
+        XCTAssertEqual(c.nodes["a"]!.leader, "b")
+        XCTAssertThrowsError(try c.nodes["b"]!.transferLeadership(to: "zz"))
+    }
+
+    func testLearnerIsNotCountedAndDoesNotCampaign() throws {
+        let c = TestCluster(voters: three, joiners: ["l"])
+        c.elect("a")
+        try c.nodes["a"]!.proposeConfChange(.addLearner("l"))
+        c.tickAll(3)
+        XCTAssertEqual(c.nodes["l"]!.conf.learners, ["l"])
+        try c.propose("a", "x")
+        c.tickAll(2)
+        XCTAssertEqual(c.appliedData("l"), [Array("x".utf8)])
+        // With both other voters gone, leader + learner are not a quorum.
+        c.partition(["a", "l"], ["b", "c"])
+        let commit = c.nodes["a"]!.commitIndex
+        _ = try? c.nodes["a"]!.propose([9])
+        c.tick("a", 3)
+        c.tick("l", 3)
+        XCTAssertEqual(c.nodes["a"]!.commitIndex, commit)
+        // The learner never campaigns.
+        c.isolate("l")
+        c.tick("l", 100)
+        XCTAssertEqual(c.nodes["l"]!.role, .follower)
+    }
+
+    func testConfigurationChangesOneAtATime() throws {
+        let c = TestCluster(voters: three, joiners: ["d"])
+        c.elect("a")
+        c.isolate("b")
+        c.isolate("c")
+        try c.nodes["a"]!.proposeConfChange(.addLearner("d"))
+        XCTAssertThrowsError(try c.nodes["a"]!.proposeConfChange(.removeNode("c"))) { e in
+            XCTAssertEqual(e as? RaftError, .configChangeInProgress)
+        }
+        c.heal()
+        c.tickAll(3)
+        XCTAssertThrowsError(try c.nodes["a"]!.proposeConfChange(.addLearner("d")))
+        try c.nodes["a"]!.proposeConfChange(.promoteLearner("d"))
+        c.tickAll(3)
+        XCTAssertEqual(c.nodes["a"]!.conf.voters, ["a", "b", "c", "d"])
+        XCTAssertEqual(c.nodes["d"]!.conf.voters, ["a", "b", "c", "d"])
+        // Remove the leader itself: it steps down and the others elect a new leader.
+        try c.nodes["a"]!.proposeConfChange(.removeNode("a"))
+        c.tickAll(3)
+        XCTAssertNotEqual(c.nodes["a"]!.role, .leader)
+        c.tickAll(50)
+        let l = try XCTUnwrap(c.leader())
+        XCTAssertNotEqual(l, "a")
+        XCTAssertEqual(c.nodes[l]!.conf.voters, ["b", "c", "d"])
+        try c.propose(l, "after")
+        XCTAssertEqual(c.appliedData("d").last, Array("after".utf8))
+    }
+
+    func testStaleAndMalformedMessagesAreIgnored() {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        var b = c.nodes["b"]!
+        let before = b.status
+        // Entries not contiguous with the claimed previous index.
+        b.step(RaftMessage(type: .append, from: "a", to: "b", term: before.term, logTerm: 1, index: 1,
+                           entries: [Entry(term: before.term, index: 9)]))
+        // Wrong recipient, self-sent, unsolicited responses.
+        b.step(RaftMessage(type: .append, from: "a", to: "zz", term: before.term))
+        b.step(RaftMessage(type: .append, from: "b", to: "b", term: before.term))
+        b.step(RaftMessage(type: .appendResponse, from: "c", to: "b", term: before.term, index: 1_000_000))
+        b.step(RaftMessage(type: .snapshot, from: "a", to: "b", term: before.term))
+        b.step(RaftMessage(type: .readIndexResponse, from: "c", to: "b", term: before.term, index: 99))
+        XCTAssertEqual(b.lastIndex, before.lastIndex)
+        XCTAssertEqual(b.commitIndex, before.commitIndex)
+        XCTAssertGreaterThan(b.droppedMessages, 0)
+        // A leader ignores absurd acknowledgements.
+        var a = c.nodes["a"]!
+        let commit = a.commitIndex
+        a.step(RaftMessage(type: .appendResponse, from: "b", to: "a", term: a.term, index: 1 << 40))
+        a.step(RaftMessage(type: .appendResponse, from: "c", to: "a", term: a.term, index: 1 << 40))
+        XCTAssertEqual(a.commitIndex, commit)
+    }
+
+    func testRestartKeepsTermVoteAndLog() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        try c.propose("a", "x")
+        c.tickAll(2)
+        let disk = c.disks["b"]!
+        let b = try RaftNode(config: RaftConfig(id: "b"), state: disk)
+        XCTAssertEqual(b.term, c.nodes["b"]!.term)
+        XCTAssertEqual(b.lastIndex, c.nodes["b"]!.lastIndex)
+        XCTAssertEqual(b.conf.voters, three)
+        XCTAssertEqual(b.commitIndex, disk.hardState.commit)
+    }
+
+    func testCorruptStateIsRejected() {
+        let bad = RaftInitialState(hardState: HardState(term: 1), entries: [Entry(term: 1, index: 2)])
+        XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "x"), state: bad))
+        let badCommit = RaftInitialState(hardState: HardState(term: 1, commit: 5), entries: [Entry(term: 1, index: 1)])
+        XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "x"), state: badCommit))
+    }
+    func testPipeliningIsBoundedAndBatched() throws {
+        let c = TestCluster(voters: three) {
+            $0.maxInflightAppends = 4
+            $0.maxEntriesPerAppend = 5
+            $0.maxBytesPerAppend = 1000
+        }
+        c.elect("a")
+        c.tickAll(2)
+        c.deliveredLog = []
+        // b acknowledges nothing: the leader may have at most 4 appends with entries in flight to it.
+        c.dropIf = { $0.from == "b" && $0.type == .appendResponse }
+        for k in 0..<100 { _ = try c.nodes["a"]!.propose(Array(repeating: UInt8(k), count: 10)) }
+        c.stabilize()
+        let toB = c.deliveredLog.filter { $0.to == "b" && $0.type == .append && !$0.entries.isEmpty }
+        XCTAssertEqual(toB.count, 4)
+        XCTAssertTrue(toB.allSatisfy { $0.entries.count <= 5 })
+        // c acknowledges, so it receives everything, in batches.
+        let toC = c.deliveredLog.filter { $0.to == "c" && $0.type == .append && !$0.entries.isEmpty }
+        XCTAssertEqual(toC.reduce(0) { $0 + $1.entries.count }, 100)
+        XCTAssertTrue(toC.allSatisfy { $0.entries.count <= 5 })
+        XCTAssertEqual(c.appliedData("c").count, 100)
+        // Byte limit: big entries go one per message.
+        c.dropIf = nil
+        c.deliveredLog = []
+        for _ in 0..<3 { _ = try c.nodes["a"]!.propose(Array(repeating: 1, count: 900)) }
+        c.stabilize()
+        let big = c.deliveredLog.filter { $0.to == "c" && $0.type == .append && !$0.entries.isEmpty }
+        XCTAssertTrue(big.allSatisfy { $0.entries.count == 1 })
+        c.tickAll(3)
+        XCTAssertEqual(c.appliedData("b").count, 103)
+    }
+
+    func testTransferToLaggingFollowerCatchesItUpFirst() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.isolate("c")
+        for k in 0..<10 { try c.propose("a", "v\(k)") }
+        c.heal()
+        try c.nodes["a"]!.transferLeadership(to: "c")
+        XCTAssertEqual(c.nodes["a"]!.leadTransferee, "c")
+        c.stabilize()
+        XCTAssertEqual(c.leader(), "c")
+        XCTAssertEqual(c.appliedData("c").count, 10)
+        try c.propose("c", "new")
+        XCTAssertEqual(c.appliedData("a").last, Array("new".utf8))
+    }
+
+    func testTransferAbortsAfterElectionTimeout() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.isolate("c")
+        try c.nodes["a"]!.transferLeadership(to: "c")
+        XCTAssertThrowsError(try c.nodes["a"]!.propose([1])) { e in
+            XCTAssertEqual(e as? RaftError, .leadershipTransferInProgress)
+        }
+        c.tick("a", c.nodes["a"]!.config.electionTick)
+        XCTAssertEqual(c.nodes["a"]!.role, .leader)
+        XCTAssertNil(c.nodes["a"]!.leadTransferee)
+        XCTAssertNoThrow(try c.nodes["a"]!.propose([1]))
+    }
+
+    func testSnapshotTransferSurvivesFollowerRestart() throws {
+        let c = TestCluster(voters: three) { $0.snapshotChunkBytes = 3 }
+        c.elect("a")
+        c.isolate("c")
+        for k in 0..<10 { try c.propose("a", "p\(k)") }
+        let applied = c.nodes["a"]!.appliedIndex
+        let data = Array("0123456789abcdefghij".utf8)
+        try c.nodes["a"]!.compact(upTo: applied, snapshotData: data)
+        c.heal()
+        // Let a few chunks through, then restart c from its disk (losing the partial transfer).
+        var chunks = 0
+        c.dropIf = { m in
+            if m.type == .snapshot && m.to == "c" { chunks += 1; return chunks > 3 }
+            return false
+        }
+        c.tickAll(3)
+        c.load("c", c.disks["c"]!)
+        c.dropIf = nil
+        c.tickAll(40)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data, data)
+        XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
+    }
+}
