@@ -1,0 +1,80 @@
+import XCTest
+import Identity
+import Wire
+@testable import Libp2p
+
+final class HostTests: XCTestCase {
+    func makeHost(perf: Bool = true) throws -> Libp2pHost {
+        var cfg = HostConfig()
+        cfg.servePerf = perf
+        let h = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        h.setHandler(Protocols.echo) { s in await Protocols.serveEcho(s) }
+        return h
+    }
+
+    func testDialPingIdentifyEcho() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        let addrs = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])
+        let peer = try await a.dial(addrs[0].withPeerID(b.peerID.bytes))
+        XCTAssertEqual(peer, b.peerID)
+        let rtt = try await a.ping(b.peerID)
+        XCTAssertGreaterThan(rtt, 0)
+        let info = try await a.identify(b.peerID)
+        XCTAssertEqual(info.agentVersion, "p2pos/0.1.0")
+        XCTAssertEqual(info.protocolVersion, "ipfs/0.1.0")
+        XCTAssertTrue(info.protocols.contains(Protocols.ping))
+        XCTAssertEqual(info.listenAddrs, addrs)
+        // Reverse direction over the same connection.
+        let rtt2 = try await b.ping(a.peerID)
+        XCTAssertGreaterThan(rtt2, 0)
+        // Echo 4 MiB.
+        let s = try await a.openStream(to: b.peerID, protocols: ["/nope/1", Protocols.echo])
+        XCTAssertEqual(s.protocolID, Protocols.echo)
+        var data = [UInt8](repeating: 0, count: 4 << 20)
+        for i in 0..<data.count { data[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
+        let payload = data
+        let writer = Task { try await s.write(payload); try await s.closeWrite() }
+        let back = try await s.readToEnd(maxLength: 8 << 20)
+        try await writer.value
+        XCTAssertEqual(back.count, data.count)
+        XCTAssertTrue(back == data)
+    }
+
+    func testWrongPeerIDRejected() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        let addrs = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])
+        let other = PrivateKey.generate().peerID
+        do {
+            _ = try await a.dial(addrs[0].withPeerID(other.bytes))
+            XCTFail("dial should fail")
+        } catch {
+            XCTAssertTrue("\(error)".contains("dialed"), "\(error)")
+        }
+    }
+
+    func testIPv6AndUnsupportedProtocol() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        let addrs = try b.listen([try Multiaddr("/ip6/::1/tcp/0")])
+        _ = try await a.dial(addrs[0])
+        do {
+            _ = try await a.openStream(to: b.peerID, protocols: ["/x/1", "/y/2"])
+            XCTFail("should fail")
+        } catch let e as Libp2pError {
+            XCTAssertEqual(e, .protocolNotSupported(["/x/1", "/y/2"]))
+        }
+    }
+
+    func testPerf() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        let addrs = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])
+        _ = try await a.dial(addrs[0])
+        let s = try await a.openStream(to: b.peerID, protocols: [Protocols.perf])
+        let (up, down) = try await Protocols.perfClient(s, upload: 32 << 20, download: 32 << 20)
+        XCTAssertGreaterThan(up, 0)
+        XCTAssertGreaterThan(down, 0)
+    }
+}
