@@ -70,7 +70,7 @@ final class Connection: FDHandler, @unchecked Sendable {
 
     static let maxNoiseFrame = 65535
     static let maxNoisePlain = 65535 - 16
-    static let maxDataFrame = 256 * 1024
+    static let maxDataFrame = 64 * 1024 - 12
     init(serial: UInt64, fd: Int32, loop: EventLoop, dialer: Bool, identity: PrivateKey, expected: PeerID?, limits: ConnectionLimits,
          remoteAddr: Multiaddr?, localAddr: Multiaddr?, connecting: Bool) {
         self.fd = fd
@@ -586,7 +586,7 @@ final class Connection: FDHandler, @unchecked Sendable {
     private func flushSocket(pumpAfter: Bool = true) {
         guard stage != .closed else { return }
         while !out.isEmpty {
-            let n = Glibc.write(fd, out.readPointer, out.count)
+            let n = Glibc.send(fd, out.readPointer, out.count, Int32(MSG_NOSIGNAL))
             if n > 0 {
                 out.consume(n)
             } else if n < 0 && errno == EINTR {
