@@ -95,7 +95,11 @@ extension Libp2pTool {
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()
-        defer { p.terminate(); p.waitUntilExit() }
+        defer {
+            // Foundation's waitUntilExit needs a run loop; poll instead.
+            p.terminate()
+            for _ in 0..<100 where p.isRunning { usleep(50_000) }
+        }
         let line: String = await withCheckedContinuation { c in
             DispatchQueue.global().async {
                 var buf: [UInt8] = []

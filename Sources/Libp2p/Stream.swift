@@ -80,7 +80,9 @@ public final class Libp2pStream: @unchecked Sendable {
     /// Loop: stream reset (by remote, by us, or connection loss).
     func deliverReset() {
         lock.lock()
-        isReset = true
+        // A stream whose remote already finished keeps its buffered data and clean EOF.
+        if !remoteClosed { isReset = true }
+        writeSideReset = true
         let w = readWaiter
         readWaiter = nil
         lock.unlock()
@@ -91,7 +93,8 @@ public final class Libp2pStream: @unchecked Sendable {
         pendingSend.clear()
     }
 
-    var wasReset: Bool { lock.lock(); defer { lock.unlock() }; return isReset }
+    private var writeSideReset = false
+    var wasReset: Bool { lock.lock(); defer { lock.unlock() }; return writeSideReset }
 
     /// Loop: take the accumulated credit for a window update. Grows the window for bulk transfers.
     func takeWindowCredit() -> UInt32 {

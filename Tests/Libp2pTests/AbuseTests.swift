@@ -1,0 +1,179 @@
+import XCTest
+import Foundation
+import Glibc
+import Identity
+import Wire
+@testable import Libp2p
+
+/// A blocking test client that speaks the stack by hand, so it can misbehave at any layer.
+final class RawClient {
+    let fd: Int32
+    var send: TransportCipher? = nil
+    var recv: TransportCipher? = nil
+    var inbuf: [UInt8] = []
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = port.bigEndian
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { close(fd); throw Libp2pError.dialFailed("raw connect") }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func write(_ b: [UInt8]) { _ = b.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+
+    func readSome() -> Bool {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = Glibc.read(fd, &buf, buf.count)
+        if n <= 0 { return false }
+        inbuf += buf.prefix(n)
+        return true
+    }
+
+    func readMS() throws -> String {
+        while true {
+            if let (t, used) = try Multistream.decode(inbuf) { inbuf.removeFirst(used); return t }
+            guard readSome() else { throw Libp2pError.connectionClosed("raw") }
+        }
+    }
+
+    func readFrame() throws -> [UInt8] {
+        while true {
+            if inbuf.count >= 2 {
+                let len = Int(inbuf[0]) << 8 | Int(inbuf[1])
+                if inbuf.count >= 2 + len { let f = Array(inbuf[2..<(2 + len)]); inbuf.removeFirst(2 + len); return f }
+            }
+            guard readSome() else { throw Libp2pError.connectionClosed("raw") }
+        }
+    }
+
+    func frame(_ m: [UInt8]) -> [UInt8] { [UInt8(m.count >> 8), UInt8(m.count & 0xff)] + m }
+
+    /// multistream + Noise XX as initiator.
+    func handshake(identity: PrivateKey) throws -> PeerID {
+        write(Multistream.encode(Multistream.protocolID) + Multistream.encode("/noise"))
+        guard try readMS() == Multistream.protocolID, try readMS() == "/noise" else { throw Libp2pError.protocolViolation("ms") }
+        let h = NoiseHandshake(initiator: true, identity: identity)
+        write(frame(h.writeMessage1()))
+        let peer = try h.readMessage2(try readFrame())
+        write(frame(try h.writeMessage3()))
+        (send, recv) = h.split()
+        return peer
+    }
+
+    func writeEncrypted(_ plain: [UInt8]) {
+        var out = [UInt8](repeating: 0, count: plain.count + 16)
+        plain.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in send!.seal(p.baseAddress ?? UnsafePointer(o.baseAddress!), plain.count, into: o.baseAddress!) } }
+        write(frame(out))
+    }
+
+    /// Returns false when the server closed the connection.
+    func isOpen(waiting seconds: Int) -> Bool {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Glibc.read(fd, &buf, buf.count)
+            if n == 0 { return false }
+            if n < 0 { return errno == EAGAIN || errno == EWOULDBLOCK ? true : false }
+        }
+    }
+}
+
+final class AbuseTests: XCTestCase {
+    func port(_ m: Multiaddr) -> UInt16 { m.tcpTarget!.port }
+
+    func testGarbageDoesNotStopAWellBehavedPeer() async throws {
+        var cfg = HostConfig()
+        cfg.handshakeTimeout = 2
+        cfg.maxPendingHandshakes = 32
+        let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        server.setHandler(Protocols.echo) { s in await Protocols.serveEcho(s) }
+        let good = try Libp2pHost(identity: PrivateKey.generate())
+        let bad = try Libp2pHost(identity: PrivateKey.generate())
+        defer { server.close(); good.close(); bad.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        let p = port(addr)
+        _ = try await good.dial(addr)
+        let pingStream = try await good.openStream(to: server.peerID, protocols: [Protocols.ping])
+
+        // A peer that never reads: it makes the server echo 32 MiB into a stream it never drains.
+        _ = try await bad.dial(addr)
+        let hog = try await bad.openStream(to: server.peerID, protocols: [Protocols.echo])
+        let hogWriter = Task { for _ in 0..<32 { try? await hog.write([UInt8](repeating: 1, count: 1 << 20)) } }
+
+        var rng = XorShift(0xbad)
+        var stalled: [RawClient] = []
+        // A Noise-authenticated peer that sends mutated Yamux frames.
+        for _ in 0..<10 {
+            let c = try RawClient(port: p)
+            _ = try c.handshake(identity: PrivateKey.generate())
+            c.writeEncrypted(Multistream.encode(Multistream.protocolID) + Multistream.encode("/yamux/1.0.0"))
+            let valid = YamuxHeader(type: .data, flags: YamuxHeader.syn, streamID: 1, length: 4).bytes + [1, 2, 3, 4]
+            c.writeEncrypted(rng.mutate(valid) + rng.bytes(rng.int(64)))
+        }
+
+        let attack = Task.detached {
+            var rng2 = XorShift(0xfeed)
+            for round in 0..<60 {
+                // Random bytes.
+                if let c = try? RawClient(port: p) { c.write(rng2.bytes(1 + rng2.int(4000))) }
+                // Opened and dropped at once.
+                _ = try? RawClient(port: p)
+                // Valid multistream, then garbage Noise.
+                if let c = try? RawClient(port: p) {
+                    c.write(Multistream.encode(Multistream.protocolID) + Multistream.encode("/noise") + [0x00, 0x20] + rng2.bytes(32 + round))
+                }
+            }
+        }
+        // Stalled half handshakes (header only, then silence).
+        for _ in 0..<20 {
+            if let c = try? RawClient(port: p) {
+                c.write(Multistream.encode(Multistream.protocolID))
+                stalled.append(c)
+            }
+        }
+        // Meanwhile the good peer's pings keep being answered promptly.
+        var worst = 0.0
+        for _ in 0..<50 {
+            let rtt = try await Protocols.pingOnce(pingStream)
+            worst = max(worst, rtt)
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        await attack.value
+        XCTAssertLessThan(worst, 0.5, "ping stalled for \(worst)s under abuse")
+
+        // Stalled handshakes are dropped after the handshake timeout.
+        try await Task.sleep(nanoseconds: 2_600_000_000)
+        for c in stalled { XCTAssertFalse(c.isOpen(waiting: 1)) }
+        // The good peer is still fine, and a fresh connection still works.
+        _ = try await Protocols.pingOnce(pingStream)
+        let fresh = try Libp2pHost(identity: PrivateKey.generate())
+        defer { fresh.close() }
+        _ = try await fresh.dial(addr)
+        _ = try await fresh.ping(server.peerID)
+        hog.reset()
+        hogWriter.cancel()
+    }
+
+    func testYamuxProtocolErrorClosesOnlyThatConnection() async throws {
+        let server = try Libp2pHost(identity: PrivateKey.generate())
+        defer { server.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        let c = try RawClient(port: port(addr))
+        XCTAssertEqual(try c.handshake(identity: PrivateKey.generate()), server.peerID)
+        c.writeEncrypted(Multistream.encode(Multistream.protocolID) + Multistream.encode("/yamux/1.0.0"))
+        // Data beyond the 256 KiB initial window is a protocol error.
+        c.writeEncrypted(YamuxHeader(type: .windowUpdate, flags: YamuxHeader.syn, streamID: 1, length: 0).bytes)
+        let big = [UInt8](repeating: 0, count: 60000)
+        c.writeEncrypted(YamuxHeader(type: .data, flags: 0, streamID: 1, length: 300_000).bytes)
+        for _ in 0..<5 { c.writeEncrypted(big) }
+        XCTAssertFalse(c.isOpen(waiting: 3))
+    }
+}
