@@ -231,6 +231,14 @@ public final class Libp2pHost: @unchecked Sendable {
         }
     }
 
+    /// Number of open connections to `peer` (normally 0 or 1).
+    public func connectionCount(to peer: PeerID) async -> Int {
+        let c = core
+        return await withCheckedContinuation { (cont: CheckedContinuation<Int, Never>) in
+            loop.execute { cont.resume(returning: c.connectionCount(peer)) }
+        }
+    }
+
     /// Whether a connection to `peer` is open.
     public func isConnected(_ peer: PeerID) async -> Bool { await connectedPeers().contains(peer) }
 

@@ -140,6 +140,9 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
 
     func connectedPeers() -> [PeerID] { primary.keys.sorted() }
 
+    /// Open (established or handshaking) connections to `peer`.
+    func connectionCount(_ peer: PeerID) -> Int { conns.values.filter { $0.remotePeer == peer && !$0.isClosed }.count }
+
     func disconnect(_ peer: PeerID) {
         for (_, c) in conns where c.remotePeer == peer { c.close(reason: "disconnect requested") }
     }
