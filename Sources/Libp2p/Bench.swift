@@ -55,7 +55,9 @@ extension Libp2pTool {
     /// With `compare == "py-libp2p"`, the same against a py-libp2p peer (64 MiB perf), started with the
     /// interpreter in `P2POS_PYTHON` (default `.venv/bin/python`) and the script in `P2POS_PY_PEER`
     /// (default `tests/interop/py_peer.py`).
-    public static func runBenchNet(compare: String? = nil, roundTrips: Int = 1000, perfBytes: UInt64 = 1 << 30,
+    /// With `target` (a `p2pos debug listen --echo --perf` address), the p2pos figures are measured
+    /// against that process instead of an in-process host.
+    public static func runBenchNet(compare: String? = nil, target: String? = nil, roundTrips: Int = 1000, perfBytes: UInt64 = 1 << 30,
                                    output: @escaping Output, errorOutput: @escaping Output) -> Int32 {
         if let c = compare, c != "py-libp2p" {
             errorOutput("p2pos bench net: --compare supports only py-libp2p")
@@ -70,9 +72,15 @@ extension Libp2pTool {
                 server.setHandler(Protocols.echo) { s in await Protocols.serveEcho(s) }
                 let client = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
                 defer { server.close(); client.close() }
-                let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
-                let peer = try await client.dial(addr.withPeerID(server.peerID.bytes))
-                output("p2pos<->p2pos loopback, Noise+Yamux, one event loop per host")
+                let peer: PeerID
+                if let t = target {
+                    peer = try await client.dial(try Multiaddr(t))
+                    output("p2pos -> p2pos process at \(t), Noise+Yamux")
+                } else {
+                    let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+                    peer = try await client.dial(addr.withPeerID(server.peerID.bytes))
+                    output("p2pos<->p2pos loopback, Noise+Yamux, one event loop per host, one process")
+                }
                 try await runSuite("p2pos", client, peer, roundTrips: roundTrips, perfBytes: perfBytes, output: output)
                 if compare == "py-libp2p" {
                     try await comparePy(client, roundTrips: roundTrips, output: output)

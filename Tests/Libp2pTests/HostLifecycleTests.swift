@@ -67,11 +67,12 @@ final class HostLifecycleTests: XCTestCase {
     }
 
     func testLimitsAndIdleTimeout() async throws {
-        let server = try host { $0.maxStreamsPerConnection = 4; $0.idleTimeout = 0.6 }
+        // No automatic identify: its streams would count against the 4-stream limit.
+        let server = try host { $0.maxStreamsPerConnection = 4; $0.idleTimeout = 0.6; $0.autoIdentify = false }
         defer { server.close() }
         server.setHandler("/hold/1") { s in _ = try? await s.read() }
         let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
-        let c = try host()
+        let c = try host { $0.autoIdentify = false }
         defer { c.close() }
         _ = try await c.dial(addr)
         var held: [Libp2pStream] = []
