@@ -18,6 +18,9 @@ struct ConnectionLimits {
     var writeHighWater = 4 * 1024 * 1024
     var writeLowWater = 1 * 1024 * 1024
     var maxSecurityAttempts = 8
+    /// Inbound stream opening rate per connection (token bucket).
+    var inboundStreamsPerSecond: Double = 100
+    var inboundStreamBurst: Double = 200
 }
 
 /// One TCP connection upgraded in stages: multistream → Noise → multistream → Yamux.
@@ -66,6 +69,8 @@ final class Connection: FDHandler, @unchecked Sendable {
     private var blockedSet = Set<UInt32>()
     private var pingWaiters: [UInt32: (UInt64, (Double) -> Void)] = [:]
     private var nextPing: UInt32 = 1
+    private lazy var streamTokens: Double = limits.inboundStreamBurst
+    private var tokensAt = Monotonic.nanos()
     var draining = false
 
     static let maxNoiseFrame = 65535
@@ -373,11 +378,15 @@ final class Connection: FDHandler, @unchecked Sendable {
         guard let peer = remotePeer else { return }
         guard sid % 2 != (isDialer ? 1 : 0) else { throw YamuxError.protocolError("remote opened stream \(sid) with our parity") }
         guard streams[sid] == nil else { throw YamuxError.protocolError("duplicate SYN for stream \(sid)") }
-        if streams.count >= limits.maxStreams || goAwaySent || draining && streams.count >= limits.maxStreams / 4 {
+        let now = Monotonic.nanos()
+        streamTokens = min(limits.inboundStreamBurst, streamTokens + Double(now - tokensAt) / 1e9 * limits.inboundStreamsPerSecond)
+        tokensAt = now
+        if streams.count >= limits.maxStreams || goAwaySent || streamTokens < 1 {
             sendFrame(YamuxHeader(type: .windowUpdate, flags: YamuxHeader.rst, streamID: sid, length: 0))
-            Log.debug("LIBP2P", "stream_refused", ["peer_id": peer, "reason": "stream limit"])
+            Log.debug("LIBP2P", "stream_refused", ["peer_id": peer, "reason": streamTokens < 1 ? "stream rate limit" : "stream limit"])
             return
         }
+        streamTokens -= 1
         let s = Libp2pStream(conn: self, id: sid, initiator: false, remote: peer)
         s.established = true
         streams[sid] = s

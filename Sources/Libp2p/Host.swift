@@ -10,6 +10,9 @@ public struct HostConfig: Sendable {
     public var maxConnections = 512
     public var maxPendingHandshakes = 64
     public var maxStreamsPerConnection = 256
+    /// Rate limit on streams a remote peer may open on one connection (token bucket).
+    public var inboundStreamsPerSecond: Double = 100
+    public var inboundStreamBurst: Double = 200
     public var handshakeTimeout: Double = 10
     public var dialTimeout: Double = 10
     /// A connection without streams and without traffic for this long is closed (0 = never).

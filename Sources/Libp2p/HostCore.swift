@@ -45,6 +45,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         self.config = config
         var l = ConnectionLimits()
         l.maxStreams = config.maxStreamsPerConnection
+        l.inboundStreamsPerSecond = config.inboundStreamsPerSecond
+        l.inboundStreamBurst = config.inboundStreamBurst
         limits = l
     }
 

@@ -86,6 +86,23 @@ final class HostLifecycleTests: XCTestCase {
         try await eventually(8, "idle close") { await c.connectionCount(to: server.peerID) == 0 }
     }
 
+    func testInboundStreamRateLimit() async throws {
+        let server = try host { $0.inboundStreamsPerSecond = 5; $0.inboundStreamBurst = 5; $0.autoIdentify = false }
+        defer { server.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        let c = try host { $0.autoIdentify = false }
+        defer { c.close() }
+        _ = try await c.dial(addr)
+        var ok = 0, refused = 0
+        for _ in 0..<12 {
+            do { _ = try await c.ping(server.peerID); ok += 1 } catch { refused += 1 }
+        }
+        XCTAssertGreaterThanOrEqual(ok, 5)
+        XCTAssertGreaterThan(refused, 0)
+        try await Task.sleep(nanoseconds: 600_000_000)
+        _ = try await c.ping(server.peerID)  // tokens refill; the connection is still usable
+    }
+
     func testDialFailures() async throws {
         let a = try host()
         defer { a.close() }
