@@ -43,7 +43,10 @@ enum NoiseCrypto {
     }
 
     static func x25519Keypair() -> (priv: [UInt8], pub: [UInt8]) {
-        let priv = Sodium.randomBytes(32)
+        x25519Keypair(priv: Sodium.randomBytes(32))
+    }
+
+    static func x25519Keypair(priv: [UInt8]) -> (priv: [UInt8], pub: [UInt8]) {
         var pub = [UInt8](repeating: 0, count: 32)
         _ = crypto_scalarmult_base(&pub, priv)
         return (priv, pub)

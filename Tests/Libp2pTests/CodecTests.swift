@@ -253,3 +253,42 @@ final class IdentifyCodecTests: XCTestCase {
         }
     }
 }
+
+final class NoiseKnownAnswerTests: XCTestCase {
+    // Produced by py-libp2p 0.8.1's payload code and the `noiseprotocol` package (tests/interop has
+    // the environment): identity seeds 0x01…/0x02…, static keys 0x03…/0x04…, ephemeral 0x05…/0x06….
+    let m1 = "50a61409b1ddd0325e9b16b700e719e9772c07000b1bd7786e907c653d20495d"
+    let m2 = "f5b2d6e60f9477e310c2982daaa6c9136c108a1777c5947e448fa37d68174557a16cb8fafe6fcec12593015a064545f434c5c48d8d154256ecdd2012848233a50e33d4a3d058e47ae77d4c9bc84d9f93f39e2a53a7c04755fc914813fa50264b70f587f078ce9c34ac5b60070650d6312fe47cbd3d2eeab15d663b4da7b27abbffde13a63b76b5b58ef0133ed2a947862da950f165f3d23ce31ea7b842ffd050193aaabff8d88068ad072fe4f8424aba10c14b7f601c9b3051465f33704078ce545c5da01b74739f"
+    let m3 = "c7e957e82bac138ecc5726d23d172ede00b769dba6d9b94d0d9eedf12f63cd78e5cd4c1012b3d4b046f19866170133a47f57440e2f50e0a0bd9d54517a3ab83e31785d37e6f7604cd83a597c7b7c2246d7e7f5db26113d5b0f6ad76469469deb59e69d811aff324889da1eb92d22df7b11ac48052cb16bdbec526ef8dd3c44f13707edb888b47c93d96373c90a467f4240764e1431312a51ccae87272b3a86aa5e6c2214e9644b0c"
+    let t1 = "2fd3062d4268facd4561e2a337376963163fbd66b143a50e80f4776c7060307eaa74c121"
+    let t2 = "478bcf555237356d1ad1b3afa63973c1a783ca82842b3574c40ba043798aa6ef6af86210"
+    let pA = "0a24080112208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c1240cfb88e685664cc7c0737087db6b15f1244090f930750c235eae4fa48010153c48741b62fd21652ea98d9917258f3410c41d0c9011a66b7b4734d189a0614560d"
+
+    func testMatchesIndependentImplementation() throws {
+        let idA = try PrivateKey(seed: [UInt8](repeating: 1, count: 32))
+        let idB = try PrivateKey(seed: [UInt8](repeating: 2, count: 32))
+        let sA = NoiseCrypto.x25519Keypair(priv: [UInt8](repeating: 3, count: 32))
+        let sB = NoiseCrypto.x25519Keypair(priv: [UInt8](repeating: 4, count: 32))
+        let eA = NoiseCrypto.x25519Keypair(priv: [UInt8](repeating: 5, count: 32))
+        let eB = NoiseCrypto.x25519Keypair(priv: [UInt8](repeating: 6, count: 32))
+        XCTAssertEqual(Hex.encode(NoisePayload.make(identity: idA, staticPub: sA.pub).encode()), pA)
+        let i = NoiseHandshake(initiator: true, identity: idA, staticKey: sA, ephemeral: eA)
+        let r = NoiseHandshake(initiator: false, identity: idB, staticKey: sB, ephemeral: eB)
+        XCTAssertEqual(Hex.encode(i.writeMessage1()), m1)
+        try r.readMessage1(Hex.decode(m1)!)
+        XCTAssertEqual(Hex.encode(try r.writeMessage2()), m2)
+        XCTAssertEqual(try i.readMessage2(Hex.decode(m2)!), idB.peerID)
+        XCTAssertEqual(Hex.encode(try i.writeMessage3()), m3)
+        XCTAssertEqual(try r.readMessage3(Hex.decode(m3)!), idA.peerID)
+        let (isend, _) = i.split()
+        let (rsend, _) = r.split()
+        func seal(_ c: TransportCipher, _ text: String) -> String {
+            let p = Array(text.utf8)
+            var out = [UInt8](repeating: 0, count: p.count + 16)
+            p.withUnsafeBufferPointer { pp in out.withUnsafeMutableBufferPointer { c.seal(pp.baseAddress!, p.count, into: $0.baseAddress!) } }
+            return Hex.encode(out)
+        }
+        XCTAssertEqual(seal(isend, "hello from initiator"), t1)
+        XCTAssertEqual(seal(rsend, "hello from responder"), t2)
+    }
+}
