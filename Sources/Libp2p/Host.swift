@@ -13,6 +13,10 @@ public struct HostConfig: Sendable {
     /// Rate limit on streams a remote peer may open on one connection (token bucket).
     public var inboundStreamsPerSecond: Double = 100
     public var inboundStreamBurst: Double = 200
+    /// Inbound connections from one IP that fail before completing the handshake within a minute
+    /// before that IP is refused for `handshakeFailureBan` seconds (0 = never).
+    public var handshakeFailureLimit = 50
+    public var handshakeFailureBan: Double = 30
     public var handshakeTimeout: Double = 10
     public var dialTimeout: Double = 10
     /// A connection without streams and without traffic for this long is closed (0 = never).

@@ -33,6 +33,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
     private var sweepTimer: UInt64? = nil
     private let limits: ConnectionLimits
     private var serialCounter: UInt64 = 0
+    /// Failed inbound handshakes per remote IP: count in the current minute, ban deadline.
+    private var failures: [String: (count: Int, since: UInt64, bannedUntil: UInt64)] = [:]
 
     private func nextSerial() -> UInt64 {
         serialCounter += 1
@@ -70,9 +72,14 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
                 Glibc.close(fd)
                 continue
             }
+            let remote = Sock.peerAddr(fd)
+            if let ip = HostCore.ipKey(remote), let f = failures[ip], f.bannedUntil > Monotonic.nanos() {
+                Glibc.close(fd)
+                continue
+            }
             Sock.setNoDelay(fd)
             let c = Connection(serial: nextSerial(), fd: fd, loop: loop, dialer: false, identity: identity, expected: nil, limits: limits,
-                               remoteAddr: Sock.peerAddr(fd), localAddr: Sock.localAddr(fd), connecting: false)
+                               remoteAddr: remote, localAddr: Sock.localAddr(fd), connecting: false)
             track(c)
             loop.register(fd, c)
             c.start()
@@ -107,6 +114,32 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
             guard let p = c.remotePeer, persistent[p] == nil else { continue }
             if Double(now - c.lastActivity) / 1e9 > config.idleTimeout { c.close(reason: "idle timeout") }
         }
+    }
+
+    static func ipKey(_ addr: Multiaddr?) -> String? {
+        guard let first = addr?.components.first else { return nil }
+        return Multiaddr(components: [first]).description
+    }
+
+    /// Count a failed inbound handshake; ban the IP for a while past the limit.
+    private func recordFailure(_ addr: Multiaddr?) {
+        guard config.handshakeFailureLimit > 0, let ip = HostCore.ipKey(addr) else { return }
+        let now = Monotonic.nanos()
+        if failures.count > 4096 {
+            failures = failures.filter { $0.value.bannedUntil > now }
+            if failures.count > 4096 { failures.removeAll() }
+        }
+        var f = failures[ip] ?? (0, now, 0)
+        if now - f.since > 60_000_000_000 { f = (0, now, f.bannedUntil) }
+        f.count += 1
+        if f.count >= config.handshakeFailureLimit && f.bannedUntil <= now {
+            f.bannedUntil = now + UInt64(config.handshakeFailureBan * 1e9)
+            f.count = 0
+            f.since = now
+            Log.warn("LIBP2P", "peer_rate_limited", ["remote": ip, "reason": "\(config.handshakeFailureLimit) failed handshakes",
+                                                     "seconds": config.handshakeFailureBan])
+        }
+        failures[ip] = f
     }
 
     // MARK: dialing
@@ -244,6 +277,7 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         }
         guard let peer = c.remotePeer else {
             Log.debug("LIBP2P", "handshake_failed", ["remote": c.remoteAddr?.description ?? "?", "reason": reason])
+            if !c.isDialer && !shuttingDown { recordFailure(c.remoteAddr) }
             return
         }
         if primary[peer] === c {

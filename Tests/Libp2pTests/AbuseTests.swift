@@ -93,6 +93,7 @@ final class AbuseTests: XCTestCase {
         var cfg = HostConfig()
         cfg.handshakeTimeout = 2
         cfg.maxPendingHandshakes = 32
+        cfg.handshakeFailureLimit = 0  // everything here comes from 127.0.0.1, like the good peer
         let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
         server.setHandler(Protocols.echo) { s in await Protocols.serveEcho(s) }
         let good = try Libp2pHost(identity: PrivateKey.generate())
@@ -160,6 +161,26 @@ final class AbuseTests: XCTestCase {
         _ = try await fresh.ping(server.peerID)
         hog.reset()
         hogWriter.cancel()
+    }
+
+    func testFailedHandshakesGetTheSourceRateLimited() async throws {
+        var cfg = HostConfig()
+        cfg.handshakeFailureLimit = 3
+        cfg.handshakeFailureBan = 1
+        let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        defer { server.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        for _ in 0..<3 {
+            let c = try RawClient(port: port(addr))
+            c.write([0xde, 0xad, 0xbe, 0xef])
+            XCTAssertFalse(c.isOpen(waiting: 2))
+        }
+        let good = try Libp2pHost(identity: PrivateKey.generate())
+        defer { good.close() }
+        do { _ = try await good.dial(addr); XCTFail("banned source should be refused") } catch {}
+        try await Task.sleep(nanoseconds: 1_200_000_000)
+        _ = try await good.dial(addr)
+        _ = try await good.ping(server.peerID)
     }
 
     func testYamuxProtocolErrorClosesOnlyThatConnection() async throws {
