@@ -40,7 +40,12 @@ final class Connection: FDHandler, @unchecked Sendable {
     let localAddr: Multiaddr?
     let serial: UInt64
     let openedAt = Monotonic.nanos()
+    /// Last time bytes arrived (keepalive).
     var lastActivity = Monotonic.nanos()
+    /// Last time a stream was opened, written or closed (idle timeout; pings do not count).
+    var lastStreamActivity = Monotonic.nanos()
+    /// When an unanswered keepalive ping was sent.
+    var keepaliveSentAt: UInt64? = nil
 
     private(set) var stage: Stage
     private(set) var remotePeer: PeerID? = nil
@@ -388,6 +393,7 @@ final class Connection: FDHandler, @unchecked Sendable {
         }
         streamTokens -= 1
         let s = Libp2pStream(conn: self, id: sid, initiator: false, remote: peer)
+        lastStreamActivity = Monotonic.nanos()
         s.established = true
         streams[sid] = s
         sendFrame(YamuxHeader(type: .windowUpdate, flags: YamuxHeader.ack, streamID: sid, length: 0))
@@ -410,6 +416,7 @@ final class Connection: FDHandler, @unchecked Sendable {
 
     private func removeStream(_ s: Libp2pStream) {
         guard streams.removeValue(forKey: s.streamID) != nil else { return }
+        lastStreamActivity = Monotonic.nanos()
         delegate?.streamCountChanged(self)
         if streams.isEmpty && goAwayReceived { fail("remote sent GoAway") }
     }
@@ -427,7 +434,7 @@ final class Connection: FDHandler, @unchecked Sendable {
         let s = Libp2pStream(conn: self, id: sid, initiator: true, remote: peer)
         streams[sid] = s
         sendFrame(YamuxHeader(type: .windowUpdate, flags: YamuxHeader.syn, streamID: sid, length: 0))
-        lastActivity = Monotonic.nanos()
+        lastStreamActivity = Monotonic.nanos()
         return s
     }
 
@@ -449,7 +456,7 @@ final class Connection: FDHandler, @unchecked Sendable {
     func streamWrite(_ s: Libp2pStream, _ bytes: [UInt8], _ cont: CheckedContinuation<Void, Error>) {
         if s.wasReset || stage == .closed || s.rstSent { cont.resume(throwing: Libp2pError.streamReset); return }
         if s.finRequested { cont.resume(throwing: Libp2pError.writeClosed); return }
-        lastActivity = Monotonic.nanos()
+        lastStreamActivity = Monotonic.nanos()
         var offset = 0
         if s.pendingSend.isEmpty {
             bytes.withUnsafeBufferPointer { b in

@@ -22,6 +22,10 @@ public struct HostConfig: Sendable {
     /// A connection without streams and without traffic for this long is closed (0 = never).
     public var idleTimeout: Double = 300
     public var streamNegotiationTimeout: Double = 10
+    /// A Yamux ping is sent after this long without incoming bytes (0 = off) …
+    public var keepaliveInterval: Double = 15
+    /// … and the connection is closed if it is not answered within this long.
+    public var keepaliveTimeout: Double = 20
     public var serveIdentify = true
     public var servePing = true
     public var servePerf = false

@@ -99,20 +99,39 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
     }
 
     private func startSweep() {
-        guard sweepTimer == nil, config.idleTimeout > 0 else { return }
-        sweepTimer = loop.schedule(after: min(config.idleTimeout / 4, 5)) { [weak self] in
+        guard sweepTimer == nil, !shuttingDown else { return }
+        var period = 5.0
+        if config.idleTimeout > 0 { period = min(period, config.idleTimeout / 4) }
+        if config.keepaliveInterval > 0 { period = min(period, config.keepaliveInterval / 2) }
+        guard config.idleTimeout > 0 || config.keepaliveInterval > 0 else { return }
+        sweepTimer = loop.schedule(after: period) { [weak self] in
             guard let self = self else { return }
             self.sweepTimer = nil
-            self.sweepIdle()
+            self.sweep()
             if !self.shuttingDown { self.startSweep() }
         }
     }
 
-    private func sweepIdle() {
+    /// Close idle connections; send keepalive pings and drop connections that stop answering.
+    private func sweep() {
         let now = Monotonic.nanos()
-        for (_, c) in conns where c.isEstablished && c.streamCount == 0 {
-            guard let p = c.remotePeer, persistent[p] == nil else { continue }
-            if Double(now - c.lastActivity) / 1e9 > config.idleTimeout { c.close(reason: "idle timeout") }
+        for (_, c) in conns where c.isEstablished {
+            if config.keepaliveInterval > 0 {
+                if let sent = c.keepaliveSentAt {
+                    if Double(now - sent) / 1e9 > config.keepaliveTimeout {
+                        Log.info("LIBP2P", "keepalive_timeout", ["peer_id": c.remotePeer?.description ?? "?"])
+                        c.close(reason: "keepalive timeout")
+                        continue
+                    }
+                } else if Double(now - c.lastActivity) / 1e9 >= config.keepaliveInterval {
+                    c.keepaliveSentAt = now
+                    c.ping { [weak c] _ in c?.keepaliveSentAt = nil }
+                }
+            }
+            if config.idleTimeout > 0 && c.streamCount == 0, let p = c.remotePeer, persistent[p] == nil,
+               Double(now - c.lastStreamActivity) / 1e9 > config.idleTimeout {
+                c.close(reason: "idle timeout")
+            }
         }
     }
 
@@ -161,6 +180,7 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         dialWaiters[c.serial] = [cont]
         if let e = expected { dialsByPeer[e] = c.serial }
         loop.register(fd, c, write: true)
+        startSweep()
         let serial = c.serial
         loop.schedule(after: config.dialTimeout) { [weak self] in
             guard let self = self, let c = self.conns[serial], !c.isEstablished else { return }
