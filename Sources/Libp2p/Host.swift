@@ -292,13 +292,18 @@ public final class Libp2pHost: @unchecked Sendable {
         lock.unlock()
         let c = core
         let l = loop
-        let sem = DispatchSemaphore(value: 0)
-        loop.execute {
+        if loop.inLoop {
             c.shutdown()
             l.stop()
-            sem.signal()
+        } else {
+            let sem = DispatchSemaphore(value: 0)
+            loop.execute {
+                c.shutdown()
+                l.stop()
+                sem.signal()
+            }
+            _ = sem.wait(timeout: .now() + 2)
         }
-        _ = sem.wait(timeout: .now() + 2)
         for s in subs { s.finish() }
     }
 
