@@ -55,10 +55,11 @@ final class Connection: FDHandler, @unchecked Sendable {
     private var msHeaderSeen = false
     private var msAttempts = 0
 
-    private let rawIn = ByteBuffer(capacity: 128 * 1024)
-    private let plainIn = ByteBuffer(capacity: 128 * 1024)
-    private let plainOut = ByteBuffer(capacity: 64 * 1024)
-    private let out = ByteBuffer(capacity: 128 * 1024)
+    // Small at rest (idle connections are cheap); they grow under load and shrink when idle.
+    private let rawIn = ByteBuffer(capacity: 64 * 1024)
+    private let plainIn = ByteBuffer(capacity: 16 * 1024)
+    private let plainOut = ByteBuffer(capacity: 16 * 1024)
+    private let out = ByteBuffer(capacity: 16 * 1024)
     private var flushScheduled = false
     private var writeInterest = false
     private var pumping = false
@@ -303,7 +304,7 @@ final class Connection: FDHandler, @unchecked Sendable {
             }
         }
         if stage == .yamux { try processYamux() }
-        plainIn.shrinkIfIdle(to: 128 * 1024)
+        plainIn.shrinkIfIdle(to: 16 * 1024)
     }
 
     /// Whether the connection reached Yamux before it closed.
@@ -615,7 +616,7 @@ final class Connection: FDHandler, @unchecked Sendable {
             }
         }
         if out.isEmpty {
-            out.shrinkIfIdle(to: 128 * 1024)
+            out.shrinkIfIdle(to: 16 * 1024)
             if writeInterest { writeInterest = false; loop.setWriteInterest(fd, false) }
         } else if !writeInterest {
             writeInterest = true

@@ -136,20 +136,27 @@ public final class Libp2pStream: @unchecked Sendable {
             if isReset { lock.unlock(); return .reset }
             if remoteClosed || readClosed { lock.unlock(); return .eof }
             lock.unlock()
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                lock.lock()
-                if !recvBuf.isEmpty || isReset || remoteClosed || readClosed {
-                    lock.unlock()
-                    c.resume()
-                } else {
-                    readWaiter = c
-                    lock.unlock()
+            if Task.isCancelled { reset(); return .reset }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    lock.lock()
+                    if !recvBuf.isEmpty || isReset || remoteClosed || readClosed {
+                        lock.unlock()
+                        c.resume()
+                    } else {
+                        readWaiter = c
+                        lock.unlock()
+                    }
                 }
+            } onCancel: {
+                // Cancelling a task blocked on a stream resets that stream.
+                self.reset()
             }
         }
     }
 
-    /// Take up to `maxLength` bytes; nil at end of stream. Throws `streamReset`.
+    /// Take up to `maxLength` bytes; nil at end of stream. Throws `streamReset`
+    /// (also when the calling task is cancelled while waiting: the stream is then reset).
     public func read(maxLength: Int = 1 << 20) async throws -> [UInt8]? {
         switch await waitReadable() {
         case .reset: throw Libp2pError.streamReset
@@ -280,11 +287,16 @@ public final class Libp2pStream: @unchecked Sendable {
     // MARK: writer side
 
     /// Queue bytes for sending; suspends while more than the high-water mark is queued.
+    /// Cancelling the calling task while it waits resets the stream.
     public func write(_ bytes: [UInt8]) async throws {
         if bytes.isEmpty { return }
         let c = conn, s = self
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, Error>) in
-            c.loop.execute { c.streamWrite(s, bytes, cont) }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, Error>) in
+                c.loop.execute { c.streamWrite(s, bytes, cont) }
+            }
+        } onCancel: {
+            s.reset()
         }
     }
 

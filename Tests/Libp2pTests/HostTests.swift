@@ -41,6 +41,25 @@ final class HostTests: XCTestCase {
         XCTAssertTrue(back == data)
     }
 
+    func testCancellingABlockedReaderResetsTheStream() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        let sawReset = expectation(description: "remote sees reset")
+        b.setHandler("/wait/1") { s in
+            do { _ = try await s.read() } catch { sawReset.fulfill() }
+        }
+        let addrs = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])
+        _ = try await a.dial(addrs[0])
+        let s = try await a.openStream(to: b.peerID, protocols: ["/wait/1"])
+        let reader = Task { try await s.read() }
+        try await Task.sleep(nanoseconds: 100_000_000)
+        reader.cancel()
+        do { _ = try await reader.value; XCTFail("read should throw") } catch let e as Libp2pError {
+            XCTAssertEqual(e, .streamReset)
+        }
+        await fulfillment(of: [sawReset], timeout: 5)
+    }
+
     func testWrongPeerIDRejected() async throws {
         let a = try makeHost(), b = try makeHost()
         defer { a.close(); b.close() }
