@@ -88,3 +88,15 @@ def test_p2pos_rejects_wrong_peer_id(p2pos, py_listener):
     r = subprocess.run([p2pos, "ping", addr, "-n", "1"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "dialed" in r.stderr and py_listener.peer_id in r.stderr
+
+
+def test_py_dials_p2pos_over_ipv6(p2pos):
+    from conftest import Proc
+    proc = Proc([p2pos, "debug", "listen", "--listen", "/ip6/::1/tcp/0", "--echo"])
+    try:
+        assert proc.addr.startswith("/ip6/::1/tcp/")
+        rc, res, err = run_json([sys.executable, str(PY_PEER), "dial", proc.addr, "--pings", "2", "--echo-bytes", "65536"])
+        assert rc == 0 and res["ok"], (res, err)
+        assert res["peer"] == proc.peer_id and res["echo_ok"] is True
+    finally:
+        assert proc.stop() == 0
