@@ -58,6 +58,7 @@ public final class Libp2pHost: @unchecked Sendable {
 
     private let lock = NSLock()
     private var handlers: [String: StreamHandler] = [:]
+    private var authorizer: (@Sendable (PeerID, String) -> Bool)? = nil
     private var subscribers: [UInt64: AsyncStream<HostEvent>.Continuation] = [:]
     private var nextSub: UInt64 = 0
     private var peerInfo: [PeerID: IdentifyInfo] = [:]
@@ -120,6 +121,17 @@ public final class Libp2pHost: @unchecked Sendable {
 
     public func removeHandler(_ protocolID: String) {
         lock.lock(); handlers[protocolID] = nil; lock.unlock()
+    }
+
+    /// Decide per (authenticated peer, protocol) whether an inbound stream may use a protocol;
+    /// refused protocols are answered with `na` as if unsupported. Nil allows everything.
+    public func setAuthorizer(_ allow: (@Sendable (PeerID, String) -> Bool)?) {
+        lock.lock(); authorizer = allow; lock.unlock()
+    }
+
+    func allowed(_ peer: PeerID, _ p: String) -> Bool {
+        lock.lock(); let a = authorizer; lock.unlock()
+        return a?(peer, p) ?? true
     }
 
     func handler(for p: String) -> StreamHandler? {
@@ -313,7 +325,12 @@ public final class Libp2pHost: @unchecked Sendable {
         Task.detached { [self] in
             do {
                 let picked = try await withTimeout(config.streamNegotiationTimeout, "protocol negotiation", onTimeout: { s.reset() }) {
-                    try await StreamNegotiation.listen(s) { [self] p in self.handler(for: p) != nil }
+                    try await StreamNegotiation.listen(s) { [self] p in
+                        guard self.handler(for: p) != nil else { return false }
+                        if self.allowed(s.remotePeer, p) { return true }
+                        Log.debug("LIBP2P", "stream_unauthorized", ["peer_id": s.remotePeer, "protocol": p])
+                        return false
+                    }
                 }
                 guard let proto = picked, let h = handler(for: proto) else { s.reset(); return }
                 s.protocolID = proto

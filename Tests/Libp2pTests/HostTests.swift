@@ -60,6 +60,25 @@ final class HostTests: XCTestCase {
         await fulfillment(of: [sawReset], timeout: 5)
     }
 
+    func testAuthorizerRefusesProtocolsPerPeer() async throws {
+        let a = try makeHost(), b = try makeHost(), c = try makeHost()
+        defer { a.close(); b.close(); c.close() }
+        let member = a.peerID
+        b.setAuthorizer { peer, proto in proto != Protocols.echo || peer == member }
+        let addr = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        _ = try await a.dial(addr)
+        _ = try await c.dial(addr)
+        let ok = try await a.openStream(to: b.peerID, protocols: [Protocols.echo])
+        await ok.close()
+        do {
+            _ = try await c.openStream(to: b.peerID, protocols: [Protocols.echo])
+            XCTFail("non-member must be refused")
+        } catch let e as Libp2pError {
+            XCTAssertEqual(e, .protocolNotSupported([Protocols.echo]))
+        }
+        _ = try await c.ping(b.peerID)  // open protocols still work
+    }
+
     func testWrongPeerIDRejected() async throws {
         let a = try makeHost(), b = try makeHost()
         defer { a.close(); b.close() }
