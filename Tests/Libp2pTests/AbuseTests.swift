@@ -200,6 +200,47 @@ final class AbuseTests: XCTestCase {
         XCTAssertFalse(c.isOpen(waiting: 3))
     }
 
+    /// Time-bounded fuzz of the Yamux session: authenticated peers send random frame sequences
+    /// (plausible headers with random types, flags, IDs, lengths and payloads); the host must
+    /// survive and keep serving a well-behaved peer.
+    func testYamuxSessionFuzz() async throws {
+        var cfg = HostConfig()
+        cfg.handshakeFailureLimit = 0
+        let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        server.setHandler(Protocols.echo) { s in await Protocols.serveEcho(s) }
+        let good = try Libp2pHost(identity: PrivateKey.generate())
+        defer { server.close(); good.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        _ = try await good.dial(addr)
+        var rng = XorShift(0x5e55)
+        let end = Date().addingTimeInterval(2)
+        var sessions = 0
+        let me = PrivateKey.generate()
+        while Date() < end || sessions < 10 {
+            let c = try RawClient(port: port(addr))
+            _ = try c.handshake(identity: me)
+            c.writeEncrypted(Multistream.encode(Multistream.protocolID) + Multistream.encode("/yamux/1.0.0"))
+            for _ in 0..<(1 + rng.int(8)) {
+                let type = YamuxHeader.FrameType(rawValue: UInt8(rng.int(4)))!
+                let flags = UInt16(rng.int(16))
+                let sid = rng.int(4) == 0 ? UInt32(truncatingIfNeeded: rng.next()) : UInt32(1 + 2 * rng.int(4))
+                let len = rng.int(3) == 0 ? UInt32(truncatingIfNeeded: rng.next()) : UInt32(rng.int(300))
+                var frame = YamuxHeader(type: type, flags: flags, streamID: sid, length: len).bytes
+                if type == .data { frame += rng.bytes(min(Int(len), rng.int(400))) }
+                if rng.int(5) == 0 { frame = rng.mutate(frame) }
+                c.writeEncrypted(frame)
+            }
+            sessions += 1
+            if sessions % 10 == 0 { _ = try await good.ping(server.peerID) }
+        }
+        _ = try await good.ping(server.peerID)
+        let s = try await good.openStream(to: server.peerID, protocols: [Protocols.echo])
+        try await s.write([1, 2, 3])
+        try await s.closeWrite()
+        let back = try await s.readToEnd()
+        XCTAssertEqual(back, [1, 2, 3])
+    }
+
     func testSilentPeerIsDroppedByKeepalive() async throws {
         var cfg = HostConfig()
         cfg.keepaliveInterval = 0.3
