@@ -52,7 +52,9 @@ final class EventLoop: @unchecked Sendable {
     private var pending: [() -> Void] = []
     private var wakePending = false
     private var handlers: [Int32: FDHandler] = [:]
-    private var timers: [UInt64: (deadline: UInt64, fn: () -> Void)] = [:]
+    /// Timer callbacks by ID, and a min-heap of (deadline, ID); cancelled IDs are skipped lazily.
+    private var timers: [UInt64: () -> Void] = [:]
+    private var heap: [(deadline: UInt64, id: UInt64)] = []
     private var nextTimerID: UInt64 = 1
     private var stopped = false
     private var threadID: pthread_t? = nil
@@ -105,11 +107,48 @@ final class EventLoop: @unchecked Sendable {
     func schedule(after seconds: Double, _ fn: @escaping () -> Void) -> UInt64 {
         let id = nextTimerID
         nextTimerID += 1
-        timers[id] = (Monotonic.nanos() + UInt64(max(0, seconds) * 1e9), fn)
+        timers[id] = fn
+        heapPush((Monotonic.nanos() + UInt64(max(0, seconds) * 1e9), id))
         return id
     }
 
     func cancelTimer(_ id: UInt64) { timers[id] = nil }
+
+    private func heapPush(_ e: (deadline: UInt64, id: UInt64)) {
+        heap.append(e)
+        var i = heap.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            if heap[p].deadline <= heap[i].deadline { break }
+            heap.swapAt(p, i)
+            i = p
+        }
+    }
+
+    private func heapPop() -> (deadline: UInt64, id: UInt64)? {
+        guard !heap.isEmpty else { return nil }
+        let top = heap[0]
+        let last = heap.removeLast()
+        if !heap.isEmpty {
+            heap[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < heap.count && heap[l].deadline < heap[m].deadline { m = l }
+                if r < heap.count && heap[r].deadline < heap[m].deadline { m = r }
+                if m == i { break }
+                heap.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
+    }
+
+    /// Drop cancelled timers from the top of the heap.
+    private func pruneHeap() {
+        while let top = heap.first, timers[top.id] == nil { _ = heapPop() }
+    }
 
     func register(_ fd: Int32, _ h: FDHandler, write: Bool = false) {
         handlers[fd] = h
@@ -138,10 +177,9 @@ final class EventLoop: @unchecked Sendable {
         defer { events.deallocate() }
         while !stopped {
             var timeout: Int32 = -1
-            if !timers.isEmpty {
+            pruneHeap()
+            if let soonest = heap.first?.deadline {
                 let now = Monotonic.nanos()
-                var soonest = UInt64.max
-                for (_, t) in timers where t.deadline < soonest { soonest = t.deadline }
                 timeout = soonest <= now ? 0 : Int32(min((soonest - now + 999_999) / 1_000_000, 60_000))
             }
             lock.lock()
@@ -168,7 +206,7 @@ final class EventLoop: @unchecked Sendable {
                 }
             }
             runPending()
-            if !timers.isEmpty { runTimers() }
+            if !heap.isEmpty { runTimers() }
             drainFlushes()
         }
         for (fd, h) in handlers { _ = fd; h.onHangup() }
@@ -199,10 +237,9 @@ final class EventLoop: @unchecked Sendable {
 
     private func runTimers() {
         let now = Monotonic.nanos()
-        let due = timers.filter { $0.value.deadline <= now }.sorted { $0.value.deadline < $1.value.deadline }
-        for (id, t) in due {
-            guard timers.removeValue(forKey: id) != nil else { continue }
-            t.fn()
+        while let top = heap.first, top.deadline <= now {
+            _ = heapPop()
+            if let fn = timers.removeValue(forKey: top.id) { fn() }
         }
     }
 }
