@@ -214,6 +214,25 @@ public final class Libp2pHost: @unchecked Sendable {
         throw lastError
     }
 
+    /// Connect to a known peer through the first of `addresses` that works (each is dialed with
+    /// `/p2p/<peer>` so the identity is verified). Returns at once if already connected.
+    public func connect(to peer: PeerID, addresses: [Multiaddr]) async throws {
+        if await isConnected(peer) { return }
+        var lastError: Error = Libp2pError.notConnected(peer.base58)
+        for a in addresses {
+            do {
+                _ = try await dial(a.withPeerID(peer.bytes))
+                return
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    /// Listen addresses with `/p2p/<our id>` appended, as other peers should dial them.
+    public var dialableAddresses: [Multiaddr] { listenAddresses.map { $0.withPeerID(peerID.bytes) } }
+
     /// Open a stream to a connected (or known) peer and negotiate the first supported protocol.
     public func openStream(to peer: PeerID, protocols: [String]) async throws -> Libp2pStream {
         guard !protocols.isEmpty else { throw Libp2pError.protocolNotSupported([]) }

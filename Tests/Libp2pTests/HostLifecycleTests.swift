@@ -103,6 +103,17 @@ final class HostLifecycleTests: XCTestCase {
         _ = try await c.ping(server.peerID)  // tokens refill; the connection is still usable
     }
 
+    func testConnectTriesAddressesInOrder() async throws {
+        let a = try host(), b = try host()
+        defer { a.close(); b.close() }
+        _ = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])
+        XCTAssertEqual(b.dialableAddresses.first?.peerIDBytes, b.peerID.bytes)
+        try await a.connect(to: b.peerID, addresses: [try Multiaddr("/ip4/127.0.0.1/tcp/1")] + b.listenAddresses)
+        let connected = await a.isConnected(b.peerID)
+        XCTAssertTrue(connected)
+        try await a.connect(to: b.peerID, addresses: [])  // already connected: no-op
+    }
+
     func testDialFailures() async throws {
         let a = try host()
         defer { a.close() }
