@@ -26,8 +26,10 @@ enum Sock {
         var hints = addrinfo()
         hints.ai_family = t.family
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        if t.family != AF_UNSPEC { hints.ai_flags = AI_NUMERICHOST }
-        if case .ip4? = addr.components.first { hints.ai_flags = AI_NUMERICHOST }
+        switch addr.components.first {
+        case .ip4?, .ip6?: hints.ai_flags = AI_NUMERICHOST
+        default: break
+        }
         var res: UnsafeMutablePointer<addrinfo>? = nil
         let rc = getaddrinfo(t.host, String(t.port), &hints, &res)
         guard rc == 0, let first = res else { throw Libp2pError.dialFailed("cannot resolve \(t.host): \(String(cString: gai_strerror(rc)))") }

@@ -114,6 +114,14 @@ final class HostLifecycleTests: XCTestCase {
         try await a.connect(to: b.peerID, addresses: [])  // already connected: no-op
     }
 
+    func testDialByDNSName() async throws {
+        let a = try host(), b = try host()
+        defer { a.close(); b.close() }
+        let port = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0].tcpTarget!.port
+        let peer = try await a.dial(try Multiaddr("/dns4/localhost/tcp/\(port)/p2p/\(b.peerID)"))
+        XCTAssertEqual(peer, b.peerID)
+    }
+
     func testDialFailures() async throws {
         let a = try host()
         defer { a.close() }
