@@ -5,7 +5,7 @@ _p2pos() {
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     local cmd="${COMP_WORDS[1]}" sub="${COMP_WORDS[2]}"
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=($(compgen -W "init keygen node tx snapshot dns status peers ping bench id completions version help" -- "$cur"))
+        COMPREPLY=($(compgen -W "init keygen node tx api snapshot dns status peers ping bench id completions version help" -- "$cur"))
         return
     fi
     case "$cmd" in
@@ -72,9 +72,17 @@ _p2pos() {
             ;;
         esac
         ;;
+    api)
+        case "$prev" in
+        --socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        esac
+        COMPREPLY=($(compgen -W "--socket --config --data-dir --json --help" -- "$cur"))
+        ;;
     snapshot)
         if [ "$COMP_CWORD" -eq 2 ]; then
-            COMPREPLY=($(compgen -W "publish" -- "$cur"))
+            COMPREPLY=($(compgen -W "publish push" -- "$cur"))
             return
         fi
         case "$sub" in
@@ -90,6 +98,15 @@ _p2pos() {
             --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
             esac
             COMPREPLY=($(compgen -W "--members --add --remove --admin-key --to --socket --config --data-dir --json --help" -- "$cur"))
+            ;;
+        push)
+            case "$prev" in
+            --to) return ;;
+            --socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+            --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+            --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+            esac
+            COMPREPLY=($(compgen -W "--to --socket --config --data-dir --json --help" -- "$cur"))
             ;;
         esac
         ;;
@@ -131,7 +148,41 @@ _p2pos() {
         COMPREPLY=($(compgen -W "--count --key --json --help" -- "$cur"))
         ;;
     bench)
-        COMPREPLY=($(compgen -W "--help net raft tx" -- "$cur"))
+        if [ "$COMP_CWORD" -eq 2 ]; then
+            COMPREPLY=($(compgen -W "net raft tx" -- "$cur"))
+            return
+        fi
+        case "$sub" in
+        net)
+            case "$prev" in
+            --compare) COMPREPLY=($(compgen -W "py-libp2p" -- "$cur")); return ;;
+            --target) return ;;
+            --round-trips) return ;;
+            --perf-gib) return ;;
+            esac
+            COMPREPLY=($(compgen -W "--compare --target --round-trips --perf-gib --help" -- "$cur"))
+            ;;
+        raft)
+            case "$prev" in
+            --nodes) return ;;
+            --clients) return ;;
+            --duration) return ;;
+            --size) return ;;
+            --compare) COMPREPLY=($(compgen -W "etcd none" -- "$cur")); return ;;
+            esac
+            COMPREPLY=($(compgen -W "--nodes --clients --duration --size --compare --json --help" -- "$cur"))
+            ;;
+        tx)
+            case "$prev" in
+            --nodes) return ;;
+            --clients) return ;;
+            --duration) return ;;
+            --size) return ;;
+            --compare) COMPREPLY=($(compgen -W "etcd none" -- "$cur")); return ;;
+            esac
+            COMPREPLY=($(compgen -W "--nodes --clients --duration --size --compare --json --help" -- "$cur"))
+            ;;
+        esac
         ;;
     id)
         case "$prev" in
@@ -147,7 +198,7 @@ _p2pos() {
         COMPREPLY=($(compgen -W "--json --help" -- "$cur"))
         ;;
     help)
-        COMPREPLY=($(compgen -W "--man --help init keygen node tx snapshot dns status peers ping bench id completions version help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--man --help init keygen node tx api snapshot dns status peers ping bench id completions version help" -- "$cur"))
         ;;
     esac
 }

@@ -20,7 +20,7 @@ final class CLITests: XCTestCase {
     func testEveryCommandOfTheSpecIsInTheTable() {
         let names = Set(CommandTable.visible.map { $0.name })
         for n in ["init", "keygen", "node run", "tx sign", "tx submit", "snapshot publish", "dns resolve", "status",
-                  "bench", "id", "peers", "ping", "completions", "version", "help"] {
+                  "bench net", "bench raft", "bench tx", "id", "peers", "ping", "completions", "version", "help", "api", "snapshot push"] {
             XCTAssertTrue(names.contains(n), "missing \(n)")
         }
         for c in CommandTable.all {

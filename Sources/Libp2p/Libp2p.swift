@@ -1,1 +1,0 @@
-// Libp2p: see docs/architecture.md. Filled in by its issue.

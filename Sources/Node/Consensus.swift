@@ -1,0 +1,627 @@
+import ControlAPI
+import Foundation
+import Identity
+import Ledger
+import Libp2p
+import Membership
+import Raft
+import RaftStorage
+import Storage
+import Support
+import Wire
+
+/// Why a write could not be committed.
+public struct ConsensusError: Error, CustomStringConvertible, Sendable {
+    public let code: String       // NOT_LEADER, TIMEOUT, OVERLOADED, NOT_COMMITTED, UNAVAILABLE
+    public let message: String
+    public let leaderHint: String?
+    public let leaderAddr: String?
+    public var description: String { "\(code): \(message)" }
+}
+
+/// Bounded outbound queue and long-lived `/p2pos/raft/1.0.0` stream to one peer.
+final class PeerLink: @unchecked Sendable {
+    let peer: String
+    private let lock = NSLock()
+    private var queue: [[UInt8]] = []
+    private var queuedBytes = 0
+    private var running = false
+    private(set) var dropped = 0
+    static let maxQueued = 8192
+    static let maxQueuedBytes = 64 << 20
+
+    init(peer: String) { self.peer = peer }
+
+    /// Enqueue frames; returns false (and drops) when the queue is full — Raft tolerates loss.
+    func enqueue(_ frames: [[UInt8]], host: Libp2pHost) {
+        lock.lock()
+        for f in frames {
+            if queue.count >= PeerLink.maxQueued || queuedBytes + f.count > PeerLink.maxQueuedBytes {
+                dropped += 1
+                continue
+            }
+            queue.append(f)
+            queuedBytes += f.count
+        }
+        let start = !running && !queue.isEmpty
+        if start { running = true }
+        lock.unlock()
+        if start { Task { await self.pump(host: host) } }
+    }
+
+    private var stream: Libp2pStream?
+
+    private func take() -> [[UInt8]] {
+        lock.lock(); defer { lock.unlock() }
+        let q = queue
+        queue = []
+        queuedBytes = 0
+        if q.isEmpty { running = false }
+        return q
+    }
+
+    private func pump(host: Libp2pHost) async {
+        while true {
+            let batch = take()
+            if batch.isEmpty { return }
+            do {
+                if stream == nil {
+                    let pid = try PeerID(string: peer)
+                    guard await host.isConnected(pid) else { throw P2POSError("NOT_CONNECTED", "not connected") }
+                    stream = try await host.openStream(to: pid, protocols: [P2POSProtocol.raft])
+                }
+                var buf: [UInt8] = []
+                buf.reserveCapacity(batch.reduce(0) { $0 + $1.count + 5 })
+                for f in batch {
+                    Varint.encode(UInt64(f.count), into: &buf)
+                    buf.append(contentsOf: f)
+                }
+                try await stream!.write(buf)
+            } catch {
+                stream?.reset()
+                stream = nil
+                lock.withLock { dropped += batch.count }
+                try? await Task.sleep(nanoseconds: 50_000_000)
+            }
+        }
+    }
+
+    func close() {
+        stream?.reset()
+        stream = nil
+    }
+}
+
+/// The networked Raft node: drives the pure core, persists through RaftStorage, applies to the Ledger.
+public final class Consensus: @unchecked Sendable {
+    let queue = DispatchQueue(label: "p2pos.raft")
+    var node: RaftNode
+    let storage: RaftStorage
+    public let ledger: Ledger
+    let ledgerDB: SQLiteDB
+    unowned let daemon: Daemon
+    let selfID: String
+    let maxVoters: Int
+    let tickInterval: Double
+    private var timer: DispatchSourceTimer?
+    private var links: [String: PeerLink] = [:]
+    private var waiters: [UInt64: (term: UInt64, done: @Sendable (Result<TxResult, ConsensusError>) -> Void)] = [:]
+    private var reads: [UInt64: @Sendable (Result<UInt64, ConsensusError>) -> Void] = [:]
+    private var readWaitApplied: [(index: UInt64, done: @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
+    private var nextReadID: UInt64 = 1
+    private var lastSnapshotIndex: UInt64 = 0
+    private var confPendingSince: UInt64 = 0
+    public let snapshotEvery: UInt64
+    private var stopped = false
+    // Stats (read under queue).
+    private var proposals = 0
+    private var appliedCount = 0
+    private var lastRole: RaftRole = .follower
+
+    public init(daemon: Daemon, dataDir: String, clusterID: String, maxVoters: Int, electionMs: Int, heartbeatMs: Int, snapshotEvery: UInt64 = 4096) throws {
+        self.daemon = daemon
+        self.selfID = daemon.peerID
+        self.maxVoters = maxVoters
+        self.snapshotEvery = snapshotEvery
+        tickInterval = Double(max(10, heartbeatMs)) / 1000
+        storage = try RaftStorage(path: dataDir + "/raft.db")
+        ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db")
+        ledger = try Ledger(db: ledgerDB, clusterID: clusterID)
+        var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
+        rc.heartbeatTick = 1
+        rc.electionTick = max(3, electionMs / max(10, heartbeatMs))
+        var initial = try storage.load()
+        let applied = try ledger.lastAppliedIndex()
+        // The ledger commits with its own fsync; entries up to `applied` are already in it.
+        if let snap = initial.snapshot, applied < snap.metadata.index {
+            try ledger.restore(snap.data)
+        }
+        rc.applied = max(try ledger.lastAppliedIndex(), initial.snapshot?.metadata.index ?? 0)
+        let fresh = initial.entries.isEmpty && initial.snapshot == nil && initial.hardState.term == 0
+        let members = daemon.members
+        let bootstrap = fresh && members == [daemon.peerID] ? [daemon.peerID] : []
+        if fresh && bootstrap.isEmpty {
+            initial = RaftInitialState()
+        }
+        node = try RaftNode(config: rc, state: initial, bootstrapVoters: bootstrap)
+        lastSnapshotIndex = initial.snapshot?.metadata.index ?? 0
+        Log.info("raft", "opened", ["applied": rc.applied, "last_index": node.lastIndex, "term": node.term,
+                                    "bootstrap": !bootstrap.isEmpty, "voters": node.conf.voters.count])
+    }
+
+    // MARK: lifecycle
+
+    public func start() {
+        daemon.host.setHandler(P2POSProtocol.raft) { [self] s in await serveRaftStream(s) }
+        daemon.host.setHandler(P2POSProtocol.tx) { [self] s in await serveTxForward(s) }
+        let t = DispatchSource.makeTimerSource(queue: queue)
+        t.schedule(deadline: .now() + tickInterval, repeating: tickInterval, leeway: .milliseconds(2))
+        t.setEventHandler { [self] in
+            node.tick()
+            reconcileConf()
+            process()
+        }
+        timer = t
+        t.resume()
+        queue.async { [self] in process() }
+    }
+
+    /// Hand leadership away (if leader) and stop ticking.
+    public func stop() {
+        let sem = DispatchSemaphore(value: 0)
+        queue.async { [self] in
+            if node.role == .leader, let target = node.conf.voters.first(where: { $0 != selfID && daemon.connectedPeers[$0] != nil }) {
+                try? node.transferLeadership(to: target)
+                process()
+            }
+            sem.signal()
+        }
+        _ = sem.wait(timeout: .now() + 2)
+        if node.role == .leader { Thread.sleep(forTimeInterval: 0.3) }
+        queue.sync {
+            stopped = true
+            timer?.cancel()
+            for (_, w) in waiters { w.done(.failure(ConsensusError(code: "UNAVAILABLE", message: "node is stopping", leaderHint: nil, leaderAddr: nil))) }
+            waiters = [:]
+            for (_, l) in links { l.close() }
+        }
+    }
+
+    // MARK: the Ready loop (runs on `queue`)
+
+    func process() {
+        guard !stopped else { return }
+        while node.hasReady {
+            let rd = node.ready()
+            do {
+                if rd.mustPersist { try storage.save(rd) }
+                if let snap = rd.snapshot {
+                    try ledger.restore(snap.data)
+                    lastSnapshotIndex = snap.metadata.index
+                    Log.info("raft", "snapshot_installed", ["index": snap.metadata.index, "bytes": snap.data.count])
+                }
+            } catch {
+                // Without durable state we must not acknowledge anything: crash and let systemd restart us.
+                Log.error("raft", "persist_failed", ["reason": "\(error)"])
+                fatalError("raft storage failed: \(error)")
+            }
+            send(rd.messages)
+            apply(rd.committedEntries)
+            for rs in rd.readStates {
+                if let done = reads.removeValue(forKey: rs.requestID) {
+                    readWaitApplied.append((rs.index, done))
+                }
+            }
+            node.advance(rd)
+            releaseReads()
+        }
+        if node.role != lastRole {
+            Log.info("raft", "role_change", ["from": lastRole.rawValue, "to": node.role.rawValue, "term": node.term, "leader": node.leader ?? ""])
+            if lastRole == .leader {
+                // Proposals waiting on a leader that lost its role may still commit; callers retry by tx_id.
+            }
+            lastRole = node.role
+        }
+        maybeSnapshot()
+    }
+
+    func releaseReads() {
+        guard !readWaitApplied.isEmpty else { return }
+        let applied = node.appliedIndex
+        var keep: [(UInt64, @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
+        for (idx, done) in readWaitApplied {
+            if idx <= applied { done(.success(idx)) } else { keep.append((idx, done)) }
+        }
+        readWaitApplied = keep
+    }
+
+    func send(_ msgs: [RaftMessage]) {
+        guard !msgs.isEmpty else { return }
+        var byPeer: [String: [[UInt8]]] = [:]
+        for m in msgs { byPeer[m.to, default: []].append(m.encode()) }
+        for (peer, frames) in byPeer {
+            let link: PeerLink
+            if let l = links[peer] { link = l } else { link = PeerLink(peer: peer); links[peer] = link }
+            link.enqueue(frames, host: daemon.host)
+        }
+    }
+
+    func apply(_ entries: [Entry]) {
+        guard !entries.isEmpty else { return }
+        var batch: [LedgerEntry] = []
+        var terms: [UInt64: UInt64] = [:]
+        for e in entries where e.kind == .normal && !e.data.isEmpty && e.data[0] != 0 {
+            batch.append(LedgerEntry(raftIndex: e.index, txBytes: e.data))
+            terms[e.index] = e.term
+        }
+        var results: [UInt64: TxResult] = [:]
+        do {
+            if !batch.isEmpty {
+                let rs = try ledger.applyBatch(batch)
+                for (e, r) in zip(batch, rs) { results[e.raftIndex] = r }
+            }
+            if let last = entries.last?.index { try ledger.markApplied(raftIndex: last) }
+        } catch {
+            Log.error("ledger", "apply_failed", ["reason": "\(error)"])
+            fatalError("ledger apply failed: \(error)")
+        }
+        appliedCount += batch.count
+        for e in entries {
+            if let b = benchWaiters.removeValue(forKey: e.index) { b.done(b.term == e.term) }
+            guard let w = waiters.removeValue(forKey: e.index) else { continue }
+            if w.term == e.term, let r = results[e.index] {
+                w.done(.success(r))
+            } else if w.term == e.term {
+                w.done(.failure(ConsensusError(code: "NOT_COMMITTED", message: "entry \(e.index) was not a transaction", leaderHint: nil, leaderAddr: nil)))
+            } else {
+                w.done(.failure(ConsensusError(code: "NOT_COMMITTED", message: "leadership changed before the entry committed; retry (same tx is idempotent)", leaderHint: node.leader, leaderAddr: nil)))
+            }
+        }
+        if node.role == .leader || !entries.isEmpty { reconcileConfSoon = true }
+    }
+
+    private var reconcileConfSoon = false
+    private var benchWaiters: [UInt64: (term: UInt64, done: @Sendable (Bool) -> Void)] = [:]
+
+    /// Benchmark-only: replicate an opaque entry (prefixed 0x00, never applied to the ledger).
+    public func proposeRaw(_ data: [UInt8], done: @escaping @Sendable (Bool) -> Void) {
+        queue.async { [self] in
+            guard node.role == .leader, let (index, term) = try? node.propose([0] + data) else { done(false); return }
+            benchWaiters[index] = (term, done)
+            process()
+        }
+    }
+
+    func maybeSnapshot() {
+        let applied = node.appliedIndex
+        guard applied > lastSnapshotIndex + snapshotEvery else { return }
+        do {
+            let data = try ledger.snapshot()
+            let meta = try node.compact(upTo: applied, snapshotData: data)
+            try storage.compact(snapshot: meta, data: data)
+            lastSnapshotIndex = meta.index
+            Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
+        } catch {
+            Log.warn("raft", "compact_failed", ["reason": "\(error)"])
+        }
+    }
+
+    // MARK: membership → configuration (leader only, one change at a time)
+
+    func reconcileConf() {
+        guard node.role == .leader else { return }
+        let members = daemon.members
+        guard !members.isEmpty, members.contains(selfID) || true else { return }
+        let conf = node.conf
+        let memberSet = Set(members)
+        // 1. Remove nodes that are no longer members (leader last: transfer first).
+        for id in conf.members where !memberSet.contains(id) {
+            if id == selfID {
+                if let t = conf.voters.first(where: { $0 != selfID && memberSet.contains($0) }) { try? node.transferLeadership(to: t) }
+                return
+            }
+            propose(.removeNode(id))
+            return
+        }
+        // 2. Add new members as learners.
+        for id in members.sorted() where !conf.isMember(id) {
+            propose(.addLearner(id))
+            return
+        }
+        // 3. Promote caught-up learners while there is room for voters.
+        if conf.voters.count < maxVoters {
+            for id in conf.learners.sorted() {
+                if let m = node.matchIndex(of: id), m + 64 >= node.lastIndex {
+                    propose(.promoteLearner(id))
+                    return
+                }
+            }
+        }
+    }
+
+    func propose(_ change: ConfChange) {
+        do {
+            _ = try node.proposeConfChange(change)
+            Log.info("raft", "conf_change_proposed", ["change": "\(change)"])
+        } catch {
+            Log.debug("raft", "conf_change_deferred", ["change": "\(change)", "reason": "\(error)"])
+        }
+    }
+
+    // MARK: inbound raft stream
+
+    func serveRaftStream(_ s: Libp2pStream) async {
+        let peer = s.remotePeer.base58
+        guard daemon.isMember(peer) else {
+            Log.warn("raft", "refused", ["from": peer, "reason": "not a member"])
+            s.reset()
+            return
+        }
+        while true {
+            do {
+                guard let frame = try await s.readLengthPrefixed(maxLength: 8 << 20) else { break }
+                let m: RaftMessage
+                do { m = try RaftMessage.decode(frame) } catch {
+                    Log.warn("raft", "bad_message", ["from": peer, "reason": "\(error)"])
+                    s.reset()
+                    return
+                }
+                guard m.from == peer, m.to == selfID else {
+                    Log.warn("raft", "bad_message", ["from": peer, "reason": "message from \(m.from) to \(m.to) on \(peer)'s stream"])
+                    continue
+                }
+                queue.async { [self] in
+                    node.step(m)
+                    process()
+                }
+            } catch {
+                break
+            }
+        }
+        await s.close()
+    }
+
+    // MARK: proposals
+
+    /// Propose one admitted tx; completes when applied (or fails). Runs `done` off the raft queue.
+    public func submit(_ txBytes: [UInt8], done: @escaping @Sendable (Result<TxResult, ConsensusError>) -> Void) {
+        queue.async { [self] in
+            guard node.role == .leader else {
+                done(.failure(notLeader()))
+                return
+            }
+            do {
+                let (index, term) = try node.propose(txBytes)
+                proposals += 1
+                waiters[index] = (term, done)
+                process()
+            } catch {
+                done(.failure(ConsensusError(code: "OVERLOADED", message: "\(error)", leaderHint: node.leader, leaderAddr: nil)))
+            }
+        }
+    }
+
+    func notLeader() -> ConsensusError {
+        let leader = node.leader
+        let addr = leader.flatMap { l in daemon.knownAddrs(l).first }
+        return ConsensusError(code: "NOT_LEADER", message: leader == nil ? "no leader is known right now; retry shortly" : "this node is not the leader",
+                              leaderHint: leader, leaderAddr: addr)
+    }
+
+    public var leader: String? { queue.sync { node.leader } }
+    public var isLeader: Bool { queue.sync { node.role == .leader } }
+
+    /// Linearizable read barrier: resolves once this node has applied everything committed before the call.
+    public func readBarrier(done: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
+        queue.async { [self] in
+            let id = nextReadID
+            nextReadID += 1
+            do {
+                try node.readIndex(requestID: id)
+                reads[id] = done
+                process()
+            } catch {
+                done(.failure(ConsensusError(code: "UNAVAILABLE", message: "read index: \(error)", leaderHint: node.leader, leaderAddr: nil)))
+            }
+        }
+    }
+
+    public func status() -> [String: Any] {
+        queue.sync {
+            let st = node.status
+            var peers: [[String: Any]] = []
+            for id in st.conf.members.sorted() where id != selfID {
+                var o: [String: Any] = ["peer_id": id, "voter": st.conf.isVoter(id)]
+                if let m = node.matchIndex(of: id) { o["match_index"] = m }
+                o["dropped"] = links[id]?.dropped ?? 0
+                peers.append(o)
+            }
+            return ["term": st.term, "role": st.role.rawValue, "leader": st.leader ?? "", "commit_index": st.commitIndex,
+                    "applied_index": st.appliedIndex, "last_index": st.lastIndex, "snapshot_index": st.snapshotIndex,
+                    "voters": st.conf.voters, "learners": st.conf.learners, "peers": peers, "self": selfID]
+        }
+    }
+
+    // MARK: follower → leader forwarding over /p2pos/tx/1.0.0
+
+    /// Forward txs to the leader; answers one result object per tx.
+    func forward(_ txs: [[UInt8]], to leader: String) async throws -> [[String: Any]] {
+        let req = ["txs": txs.map { String(decoding: $0, as: UTF8.self) }]
+        let reply = try await daemon.exchange(peer: leader, proto: P2POSProtocol.tx,
+                                              request: try JSONSerialization.data(withJSONObject: req), maxReply: 16 << 20, timeout: 30)
+        guard let obj = try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any], let rs = obj["results"] as? [[String: Any]] else {
+            throw P2POSError("BAD_REPLY", "leader sent an unreadable answer")
+        }
+        return rs
+    }
+
+    func serveTxForward(_ s: Libp2pStream) async {
+        let peer = s.remotePeer.base58
+        guard daemon.isMember(peer) else { s.reset(); return }
+        guard let req = await daemon.readRequest(s, max: 16 << 20),
+              let obj = try? JSONSerialization.jsonObject(with: Data(req)) as? [String: Any],
+              let txs = obj["txs"] as? [String] else { s.reset(); return }
+        let results = await submitLocal(txs.map { Array($0.utf8) }, allowForward: false)
+        await daemon.reply(s, ["results": results])
+    }
+
+    /// Admit and propose txs here (leader) or forward them (follower). One result object per tx.
+    public func submitLocal(_ txs: [[UInt8]], allowForward: Bool, wait: Bool = true) async -> [[String: Any]] {
+        var results = [[String: Any]?](repeating: nil, count: txs.count)
+        var admitted: [(Int, [UInt8], String)] = []
+        let now = Timestamp.now()
+        for (i, bytes) in txs.enumerated() {
+            do {
+                let tx = try Tx.admit(bytes, clusterID: daemon.clusterID, now: now)
+                // Already applied (same tx_id) or a reused nonce: answer without proposing.
+                if let prior = queue.sync(execute: { try? ledger.precheck(tx) }) ?? nil {
+                    results[i] = TxCodec.json(prior)
+                    continue
+                }
+                admitted.append((i, tx.encoded, tx.txID))
+            } catch {
+                results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
+            }
+        }
+        if !admitted.isEmpty {
+            if isLeader && !wait {
+                for (i, bytes, txID) in admitted {
+                    submit(bytes) { _ in }
+                    results[i] = ["status": "accepted", "tx_id": txID]
+                }
+            } else if isLeader {
+                await withTaskGroup(of: IndexedRow.self) { group in
+                    for (i, bytes, txID) in admitted {
+                        group.addTask { [self] in
+                            let r: Result<TxResult, ConsensusError> = await withCheckedContinuation { cont in
+                                submit(bytes) { cont.resume(returning: $0) }
+                            }
+                            switch r {
+                            case .success(let res): return IndexedRow(index: i, value: TxCodec.json(res))
+                            case .failure(let e): return IndexedRow(index: i, value: TxCodec.error(e, txID: txID))
+                            }
+                        }
+                    }
+                    for await row in group { results[row.index] = row.value }
+                }
+            } else if allowForward, let leader = leader {
+                do {
+                    let rs = try await forward(admitted.map { $0.1 }, to: leader)
+                    for (k, (i, _, _)) in admitted.enumerated() { results[i] = k < rs.count ? rs[k] : ["status": "rejected", "code": "UNAVAILABLE"] }
+                } catch {
+                    let e = notLeader()
+                    for (i, _, txID) in admitted {
+                        var o = TxCodec.error(e, txID: txID)
+                        o["message"] = "forwarding to the leader failed: \(error)"
+                        results[i] = o
+                    }
+                }
+            } else {
+                let e = notLeader()
+                for (i, _, txID) in admitted { results[i] = TxCodec.error(e, txID: txID) }
+            }
+        }
+        return results.map { $0 ?? ["status": "rejected", "code": "INTERNAL"] }
+    }
+}
+
+/// One result row with its position (crosses task boundaries; built by one task).
+struct IndexedRow: @unchecked Sendable { let index: Int; let value: [String: Any] }
+
+/// JSON shapes of tx results on the API and the forwarding protocol.
+enum TxCodec {
+    static func json(_ r: TxResult) -> [String: Any] {
+        var o: [String: Any] = ["status": r.status.rawValue, "raft_index": r.raftIndex]
+        if let id = r.txID { o["tx_id"] = id }
+        if let c = r.code { o["code"] = c.rawValue }
+        if !r.message.isEmpty { o["message"] = r.message }
+        if let s = r.eventSeq { o["event_seq"] = s }
+        if r.duplicate { o["duplicate"] = true }
+        return o
+    }
+
+    static func error(_ e: ConsensusError, txID: String) -> [String: Any] {
+        var o: [String: Any] = ["status": "error", "code": e.code, "message": e.message, "tx_id": txID]
+        if let l = e.leaderHint { o["leader"] = l }
+        if let a = e.leaderAddr { o["leader_addr"] = a }
+        return o
+    }
+}
+
+extension Consensus {
+    /// Register the tx, raft and ledger query routes; they answer 503 until the node has a cluster.
+    static func registerRoutes(_ r: Router, daemon: Daemon) {
+        r.addTask("POST", "/v1/p2p/tx") { [daemon] req in
+            let c = try daemon.requireConsensus()
+            guard daemon.state == .healthy else {
+                throw HTTPError(status: 503, code: "NOT_HEALTHY", message: "node is \(daemon.state.rawValue); writes need a healthy cluster")
+            }
+            let body = req.body
+            guard !body.isEmpty else { throw HTTPError(status: 400, code: "MALFORMED", message: "empty body; send one tx or {\"txs\":[…]}") }
+            let parsed: JSONValue
+            do { parsed = try JSONValue.parse(body, limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32)) } catch {
+                throw HTTPError(status: 400, code: "MALFORMED", message: "\(error)")
+            }
+            var txs: [[UInt8]] = []
+            var batch = false
+            if let arr = parsed["txs"]?.arrayValue {
+                batch = true
+                guard arr.count <= 10_000 else { throw HTTPError(status: 413, code: "TOO_MANY", message: "at most 10000 txs per request") }
+                txs = arr.map { $0.compactString }.map { Array($0.utf8) }
+            } else {
+                txs = [body]
+            }
+            let results = await c.submitLocal(txs, allowForward: true, wait: req.queryValue("wait") != "false")
+            if batch { return .jsonObject(["results": results]) }
+            let one = results[0]
+            let status: Int
+            switch (one["status"] as? String, one["code"] as? String) {
+            case ("applied", _): status = 200
+            case ("rejected", _): status = 422
+            case (_, "NOT_LEADER"): status = 503
+            case (_, "OVERLOADED"): status = 429
+            default: status = 503
+            }
+            return .jsonObject(one, status: status)
+        }
+        r.get("/v1/p2p/raft") { [daemon] _ in .jsonObject(try daemon.requireConsensus().status()) }
+        if ProcessInfo.processInfo.environment["P2POS_BENCH"] == "1" {
+            r.addTask("POST", "/v1/bench/propose") { [daemon] req in
+                let c = try daemon.requireConsensus()
+                let ok: Bool = await withCheckedContinuation { cont in c.proposeRaw(req.body) { cont.resume(returning: $0) } }
+                guard ok else { throw HTTPError(status: 503, code: "NOT_COMMITTED", message: "not leader or not committed") }
+                return .jsonObject(["ok": true])
+            }
+        }
+        func query(_ pattern: String, _ body: @escaping @Sendable (Ledger, HTTPRequest) throws -> JSONValue?) {
+            r.addTask("GET", pattern) { [daemon] req in
+                let c = try daemon.requireConsensus()
+                if req.queryValue("consistency") == "strong" {
+                    let res: Result<UInt64, ConsensusError> = await withCheckedContinuation { cont in
+                        c.readBarrier { cont.resume(returning: $0) }
+                    }
+                    if case .failure(let e) = res {
+                        throw HTTPError(status: 503, code: e.code, message: e.message + (e.leaderHint.map { " (leader \($0))" } ?? ""))
+                    }
+                } else if let c = req.queryValue("consistency"), c != "local" {
+                    throw HTTPError(status: 400, code: "MALFORMED", message: "consistency must be local or strong")
+                }
+                guard let v = try c.queue.sync(execute: { try body(c.ledger, req) }) else {
+                    throw HTTPError(status: 404, code: "NOT_FOUND", message: "no such object")
+                }
+                return .text(v.prettyString + "\n", contentType: "application/json")
+            }
+        }
+        query("/v1/p2p/stats") { l, _ in try l.stats() }
+        query("/v1/p2p/sessions/{id}") { l, q in try l.session(id: q.param("id") ?? "") }
+        query("/v1/p2p/sessions/{id}/participants") { l, q in try l.participants(sessionID: q.param("id") ?? "") }
+        query("/v1/p2p/sessions/{id}/steps/open") { l, q in try l.openSteps(sessionID: q.param("id") ?? "") }
+        query("/v1/p2p/sessions/{id}/events") { l, q in
+            let after = Int64(q.queryValue("after") ?? "0") ?? 0
+            let limit = min(1000, max(1, Int(q.queryValue("limit") ?? "100") ?? 100))
+            return try l.events(sessionID: q.param("id"), after: after, limit: limit)
+        }
+        query("/v1/p2p/steps/{id}") { l, q in try l.step(id: q.param("id") ?? "") }
+        query("/v1/p2p/steps/{id}/artifacts") { l, q in try l.artifacts(stepID: q.param("id") ?? "") }
+    }
+}

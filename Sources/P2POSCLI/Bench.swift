@@ -1,0 +1,450 @@
+import Foundation
+import Identity
+import Ledger
+import Membership
+import Node
+import Support
+import Wire
+
+/// A blocking HTTP/1.1 keep-alive client over a Unix or TCP socket, for load generation.
+final class KeepAliveClient {
+    enum Target { case unix(String), tcp(String, UInt16) }
+    let target: Target
+    var fd: Int32 = -1
+    var buf = [UInt8](repeating: 0, count: 65536)
+    var pending: [UInt8] = []
+
+    init(_ t: Target) { target = t }
+    deinit { if fd >= 0 { close(fd) } }
+
+    func connect() throws {
+        if fd >= 0 { close(fd) }
+        switch target {
+        case .unix(let path):
+            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() where i < p.count - 1 { p[i] = b } }
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            guard rc == 0 else { throw P2POSError("CONNECT", "cannot connect to \(path)") }
+        case .tcp(let host, let port):
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(4))
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = port.bigEndian
+            inet_pton(AF_INET, host, &addr.sin_addr)
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard rc == 0 else { throw P2POSError("CONNECT", "cannot connect to \(host):\(port)") }
+        }
+        var tv = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        pending = []
+    }
+
+    /// Send one request and read the whole response; returns (status, body).
+    func request(_ method: String, _ path: String, body: [UInt8]) throws -> (Int, [UInt8]) {
+        if fd < 0 { try connect() }
+        var req = Array("\(method) \(path) HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        req.append(contentsOf: body)
+        var off = 0
+        while off < req.count {
+            let n = req[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { fd = -1; throw P2POSError("WRITE", "connection closed") }
+            off += n
+        }
+        // Read head.
+        while true {
+            if let end = find(pending, [13, 10, 13, 10]) {
+                let head = String(decoding: pending[0..<end], as: UTF8.self)
+                let lines = head.split(separator: "\r\n")
+                let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "0") ?? 0
+                var len = 0
+                for l in lines.dropFirst() where l.lowercased().hasPrefix("content-length:") {
+                    len = Int(l.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
+                }
+                let bodyStart = end + 4
+                while pending.count < bodyStart + len { try fill() }
+                let b = Array(pending[bodyStart..<(bodyStart + len)])
+                pending.removeFirst(bodyStart + len)
+                return (status, b)
+            }
+            try fill()
+        }
+    }
+
+    private func fill() throws {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { close(fd); fd = -1; throw P2POSError("READ", "connection closed") }
+        pending.append(contentsOf: buf[0..<n])
+    }
+
+    private func find(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        var i = 0
+        while i <= hay.count - needle.count {
+            if hay[i] == needle[0] && hay[i + 1] == needle[1] && hay[i + 2] == needle[2] && hay[i + 3] == needle[3] { return i }
+            i += 1
+        }
+        return nil
+    }
+}
+
+/// Result of one closed-loop run.
+struct LoadResult {
+    var ops: Int
+    var errors: Int
+    var seconds: Double
+    var latenciesUs: [Double]
+    var opsPerSec: Double { Double(ops) / seconds }
+    func pct(_ p: Double) -> Double {
+        guard !latenciesUs.isEmpty else { return .nan }
+        let s = latenciesUs.sorted()
+        return s[min(s.count - 1, Int(Double(s.count - 1) * p))]
+    }
+    var json: [String: Any] {
+        ["ops": ops, "errors": errors, "seconds": seconds, "ops_per_sec": opsPerSec.rounded(),
+         "p50_ms": pct(0.5) / 1000, "p95_ms": pct(0.95) / 1000, "p99_ms": pct(0.99) / 1000]
+    }
+}
+
+/// Run `clients` threads in a closed loop for `duration`; `op(client, seq)` returns true on success.
+final class LoadAccumulator: @unchecked Sendable {
+    let lock = NSLock()
+    var lat: [Double] = []
+    var ops = 0, errors = 0
+}
+
+func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
+                op: @escaping @Sendable (KeepAliveClient, Int, Int) -> Bool) -> LoadResult {
+    let acc = LoadAccumulator()
+    let start = Monotonic.nanos()
+    let end = start + UInt64(duration * 1e9)
+    let group = DispatchGroup()
+    for c in 0..<clients {
+        group.enter()
+        let t = Thread {
+            let client = makeClient()
+            var local: [Double] = []
+            local.reserveCapacity(100_000)
+            var n = 0, e = 0, seq = 0
+            while Monotonic.nanos() < end {
+                let t0 = Monotonic.nanos()
+                if op(client, c, seq) {
+                    local.append(Double(Monotonic.nanos() - t0) / 1000)
+                    n += 1
+                } else {
+                    e += 1
+                }
+                seq += 1
+            }
+            acc.lock.withLock { acc.lat += local; acc.ops += n; acc.errors += e }
+            group.leave()
+        }
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    group.wait()
+    return LoadResult(ops: acc.ops, errors: acc.errors, seconds: Double(Monotonic.nanos() - start) / 1e9, latenciesUs: acc.lat)
+}
+
+/// Path of this executable, to start node processes.
+func selfExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+func freePort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+/// A local cluster of real `p2pos node run` processes for benchmarks.
+final class LocalCluster {
+    let root: String
+    var dirs: [String] = []
+    var peers: [String] = []
+    var procs: [Process] = []
+
+    init(nodes: Int, extraEnv: [String: String] = [:]) throws {
+        root = NSTemporaryDirectory() + "p2pos-bench-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        try SecureFile.makeDirectory(root)
+        let exe = selfExecutable()
+        let now = Timestamp.now()
+        var systemPub = ""
+        var first = ""
+        for i in 0..<nodes {
+            let dir = root + "/n\(i)"
+            let port = freePort()
+            if i == 0 {
+                let r = try createNewSystem(dataDir: dir, configPath: dir + "/config.json", clusterID: "bench", listen: ["127.0.0.1:\(port)"],
+                                            validTo: now.adding(seconds: 86400), now: now, force: false)
+                systemPub = r.json["system_pubkey"] as! String
+                first = "/ip4/127.0.0.1/tcp/\(port)/p2p/\(r.json["peer_id"] as! String)"
+                peers.append(r.json["peer_id"] as! String)
+            } else {
+                let key = PrivateKey.generate()
+                var c = NodeConfig()
+                c.clusterID = "bench"
+                c.systemPubkey = systemPub
+                c.initConnections = [InitConnection(type: .multiaddr, address: first)]
+                c.listen = ["127.0.0.1:\(port)"]
+                c.nodePrivateKey = key.base64
+                c.dataDir = dir
+                try SecureFile.makeDirectory(dir)
+                try SecureFile.write(dir + "/config.json", c.jsonText(), overwrite: false)
+                peers.append(key.peerID.base58)
+            }
+            // Quiet logs, fast heartbeats.
+            var cfg = try NodeConfig.load(path: dir + "/config.json")
+            cfg.logLevel = "warn"
+            cfg.heartbeatInterval = 1
+            try SecureFile.write(dir + "/config.json", cfg.jsonText(), overwrite: true)
+            dirs.append(dir)
+        }
+        for dir in dirs {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = ["node", "run", "--data-dir", dir]
+            var env = ProcessInfo.processInfo.environment
+            for (k, v) in extraEnv { env[k] = v }
+            p.environment = env
+            p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            let log = dir + "/node.log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            p.standardError = FileHandle(forWritingAtPath: log)
+            try p.run()
+            procs.append(p)
+        }
+        // Admit the other nodes with the admin key of node 0.
+        let admin = try PrivateKey(base64: try SecureFile.read(dirs[0] + "/keys/admin.key"))
+        let cfg0 = try NodeConfig.load(path: dirs[0] + "/config.json")
+        try waitUntil(20, "node 0 socket") { self.get(0, "/healthz") != nil }
+        if nodes > 1 {
+            let snap = MembershipSnapshot.issue(adminKey: admin, clusterID: "bench", members: peers, proof: cfg0.adminProof, at: Timestamp.now())
+            let c = KeepAliveClient(.unix(dirs[0] + "/p2pos.sock"))
+            let (st, body) = try c.request("POST", "/v1/membership", body: [UInt8](snap.jsonData()))
+            guard st == 200 else { throw P2POSError("BENCH", "publishing the bench membership failed: \(String(decoding: body, as: UTF8.self))") }
+        }
+        try waitUntil(60, "all voters and a leader") {
+            guard let r = self.getJSON(0, "/v1/p2p/raft") else { return false }
+            return (r["voters"] as? [String])?.count == nodes && !(r["leader"] as? String ?? "").isEmpty
+        }
+    }
+
+    func get(_ i: Int, _ path: String) -> [UInt8]? {
+        let c = KeepAliveClient(.unix(dirs[i] + "/p2pos.sock"))
+        guard let (st, b) = try? c.request("GET", path, body: []), st == 200 else { return nil }
+        return b
+    }
+
+    func getJSON(_ i: Int, _ path: String) -> [String: Any]? {
+        guard let b = get(i, path) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(b))) as? [String: Any]
+    }
+
+    var leaderIndex: Int {
+        for i in dirs.indices {
+            if let r = getJSON(i, "/v1/p2p/raft"), r["role"] as? String == "leader" { return i }
+        }
+        return 0
+    }
+
+    func socket(_ i: Int) -> String { dirs[i] + "/p2pos.sock" }
+
+    func stop() {
+        for p in procs where p.isRunning { p.terminate() }
+        for p in procs { p.waitUntilExit() }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
+
+func waitUntil(_ seconds: Double, _ what: String, _ cond: () -> Bool) throws {
+    let end = Date().addingTimeInterval(seconds)
+    while Date() < end {
+        if cond() { return }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+    throw P2POSError("BENCH_TIMEOUT", "timed out waiting for \(what)")
+}
+
+/// A local 3-node etcd cluster started by scripts/etcd-cluster (Debian's etcd-server, loopback only).
+final class EtcdCluster {
+    let dir: String
+    var clientPorts: [UInt16] = []
+    let script: String
+
+    init(nodes: Int, script: String) throws {
+        self.script = script
+        dir = NSTemporaryDirectory() + "p2pos-etcd-\(getpid())"
+        let outFile = NSTemporaryDirectory() + "p2pos-etcd-ports-\(getpid())"
+        let rc = runShell("exec /bin/bash '\(script)' start '\(dir)' \(nodes) > '\(outFile)' 2>&1 < /dev/null")
+        guard rc == 0 else { throw P2POSError("ETCD", "\(script) start failed (exit \(rc)): \((try? String(contentsOfFile: outFile, encoding: .utf8)) ?? "")") }
+        let out = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: outFile)
+        clientPorts = out.split(separator: "\n").compactMap { UInt16($0.trimmingCharacters(in: .whitespaces)) }
+        guard clientPorts.count == nodes else { throw P2POSError("ETCD", "etcd-cluster printed no ports: \(out)") }
+    }
+
+    func stop() {
+        _ = runShell("exec /bin/bash '\(script)' stop '\(dir)' > /dev/null 2>&1 < /dev/null")
+    }
+
+    /// Index of the leader (etcd's JSON gateway reports it in /v3/maintenance/status).
+    func leaderPort() -> UInt16 {
+        for port in clientPorts {
+            let c = KeepAliveClient(.tcp("127.0.0.1", port))
+            if let (st, b) = try? c.request("POST", "/v3/maintenance/status", body: Array("{}".utf8)), st == 200,
+               let o = try? JSONSerialization.jsonObject(with: Data(b)) as? [String: Any],
+               let leader = o["leader"] as? String, let me = (o["header"] as? [String: Any])?["member_id"] as? String, leader == me {
+                return port
+            }
+        }
+        return clientPorts[0]
+    }
+}
+
+/// Per-client pre-signed transactions, filled concurrently.
+final class TxBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lists: [[[UInt8]]]
+    init(count: Int) { lists = Array(repeating: [], count: count) }
+    func set(_ i: Int, _ l: [[UInt8]]) { lock.withLock { lists[i] = l } }
+    var all: [[[UInt8]]] { lock.withLock { lists } }
+}
+
+/// Run a shell command with posix_spawn and wait for it (Foundation's Process can hang when the
+/// child leaves background grandchildren behind, as the etcd script does on purpose).
+func runShell(_ cmd: String) -> Int32 {
+    var pid: pid_t = 0
+    let args = ["/bin/sh", "-c", cmd]
+    var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+    defer { for a in cargs { free(a) } }
+    let rc = posix_spawn(&pid, "/bin/sh", nil, nil, &cargs, environ)
+    guard rc == 0 else { return -1 }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status >> 8) & 0xff
+}
+
+func parseClients(_ s: String?) throws -> [Int] {
+    let list = (s ?? "1,16,64").split(separator: ",").compactMap { Int($0) }
+    guard !list.isEmpty, list.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else { throw CLIError.usage("bench", "--clients must be a list like 1,16,64") }
+    return list
+}
+
+func repoScript(_ name: String) -> String? {
+    var dir = URL(fileURLWithPath: selfExecutable()).deletingLastPathComponent()
+    for _ in 0..<6 {
+        let cand = dir.appendingPathComponent("scripts/\(name)").path
+        if FileManager.default.fileExists(atPath: cand) { return cand }
+        dir = dir.deletingLastPathComponent()
+    }
+    let cwd = FileManager.default.currentDirectoryPath + "/scripts/\(name)"
+    return FileManager.default.fileExists(atPath: cwd) ? cwd : nil
+}
+
+func fmtRow(_ name: String, _ c: Int, _ r: LoadResult) -> String {
+    String(format: "%-8@ %7d %12.0f %9.2f %9.2f %9.2f %8d", name as NSString, c, r.opsPerSec, r.pct(0.5) / 1000, r.pct(0.95) / 1000, r.pct(0.99) / 1000, r.errors)
+}
+
+/// `p2pos bench raft` / `p2pos bench tx`: closed-loop load against a local cluster, next to etcd.
+func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
+    let nodes = try p.int("--nodes", default: 3, min: 1, max: 7)
+    let clients = try parseClients(p.value("--clients"))
+    let duration = parseDuration(p.value("--duration") ?? "10s") ?? 10
+    let size = try p.int("--size", default: 256, min: 1, max: 1 << 20)
+    let compare = p.value("--compare") ?? "etcd"
+    var report: [String: Any] = ["kind": kind, "nodes": nodes, "duration_s": duration, "fsync": true]
+    var lines: [String] = ["bench \(kind): \(nodes) nodes, closed loop, \(Int(duration))s per level, fsync on"]
+    lines.append(String(format: "%-8@ %7@ %12@ %9@ %9@ %9@ %8@", "system", "clients", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors"))
+    var ours: [Int: LoadResult] = [:]
+    var theirs: [Int: LoadResult] = [:]
+    // p2pos
+    Out.err("bench \(kind): starting a \(nodes)-node p2pos cluster")
+    let cluster = try LocalCluster(nodes: nodes, extraEnv: kind == "raft" ? ["P2POS_BENCH": "1"] : [:])
+    defer { cluster.stop() }
+    let leader = cluster.leaderIndex
+    let sock = cluster.socket(leader)
+    let payload = [UInt8](repeating: 0x61, count: size)
+    for c in clients {
+        Out.err("bench \(kind): p2pos, \(c) clients")
+        var r: LoadResult
+        if kind == "raft" {
+            r = closedLoop(clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
+                guard let (st, _) = try? client.request("POST", "/v1/bench/propose", body: payload) else { return false }
+                return st == 200
+            }
+        } else {
+            // Distinct pre-signed txs: enough for the level at up to 20k tx/s.
+            let perClient = max(2000, Int(duration * 20_000) / c + 1000)
+            let signers = (0..<c).map { _ in PrivateKey.generate() }
+            let txBox = TxBox(count: c)
+            let now = Timestamp.now()
+            DispatchQueue.concurrentPerform(iterations: c) { i in
+                var list: [[UInt8]] = []
+                list.reserveCapacity(perClient)
+                for j in 0..<perClient {
+                    let sid = "b\(c)-\(i)-\(j)-\(Hex.encode(Sodium.randomBytes(4)))"
+                    let payload = "{\"session_id\":\"\(sid)\",\"title\":\"bench\",\"steps\":[{\"step_id\":\"\(sid)-s\",\"title\":\"s\"}]}"
+                    if let tx = try? TxTool.sign(op: "SESSION_CREATE", payloadJSON: payload, key: signers[i], clusterID: "bench", now: now) {
+                        list.append(tx.encoded)
+                    }
+                }
+                txBox.set(i, list)
+            }
+            let frozen = txBox.all
+            r = closedLoop(clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
+                guard seq < frozen[ci].count, let (st, _) = try? client.request("POST", "/v1/p2p/tx", body: frozen[ci][seq]) else { return false }
+                return st == 200
+            }
+        }
+        ours[c] = r
+        lines.append(fmtRow("p2pos", c, r))
+    }
+    cluster.stop()
+    if compare == "etcd" {
+        guard let script = repoScript("etcd-cluster") else { throw P2POSError("BENCH", "scripts/etcd-cluster not found; run from the source tree") }
+        Out.err("bench \(kind): starting a \(nodes)-node etcd cluster")
+        let etcd = try EtcdCluster(nodes: nodes, script: script)
+        defer { etcd.stop() }
+        Out.err("bench \(kind): etcd client ports \(etcd.clientPorts)")
+        let port = etcd.leaderPort()
+        Out.err("bench \(kind): etcd leader on port \(port)")
+        let value = Base64.encode(payload)
+        for c in clients {
+            let r = closedLoop(clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
+                let key = Base64.encode(Array("k\(ci)-\(seq)".utf8))
+                let body = Array("{\"key\":\"\(key)\",\"value\":\"\(value)\"}".utf8)
+                guard let (st, _) = try? client.request("POST", "/v3/kv/put", body: body) else { return false }
+                return st == 200
+            }
+            theirs[c] = r
+            lines.append(fmtRow("etcd", c, r))
+        }
+    }
+    var levels: [[String: Any]] = []
+    for c in clients {
+        var o: [String: Any] = ["clients": c, "p2pos": ours[c]!.json]
+        if let t = theirs[c] {
+            o["etcd"] = t.json
+            o["throughput_ratio"] = (ours[c]!.opsPerSec / max(1, t.opsPerSec) * 100).rounded() / 100
+            o["p99_ratio"] = (ours[c]!.pct(0.99) / max(1, t.pct(0.99)) * 100).rounded() / 100
+            lines.append(String(format: "clients %d: p2pos/etcd throughput %.2fx, p99 %.2fx", c, ours[c]!.opsPerSec / max(1, t.opsPerSec), ours[c]!.pct(0.99) / max(1, t.pct(0.99))))
+        }
+        levels.append(o)
+    }
+    report["levels"] = levels
+    if p.json { Out.print(Out.json(report)) } else { Out.print(lines.joined(separator: "\n")) }
+    return ExitCode.success
+}

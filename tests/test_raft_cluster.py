@@ -1,0 +1,179 @@
+"""Raft with real processes: leader kill -9, catch-up through a snapshot, a minority that never commits."""
+import json
+import os
+import sys
+import threading
+import time
+import pathlib
+
+import nacl.signing
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "ledger"))
+import sign_tx  # noqa: E402  (the documented Python signer)
+
+from cluster import Node, api, make_cluster, wait_for
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
+    e["HOME"] = str(tmp_path / "home")
+    return e
+
+
+def new_tx(sk, cluster, i, prefix="s"):
+    payload = {"session_id": f"{prefix}{i}", "title": f"session {i}", "steps": [{"step_id": f"{prefix}{i}-a", "title": "a"}]}
+    return sign_tx.sign_tx(sk, "SESSION_CREATE", payload, cluster, nonce=f"{prefix}-{i}", ts=sign_tx.utc_now_rfc3339())[0]
+
+
+def raft(n):
+    return api(n.sock, "GET", "/v1/p2p/raft", timeout=3)[1]
+
+
+def start_cluster(tmp_path, env, n):
+    nodes, out = make_cluster(tmp_path, env, n)
+    for x in nodes:
+        x.start()
+    a = nodes[0]
+    args = ["snapshot", "publish", "--data-dir", str(a.dir)]
+    for x in nodes[1:]:
+        args += ["--add", x.peer_id]
+    r = a.cli(*args)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: len(raft(a)["voters"]) == n and all(raft(x)["leader"] for x in nodes), timeout=60, what="all voters")
+    return nodes
+
+
+def submit(nodes, tx, deadline=20):
+    """Submit to any live node until it is applied; returns the result."""
+    end = time.time() + deadline
+    while time.time() < end:
+        for n in nodes:
+            if n.proc is None or n.proc.poll() is not None:
+                continue
+            try:
+                code, body = api(n.sock, "POST", "/v1/p2p/tx", tx, timeout=10)
+            except OSError:
+                continue
+            if code == 200 and body.get("status") == "applied":
+                return body
+            if code == 422:
+                return body
+        time.sleep(0.05)
+    raise AssertionError("tx never applied")
+
+
+def leader_of(nodes):
+    for n in nodes:
+        if n.proc and n.proc.poll() is None:
+            try:
+                r = raft(n)
+            except OSError:
+                continue
+            if r["role"] == "leader":
+                return n
+    return None
+
+
+def test_leader_kill9_keeps_committing(tmp_path, env):
+    nodes = start_cluster(tmp_path, env, 3)
+    try:
+        sk = nacl.signing.SigningKey.generate()
+        acked = []
+        stop = threading.Event()
+        errors = []
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = submit(nodes, new_tx(sk, "test-cluster", i))
+                    if r.get("status") == "applied":
+                        acked.append(f"s{i}")
+                except AssertionError as e:
+                    errors.append(str(e))
+                i += 1
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        wait_for(lambda: len(acked) >= 20, what="writes before the kill")
+        old = leader_of(nodes)
+        assert old is not None
+        killed_at = time.time()
+        old.stop(sig="KILL")
+        survivors = [n for n in nodes if n is not old]
+        new = wait_for(lambda: (l := leader_of(survivors)) and l, timeout=10, interval=0.05, what="new leader")
+        elapsed = time.time() - killed_at
+        assert elapsed < 3.0, f"new leader after {elapsed:.2f}s"
+        count = len(acked)
+        wait_for(lambda: len(acked) >= count + 20, what="writes after the kill")
+        old.start()
+        stop.set()
+        t.join(timeout=30)
+        assert not errors, errors[:3]
+        # Converge: same applied index and identical ledger stats everywhere; every acked session everywhere.
+        def converged():
+            rs = [raft(n) for n in nodes]
+            return len({r["applied_index"] for r in rs}) == 1 and rs[0]["applied_index"] >= rs[0]["commit_index"]
+        wait_for(converged, timeout=30, what="convergence")
+        stats = [api(n.sock, "GET", "/v1/p2p/stats")[1] for n in nodes]
+        assert stats[0] == stats[1] == stats[2], stats
+        for sid in acked:
+            for n in nodes:
+                code, _ = api(n.sock, "GET", f"/v1/p2p/sessions/{sid}")
+                assert code == 200, (sid, n.name)
+        print(f"new leader elected {elapsed:.2f}s after kill -9; {len(acked)} acknowledged writes, none lost")
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def test_lagging_node_catches_up_through_snapshot(tmp_path, env):
+    nodes = start_cluster(tmp_path, env, 3)
+    a, b, c = nodes
+    try:
+        c.stop()
+        sk = nacl.signing.SigningKey.generate()
+        leader = leader_of([a, b])
+        total = 10_000
+        batch = 500
+        for start in range(0, total, batch):
+            txs = [new_tx(sk, "test-cluster", i, prefix="cu") for i in range(start, start + batch)]
+            code, body = api(leader.sock, "POST", "/v1/p2p/tx", {"txs": txs}, timeout=120)
+            assert code == 200, body
+            assert all(r["status"] == "applied" for r in body["results"]), body["results"][:2]
+        c.start()
+        target = raft(leader)["applied_index"]
+        wait_for(lambda: raft(c)["applied_index"] >= target, timeout=120, what="c caught up")
+        assert "snapshot_installed" in c.logtext()
+        sa = api(a.sock, "GET", "/v1/p2p/stats")[1]
+        sc = api(c.sock, "GET", "/v1/p2p/stats")[1]
+        assert sa["sessions"] == sc["sessions"] >= total
+        assert api(c.sock, "GET", f"/v1/p2p/sessions/cu{total - 1}")[0] == 200
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def test_two_node_minority_never_commits(tmp_path, env):
+    nodes = start_cluster(tmp_path, env, 5)
+    try:
+        sk = nacl.signing.SigningKey.generate()
+        submit(nodes, new_tx(sk, "test-cluster", 0, prefix="m"))
+        for n in nodes[2:]:
+            n.stop()
+        minority = nodes[:2]
+        before = [raft(n)["commit_index"] for n in minority]
+        for i in range(1, 6):
+            for n in minority:
+                code, body = api(n.sock, "POST", "/v1/p2p/tx", new_tx(sk, "test-cluster", i, prefix="m"), timeout=15)
+                assert code != 200, body
+        time.sleep(3)
+        after = [raft(n)["commit_index"] for n in minority]
+        assert after == before, (before, after)
+        for n in minority:
+            assert api(n.sock, "GET", "/v1/p2p/sessions/m1")[0] == 404
+    finally:
+        for n in nodes:
+            n.stop()
