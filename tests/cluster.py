@@ -6,7 +6,7 @@ import subprocess
 import time
 import http.client
 
-from conftest import binary
+from binpath import binary
 
 
 def free_port():

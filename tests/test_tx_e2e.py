@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from conftest import binary
+from binpath import binary
 from cluster import api, wait_for
 from test_raft_cluster import start_cluster, raft
 

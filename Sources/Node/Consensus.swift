@@ -125,7 +125,9 @@ public final class Consensus: @unchecked Sendable {
         self.snapshotEvery = snapshotEvery
         tickInterval = Double(max(10, heartbeatMs)) / 1000
         storage = try RaftStorage(path: dataDir + "/raft.db")
-        ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db")
+        // The ledger is derived state: it commits without fsync (WAL, synchronous=NORMAL survives
+        // kill -9) and after a power loss replays from the durable Raft log / snapshot.
+        ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL")
         ledger = try Ledger(db: ledgerDB, clusterID: clusterID)
         var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
         rc.heartbeatTick = 1
@@ -281,6 +283,9 @@ public final class Consensus: @unchecked Sendable {
     }
 
     private var reconcileConfSoon = false
+    private let inboxLock = NSLock()
+    private var inbox: [Input] = []
+    private var drainScheduled = false
     private var benchWaiters: [UInt64: (term: UInt64, done: @Sendable (Bool) -> Void)] = [:]
 
     /// Benchmark-only: replicate an opaque entry (prefixed 0x00, never applied to the ledger).
@@ -370,10 +375,7 @@ public final class Consensus: @unchecked Sendable {
                     Log.warn("raft", "bad_message", ["from": peer, "reason": "message from \(m.from) to \(m.to) on \(peer)'s stream"])
                     continue
                 }
-                queue.async { [self] in
-                    node.step(m)
-                    process()
-                }
+                enqueue(.message(m))
             } catch {
                 break
             }
@@ -385,20 +387,49 @@ public final class Consensus: @unchecked Sendable {
 
     /// Propose one admitted tx; completes when applied (or fails). Runs `done` off the raft queue.
     public func submit(_ txBytes: [UInt8], done: @escaping @Sendable (Result<TxResult, ConsensusError>) -> Void) {
-        queue.async { [self] in
-            guard node.role == .leader else {
-                done(.failure(notLeader()))
-                return
-            }
-            do {
-                let (index, term) = try node.propose(txBytes)
-                proposals += 1
-                waiters[index] = (term, done)
-                process()
-            } catch {
-                done(.failure(ConsensusError(code: "OVERLOADED", message: "\(error)", leaderHint: node.leader, leaderAddr: nil)))
+        enqueue(.proposal(txBytes, done))
+    }
+
+    enum Input {
+        case message(RaftMessage)
+        case proposal([UInt8], @Sendable (Result<TxResult, ConsensusError>) -> Void)
+    }
+
+    /// Inputs arriving while the raft queue is busy (persisting) are handled together, so one
+    /// Ready — one fsync — covers all of them (group commit).
+    func enqueue(_ input: Input) {
+        let schedule: Bool = inboxLock.withLock {
+            inbox.append(input)
+            if drainScheduled { return false }
+            drainScheduled = true
+            return true
+        }
+        if schedule { queue.async { [self] in drain() } }
+    }
+
+    func drain() {
+        let batch: [Input] = inboxLock.withLock {
+            let b = inbox
+            inbox = []
+            drainScheduled = false
+            return b
+        }
+        for input in batch {
+            switch input {
+            case .message(let m):
+                node.step(m)
+            case .proposal(let bytes, let done):
+                guard node.role == .leader else { done(.failure(notLeader())); continue }
+                do {
+                    let (index, term) = try node.propose(bytes)
+                    proposals += 1
+                    waiters[index] = (term, done)
+                } catch {
+                    done(.failure(ConsensusError(code: "OVERLOADED", message: "\(error)", leaderHint: node.leader, leaderAddr: nil)))
+                }
             }
         }
+        process()
     }
 
     func notLeader() -> ConsensusError {
