@@ -139,6 +139,13 @@ public final class Consensus: @unchecked Sendable {
             try ledger.restore(snap.data)
         }
         rc.applied = max(try ledger.lastAppliedIndex(), initial.snapshot?.metadata.index ?? 0)
+        // The ledger may have applied past the last persisted commit index (commit-only changes are
+        // not fsynced); applied entries were committed, so the commit index is at least that.
+        let lastLogIndex = initial.entries.last?.index ?? initial.snapshot?.metadata.index ?? 0
+        if rc.applied > initial.hardState.commit {
+            initial.hardState.commit = min(rc.applied, max(lastLogIndex, initial.hardState.commit))
+        }
+        rc.applied = min(rc.applied, max(initial.hardState.commit, initial.snapshot?.metadata.index ?? 0))
         let fresh = initial.entries.isEmpty && initial.snapshot == nil && initial.hardState.term == 0
         let members = daemon.members
         let bootstrap = fresh && members == [daemon.peerID] ? [daemon.peerID] : []
@@ -146,6 +153,7 @@ public final class Consensus: @unchecked Sendable {
             initial = RaftInitialState()
         }
         node = try RaftNode(config: rc, state: initial, bootstrapVoters: bootstrap)
+        durableHardState = initial.hardState
         lastSnapshotIndex = initial.snapshot?.metadata.index ?? 0
         Log.info("raft", "opened", ["applied": rc.applied, "last_index": node.lastIndex, "term": node.term,
                                     "bootstrap": !bootstrap.isEmpty, "voters": node.conf.voters.count])
@@ -196,7 +204,14 @@ public final class Consensus: @unchecked Sendable {
         while node.hasReady {
             let rd = node.ready()
             do {
-                if rd.mustPersist { try storage.save(rd) }
+                // A change of the commit index alone needs no fsync (etcd does the same): the
+                // commit index is re-learned from the leader and never exceeds what a quorum stored.
+                let commitOnly = rd.entries.isEmpty && rd.snapshot == nil
+                    && rd.hardState.map { $0.term == durableHardState.term && $0.vote == durableHardState.vote } ?? true
+                if rd.mustPersist && !commitOnly {
+                    try storage.save(hardState: rd.hardState ?? node.hardState, entries: rd.entries, snapshot: rd.snapshot)
+                    durableHardState = rd.hardState ?? node.hardState
+                }
                 if let snap = rd.snapshot {
                     try ledger.restore(snap.data)
                     lastSnapshotIndex = snap.metadata.index
@@ -216,6 +231,11 @@ public final class Consensus: @unchecked Sendable {
             }
             node.advance(rd)
             releaseReads()
+        }
+        let (role, leaderNow) = (node.role, node.leader)
+        roleLock.withLock {
+            cachedRole = role
+            cachedLeader = leaderNow
         }
         if node.role != lastRole {
             Log.info("raft", "role_change", ["from": lastRole.rawValue, "to": node.role.rawValue, "term": node.term, "leader": node.leader ?? ""])
@@ -283,6 +303,10 @@ public final class Consensus: @unchecked Sendable {
     }
 
     private var reconcileConfSoon = false
+    private let roleLock = NSLock()
+    private var cachedRole: RaftRole = .follower
+    private var cachedLeader: String?
+    private var durableHardState = HardState()
     private let inboxLock = NSLock()
     private var inbox: [Input] = []
     private var drainScheduled = false
@@ -387,12 +411,18 @@ public final class Consensus: @unchecked Sendable {
 
     /// Propose one admitted tx; completes when applied (or fails). Runs `done` off the raft queue.
     public func submit(_ txBytes: [UInt8], done: @escaping @Sendable (Result<TxResult, ConsensusError>) -> Void) {
-        enqueue(.proposal(txBytes, done))
+        enqueue(.proposal(nil, txBytes, done))
+    }
+
+    /// Propose an admitted tx; an already-applied tx_id or a reused nonce is answered from the
+    /// ledger on the raft queue, right before proposing.
+    public func submit(_ tx: Tx, done: @escaping @Sendable (Result<TxResult, ConsensusError>) -> Void) {
+        enqueue(.proposal(tx, tx.encoded, done))
     }
 
     enum Input {
         case message(RaftMessage)
-        case proposal([UInt8], @Sendable (Result<TxResult, ConsensusError>) -> Void)
+        case proposal(Tx?, [UInt8], @Sendable (Result<TxResult, ConsensusError>) -> Void)
     }
 
     /// Inputs arriving while the raft queue is busy (persisting) are handled together, so one
@@ -418,8 +448,12 @@ public final class Consensus: @unchecked Sendable {
             switch input {
             case .message(let m):
                 node.step(m)
-            case .proposal(let bytes, let done):
+            case .proposal(let tx, let bytes, let done):
                 guard node.role == .leader else { done(.failure(notLeader())); continue }
+                if let tx, let prior = try? ledger.precheck(tx) {
+                    done(.success(prior))
+                    continue
+                }
                 do {
                     let (index, term) = try node.propose(bytes)
                     proposals += 1
@@ -439,8 +473,8 @@ public final class Consensus: @unchecked Sendable {
                               leaderHint: leader, leaderAddr: addr)
     }
 
-    public var leader: String? { queue.sync { node.leader } }
-    public var isLeader: Bool { queue.sync { node.role == .leader } }
+    public var leader: String? { roleLock.withLock { cachedLeader } }
+    public var isLeader: Bool { roleLock.withLock { cachedRole == .leader } }
 
     /// Linearizable read barrier: resolves once this node has applied everything committed before the call.
     public func readBarrier(done: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
@@ -473,6 +507,45 @@ public final class Consensus: @unchecked Sendable {
         }
     }
 
+    /// Propose admitted txs and call `completion` once every one has a result (from the raft queue).
+    func proposeAll(_ admitted: [(Int, Tx)], completion: @escaping @Sendable ([IndexedRow]) -> Void) {
+        let box = RowCollector(expected: admitted.count, completion: completion)
+        for (i, tx) in admitted {
+            let txID = tx.txID
+            submit(tx) { r in
+                switch r {
+                case .success(let res): box.add(IndexedRow(index: i, value: TxCodec.json(res)))
+                case .failure(let e): box.add(IndexedRow(index: i, value: TxCodec.error(e, txID: txID)))
+                }
+            }
+        }
+    }
+
+    /// The write path without async hops: admission on the calling thread, then proposals whose
+    /// completions answer directly. Falls back to `submitLocal` (forwarding) on followers.
+    func submitFast(_ txs: [[UInt8]], wait: Bool, completion: @escaping @Sendable ([[String: Any]]) -> Void) {
+        guard isLeader, wait else {
+            let c = self
+            Task { completion(await c.submitLocal(txs, allowForward: true, wait: wait)) }
+            return
+        }
+        var results = [[String: Any]?](repeating: nil, count: txs.count)
+        var admitted: [(Int, Tx)] = []
+        let now = Timestamp.now()
+        for (i, bytes) in txs.enumerated() {
+            do { admitted.append((i, try Tx.admit(bytes, clusterID: daemon.clusterID, now: now))) } catch {
+                results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
+            }
+        }
+        if admitted.isEmpty { completion(results.map { $0 ?? [:] }); return }
+        let fixed = RowsBox(results)
+        proposeAll(admitted) { rows in
+            var r = fixed.value
+            for row in rows { r[row.index] = row.value }
+            completion(r.map { $0 ?? ["status": "rejected", "code": "INTERNAL"] })
+        }
+    }
+
     // MARK: follower → leader forwarding over /p2pos/tx/1.0.0
 
     /// Forward txs to the leader; answers one result object per tx.
@@ -499,61 +572,71 @@ public final class Consensus: @unchecked Sendable {
     /// Admit and propose txs here (leader) or forward them (follower). One result object per tx.
     public func submitLocal(_ txs: [[UInt8]], allowForward: Bool, wait: Bool = true) async -> [[String: Any]] {
         var results = [[String: Any]?](repeating: nil, count: txs.count)
-        var admitted: [(Int, [UInt8], String)] = []
+        var admitted: [(Int, Tx)] = []
         let now = Timestamp.now()
         for (i, bytes) in txs.enumerated() {
             do {
                 let tx = try Tx.admit(bytes, clusterID: daemon.clusterID, now: now)
-                // Already applied (same tx_id) or a reused nonce: answer without proposing.
-                if let prior = queue.sync(execute: { try? ledger.precheck(tx) }) ?? nil {
-                    results[i] = TxCodec.json(prior)
-                    continue
-                }
-                admitted.append((i, tx.encoded, tx.txID))
+                admitted.append((i, tx))
             } catch {
                 results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
             }
         }
         if !admitted.isEmpty {
             if isLeader && !wait {
-                for (i, bytes, txID) in admitted {
-                    submit(bytes) { _ in }
-                    results[i] = ["status": "accepted", "tx_id": txID]
+                for (i, tx) in admitted {
+                    submit(tx) { _ in }
+                    results[i] = ["status": "accepted", "tx_id": tx.txID]
                 }
             } else if isLeader {
-                await withTaskGroup(of: IndexedRow.self) { group in
-                    for (i, bytes, txID) in admitted {
-                        group.addTask { [self] in
-                            let r: Result<TxResult, ConsensusError> = await withCheckedContinuation { cont in
-                                submit(bytes) { cont.resume(returning: $0) }
-                            }
-                            switch r {
-                            case .success(let res): return IndexedRow(index: i, value: TxCodec.json(res))
-                            case .failure(let e): return IndexedRow(index: i, value: TxCodec.error(e, txID: txID))
-                            }
-                        }
-                    }
-                    for await row in group { results[row.index] = row.value }
+                let rows: [IndexedRow] = await withCheckedContinuation { cont in
+                    proposeAll(admitted) { cont.resume(returning: $0) }
                 }
+                for row in rows { results[row.index] = row.value }
             } else if allowForward, let leader = leader {
                 do {
-                    let rs = try await forward(admitted.map { $0.1 }, to: leader)
-                    for (k, (i, _, _)) in admitted.enumerated() { results[i] = k < rs.count ? rs[k] : ["status": "rejected", "code": "UNAVAILABLE"] }
+                    let rs = try await forward(admitted.map { $0.1.encoded }, to: leader)
+                    for (k, (i, _)) in admitted.enumerated() { results[i] = k < rs.count ? rs[k] : ["status": "rejected", "code": "UNAVAILABLE"] }
                 } catch {
                     let e = notLeader()
-                    for (i, _, txID) in admitted {
-                        var o = TxCodec.error(e, txID: txID)
+                    for (i, tx) in admitted {
+                        var o = TxCodec.error(e, txID: tx.txID)
                         o["message"] = "forwarding to the leader failed: \(error)"
                         results[i] = o
                     }
                 }
             } else {
                 let e = notLeader()
-                for (i, _, txID) in admitted { results[i] = TxCodec.error(e, txID: txID) }
+                for (i, tx) in admitted { results[i] = TxCodec.error(e, txID: tx.txID) }
             }
         }
         return results.map { $0 ?? ["status": "rejected", "code": "INTERNAL"] }
     }
+}
+
+/// Counts completions and reports all rows once the last arrives.
+final class RowCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var rows: [IndexedRow] = []
+    private let expected: Int
+    private let completion: @Sendable ([IndexedRow]) -> Void
+    init(expected: Int, completion: @escaping @Sendable ([IndexedRow]) -> Void) {
+        self.expected = expected
+        self.completion = completion
+    }
+    func add(_ r: IndexedRow) {
+        let done: [IndexedRow]? = lock.withLock {
+            rows.append(r)
+            return rows.count == expected ? rows : nil
+        }
+        if let done { completion(done) }
+    }
+}
+
+/// Partial results carried into a completion closure.
+struct RowsBox: @unchecked Sendable {
+    let value: [[String: Any]?]
+    init(_ v: [[String: Any]?]) { value = v }
 }
 
 /// One result row with its position (crosses task boundaries; built by one task).
@@ -582,7 +665,14 @@ enum TxCodec {
 extension Consensus {
     /// Register the tx, raft and ledger query routes; they answer 503 until the node has a cluster.
     static func registerRoutes(_ r: Router, daemon: Daemon) {
-        r.addTask("POST", "/v1/p2p/tx") { [daemon] req in
+        r.addCallback("POST", "/v1/p2p/tx") { [daemon] req, responder in
+            do {
+                try txRoute(daemon: daemon, req: req, responder: responder)
+            } catch {
+                _ = responder.complete(Router.errorResponse(error))
+            }
+        }
+        @Sendable func txRoute(daemon: Daemon, req: HTTPRequest, responder: HTTPResponder) throws {
             let c = try daemon.requireConsensus()
             guard daemon.state == .healthy else {
                 throw HTTPError(status: 503, code: "NOT_HEALTHY", message: "node is \(daemon.state.rawValue); writes need a healthy cluster")
@@ -602,26 +692,29 @@ extension Consensus {
             } else {
                 txs = [body]
             }
-            let results = await c.submitLocal(txs, allowForward: true, wait: req.queryValue("wait") != "false")
-            if batch { return .jsonObject(["results": results]) }
-            let one = results[0]
-            let status: Int
-            switch (one["status"] as? String, one["code"] as? String) {
-            case ("applied", _): status = 200
-            case ("rejected", _): status = 422
-            case (_, "NOT_LEADER"): status = 503
-            case (_, "OVERLOADED"): status = 429
-            default: status = 503
+            let isBatch = batch
+            c.submitFast(txs, wait: req.queryValue("wait") != "false") { results in
+                if isBatch { _ = responder.complete(.jsonObject(["results": results])); return }
+                let one = results[0]
+                let status: Int
+                switch (one["status"] as? String, one["code"] as? String) {
+                case ("applied", _): status = 200
+                case ("accepted", _): status = 202
+                case ("rejected", _): status = 422
+                case (_, "NOT_LEADER"): status = 503
+                case (_, "OVERLOADED"): status = 429
+                default: status = 503
+                }
+                _ = responder.complete(.jsonObject(one, status: status))
             }
-            return .jsonObject(one, status: status)
         }
         r.get("/v1/p2p/raft") { [daemon] _ in .jsonObject(try daemon.requireConsensus().status()) }
         if ProcessInfo.processInfo.environment["P2POS_BENCH"] == "1" {
-            r.addTask("POST", "/v1/bench/propose") { [daemon] req in
-                let c = try daemon.requireConsensus()
-                let ok: Bool = await withCheckedContinuation { cont in c.proposeRaw(req.body) { cont.resume(returning: $0) } }
-                guard ok else { throw HTTPError(status: 503, code: "NOT_COMMITTED", message: "not leader or not committed") }
-                return .jsonObject(["ok": true])
+            r.addCallback("POST", "/v1/bench/propose") { [daemon] req, responder in
+                guard let c = daemon.consensus else { _ = responder.complete(.error(status: 503, code: "UNAVAILABLE", message: "no cluster")); return }
+                c.proposeRaw(req.body) { ok in
+                    _ = responder.complete(ok ? .jsonObject(["ok": true]) : .error(status: 503, code: "NOT_COMMITTED", message: "not leader or not committed"))
+                }
             }
         }
         func query(_ pattern: String, _ body: @escaping @Sendable (Ledger, HTTPRequest) throws -> JSONValue?) {
