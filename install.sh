@@ -88,15 +88,20 @@ if [ -n "$MODE" ]; then
 fi
 
 if [ "$SYSTEMD" = 1 ]; then
-    if ! "$P2POS" node run --help >/dev/null 2>&1 || "$P2POS" node run --data-dir /nonexistent 2>&1 | grep -q "not implemented"; then
-        echo "install.sh: --systemd: this version's daemon ('p2pos node run') is not built yet; the unit was not installed" >&2
-        exit 1
-    fi
     echo "==> systemd unit"
+    $SUDO install -d "${DESTDIR}/etc/systemd/system"
     sed -e "s|@BIN@|${PREFIX}/bin/p2pos|g" -e "s|@DATA_DIR@|${DATA_DIR}|g" packaging/p2pos.service | $SUDO tee "${DESTDIR}/etc/systemd/system/p2pos.service" >/dev/null
     if [ -z "$DESTDIR" ]; then
         $SUDO systemctl daemon-reload
-        $SUDO systemctl enable --now p2pos.service
+        if [ -f "${DATA_DIR}/config.json" ]; then
+            $SUDO systemctl enable --now p2pos.service
+            echo "    p2pos.service enabled and started; logs: journalctl -u p2pos -f"
+        else
+            $SUDO systemctl enable p2pos.service
+            echo "    p2pos.service enabled; create the node first (p2pos init …), then: systemctl start p2pos"
+        fi
+    else
+        echo "    wrote ${DESTDIR}/etc/systemd/system/p2pos.service (DESTDIR set: not enabling)"
     fi
 fi
 echo "==> done. Try: p2pos help"

@@ -25,8 +25,10 @@ def test_install_twice_is_safe(tmp_path):
     cfg1 = (data / "config.json").read_text()
     peer = subprocess.run([str(binp), "id", "--data-dir", str(data)], capture_output=True, text=True).stdout.split()[0]
     assert peer.startswith("12D3KooW")
-    r = run_install(dest, "--new-system", "--cluster-id", "inst-test")
+    r = run_install(dest, "--new-system", "--cluster-id", "inst-test", "--systemd")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "keeping the existing node" in r.stdout
+    unit = (dest / "etc/systemd/system/p2pos.service").read_text()
+    assert "ExecStart=/usr/local/bin/p2pos node run --data-dir /var/lib/p2pos" in unit and "Type=notify" in unit
     assert (data / "config.json").read_text() == cfg1
     assert run_install(dest, "--bogus").returncode == 2

@@ -196,7 +196,8 @@ public final class Ledger: @unchecked Sendable {
             guard Limits.same(tx.clusterID, clusterID) else {
                 throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
             }
-            try tx.verifySignature()
+            try SignatureMemo.shared.verify(tx)
+            SignatureMemo.shared.forget(tx)
         } catch let r {
             // Not a valid signed tx for this cluster: nothing is recorded but the raft index.
             if !stale { try setLastApplied(raftIndex) }

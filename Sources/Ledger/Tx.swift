@@ -156,7 +156,7 @@ public struct Tx: Sendable, Equatable {
     }
 
     /// Shape and payload only; the caller must `verifySignature()` before trusting the tx.
-    static func decodeUnverified(_ bytes: [UInt8]) throws(TxRejection) -> Tx {
+    public static func decodeUnverified(_ bytes: [UInt8]) throws(TxRejection) -> Tx {
         guard bytes.count <= maxBytes else {
             throw TxRejection(.tooLarge, "tx is \(bytes.count) bytes; the limit is \(maxBytes)")
         }
@@ -228,7 +228,7 @@ public struct Tx: Sendable, Equatable {
         guard Limits.same(tx.clusterID, clusterID) else {
             throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
         }
-        try tx.verifySignature()
+        try SignatureMemo.shared.verify(tx)
         let skew = tx.timestamp.interval(since: now)
         guard abs(skew) <= Double(maxSkewSeconds) else {
             let dir = skew > 0 ? "ahead of" : "behind"

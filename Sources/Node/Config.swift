@@ -27,6 +27,8 @@ public struct NodeConfig: Sendable {
     public var raftMaxVoters: Int = 5
     public var raftElectionTimeoutMs: Int = 1000
     public var raftHeartbeatMs: Int = 100
+    /// Applied entries between Raft snapshots (log compaction).
+    public var raftSnapshotEntries: Int = 8192
     public var heartbeatInterval: Double = 30
     public var heartbeatWindow: Double = 300
     public var logLevel: String = "info"
@@ -180,6 +182,10 @@ public struct NodeConfig: Sendable {
             }
             if let v = try duration(raft, "election_timeout", "raft.election_timeout") { c.raftElectionTimeoutMs = Int(v * 1000) }
             if let v = try duration(raft, "heartbeat_interval", "raft.heartbeat_interval") { c.raftHeartbeatMs = Int(v * 1000) }
+            if let v = try number(raft, "snapshot_entries", "raft.snapshot_entries") {
+                guard v >= 16, v <= 10_000_000, v == v.rounded() else { throw fail("raft.snapshot_entries", "must be an integer 16…10000000") }
+                c.raftSnapshotEntries = Int(v)
+            }
         }
         if let hb = try object(root, "heartbeat", "heartbeat") {
             if let v = try duration(hb, "interval", "heartbeat.interval") { c.heartbeatInterval = v }
@@ -237,7 +243,8 @@ public struct NodeConfig: Sendable {
         if !apiSocket.isEmpty { api["socket"] = apiSocket }
         if !apiListen.isEmpty { api["listen"] = apiListen }
         if !api.isEmpty { o["api"] = api }
-        o["raft"] = ["max_voters": raftMaxVoters, "election_timeout": "\(raftElectionTimeoutMs)ms", "heartbeat_interval": "\(raftHeartbeatMs)ms"]
+        o["raft"] = ["max_voters": raftMaxVoters, "election_timeout": "\(raftElectionTimeoutMs)ms", "heartbeat_interval": "\(raftHeartbeatMs)ms",
+                     "snapshot_entries": raftSnapshotEntries]
         o["heartbeat"] = ["interval": NodeConfig.formatDuration(heartbeatInterval), "window": NodeConfig.formatDuration(heartbeatWindow)]
         o["log"] = ["level": logLevel, "format": logFormat]
         return o

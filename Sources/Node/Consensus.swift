@@ -437,6 +437,20 @@ public final class Consensus: @unchecked Sendable {
         if schedule { queue.async { [self] in drain() } }
     }
 
+    private let verifyQueue = DispatchQueue(label: "p2pos.verify", attributes: .concurrent)
+
+    /// Check signatures of arriving entries on other cores while the raft queue persists them.
+    func preverify(_ entries: [Entry]) {
+        let datas = entries.compactMap { e -> [UInt8]? in e.kind == .normal && !e.data.isEmpty && e.data[0] == 0x7b ? e.data : nil }
+        guard !datas.isEmpty else { return }
+        let chunks = max(1, min(4, datas.count / 16))
+        let per = (datas.count + chunks - 1) / chunks
+        for c in 0..<chunks {
+            let part = Array(datas[min(datas.count, c * per)..<min(datas.count, (c + 1) * per)])
+            verifyQueue.async { for d in part { SignatureMemo.shared.preverify(d) } }
+        }
+    }
+
     func drain() {
         let batch: [Input] = inboxLock.withLock {
             let b = inbox
@@ -447,6 +461,9 @@ public final class Consensus: @unchecked Sendable {
         for input in batch {
             switch input {
             case .message(let m):
+                if m.type == .append && !m.entries.isEmpty && node.role != .leader {
+                    preverify(m.entries)
+                }
                 node.step(m)
             case .proposal(let tx, let bytes, let done):
                 guard node.role == .leader else { done(.failure(notLeader())); continue }

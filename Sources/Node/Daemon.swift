@@ -84,7 +84,8 @@ public final class Daemon: @unchecked Sendable {
         guard !cluster.isEmpty, consensus == nil, !lock.withLock({ _stopping }) else { return }
         do {
             let c = try Consensus(daemon: self, dataDir: config.dataDir, clusterID: cluster, maxVoters: config.raftMaxVoters,
-                                  electionMs: config.raftElectionTimeoutMs, heartbeatMs: config.raftHeartbeatMs)
+                                  electionMs: config.raftElectionTimeoutMs, heartbeatMs: config.raftHeartbeatMs,
+                                  snapshotEvery: UInt64(config.raftSnapshotEntries))
             lock.withLock { _consensus = c }
             c.start()
         } catch {

@@ -1,0 +1,45 @@
+import Foundation
+
+/// Remembers (tx_id, signature) pairs whose Ed25519 signature this process already verified, so
+/// a tx checked at admission (or pre-verified in parallel when its log entry arrived) is not
+/// verified again on the serial apply path. Verification is deterministic over the same bytes,
+/// so a hit gives exactly the answer a fresh check would. Bounded: when full it is cleared, and
+/// apply falls back to verifying inline.
+public final class SignatureMemo: @unchecked Sendable {
+    public static let shared = SignatureMemo()
+    public static let capacity = 200_000
+
+    private let lock = NSLock()
+    private var verified = Set<Data>()
+
+    static func key(_ tx: Tx) -> Data {
+        var d = Data(tx.txID.utf8)
+        d.append(contentsOf: tx.signature)
+        return d
+    }
+
+    /// Verify unless already known good; records success.
+    public func verify(_ tx: Tx) throws(TxRejection) {
+        let k = SignatureMemo.key(tx)
+        if lock.withLock({ verified.contains(k) }) { return }
+        try tx.verifySignature()
+        lock.withLock {
+            if verified.count >= SignatureMemo.capacity { verified.removeAll(keepingCapacity: true) }
+            verified.insert(k)
+        }
+    }
+
+    /// Verify in the background what may soon be applied (followers call this on arrival).
+    public func preverify(_ bytes: [UInt8]) {
+        guard let tx = try? Tx.decodeUnverified(bytes) else { return }
+        try? verify(tx)
+    }
+
+    /// Forget a pair once applied (keeps the set small in steady state).
+    public func forget(_ tx: Tx) {
+        let k = SignatureMemo.key(tx)
+        lock.withLock { _ = verified.remove(k) }
+    }
+
+    public var count: Int { lock.withLock { verified.count } }
+}
