@@ -648,6 +648,7 @@ public final class Daemon: @unchecked Sendable {
         metric("p2pos_snapshots_applied_total", "Membership snapshots applied.", "counter", m.snapshotsApplied)
         metric("p2pos_snapshots_rejected_total", "Membership snapshots rejected.", "counter", m.snapshotsRejected)
         metric("p2pos_rate_limited_total", "Requests refused by the per-peer rate limit.", "counter", m.rateLimited)
+        metric("p2pos_presence_flushes_total", "Presence write transactions (batched).", "counter", store.flushes)
         // BYTES_METRICS
         return t
     }

@@ -176,7 +176,7 @@ final class LocalCluster {
     var peers: [String] = []
     var procs: [Process] = []
 
-    init(nodes: Int, extraEnv: [String: String] = [:]) throws {
+    init(nodes: Int, extraEnv: [String: String] = [:], waitForVoters: Bool = true) throws {
         root = NSTemporaryDirectory() + "p2pos-bench-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         try SecureFile.makeDirectory(root)
         let exe = selfExecutable()
@@ -236,10 +236,10 @@ final class LocalCluster {
             let (st, body) = try c.request("POST", "/v1/membership", body: [UInt8](snap.jsonData()))
             guard st == 200 else { throw P2POSError("BENCH", "publishing the bench membership failed: \(String(decoding: body, as: UTF8.self))") }
         }
-        try waitUntil(60, "all voters and a leader") {
+        if waitForVoters { try waitUntil(60, "all voters and a leader") {
             guard let r = self.getJSON(0, "/v1/p2p/raft") else { return false }
             return (r["voters"] as? [String])?.count == nodes && !(r["leader"] as? String ?? "").isEmpty
-        }
+        } }
     }
 
     func get(_ i: Int, _ path: String) -> [UInt8]? {

@@ -1,0 +1,158 @@
+import Foundation
+import Identity
+import Libp2p
+import Membership
+import Node
+import Support
+import Wire
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+func processCPUSeconds(_ pid: Int32) -> Double? {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = s.lastIndex(of: ")") else { return nil }
+    let fields = s[s.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let ut = Double(fields[11]), let st = Double(fields[12]) else { return nil }
+    return (ut + st) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// A counter from a Prometheus text page.
+func metricValue(_ text: String, _ name: String) -> Double? {
+    for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+        return Double(line.split(separator: " ").last ?? "")
+    }
+    return nil
+}
+
+/// `p2pos bench heartbeat`: one real node absorbs signed heartbeats from many member identities.
+@Sendable func benchHeartbeatHandler(_ p: ParsedArgs) throws -> Int32 {
+    let members = try p.int("--members", default: 200, min: 1, max: 2000)
+    let rate = try p.int("--rate", default: 10, min: 1, max: 100)
+    let duration = parseDuration(p.value("--duration") ?? "10s") ?? 10
+    let keys = (0..<members).map { _ in PrivateKey.generate() }
+    Out.err("bench heartbeat: starting one node with \(members) synthetic members")
+    let cluster = try LocalCluster(nodes: 1, waitForVoters: false)
+    defer { cluster.stop() }
+    let dir = cluster.dirs[0]
+    let admin = try PrivateKey(base64: try SecureFile.read(dir + "/keys/admin.key"))
+    let cfg = try NodeConfig.load(path: dir + "/config.json")
+    let snap = MembershipSnapshot.issue(adminKey: admin, clusterID: "bench", members: [cluster.peers[0]] + keys.map { $0.peerID.base58 },
+                                        proof: cfg.adminProof, at: Timestamp.now())
+    let c = KeepAliveClient(.unix(cluster.socket(0)))
+    let (st, _) = try c.request("POST", "/v1/membership", body: [UInt8](snap.jsonData()))
+    guard st == 200 else { throw P2POSError("BENCH", "could not install the bench membership") }
+    guard let status = cluster.getJSON(0, "/v1/status"), let node = status["node"] as? [String: Any],
+          let addr = (node["listen_addrs"] as? [String])?.first else { throw P2POSError("BENCH", "node has no listen address") }
+    let target = try Multiaddr(addr)
+    let sent = Counter()
+    let failed = Counter()
+    let stopAt = Monotonic.nanos() + UInt64((duration + 3) * 1e9)
+    let group = DispatchGroup()
+    // One libp2p host per member identity (the node only accepts a heartbeat from its signer).
+    let hostsPerGroup = 25
+    for g in stride(from: 0, to: members, by: hostsPerGroup) {
+        let slice = Array(keys[g..<min(members, g + hostsPerGroup)])
+        group.enter()
+        Task.detached {
+            await withTaskGroup(of: Void.self) { tg in
+                for k in slice {
+                    tg.addTask {
+                        var hc = HostConfig()
+                        hc.autoIdentify = false
+                        guard let host = try? Libp2pHost(identity: k, config: hc), let peer = try? await host.dial(target) else {
+                            failed.add(1); return
+                        }
+                        defer { host.close() }
+                        let interval = UInt64(1e9 / Double(rate))
+                        var next = Monotonic.nanos()
+                        while Monotonic.nanos() < stopAt {
+                            let hb = Heartbeat.make(key: k, clusterID: "bench", at: Timestamp.now())
+                            do {
+                                let s = try await host.openStream(to: peer, protocols: ["/p2pos/heartbeat/1.0.0"])
+                                var line = [UInt8](try JSONEncoder().encode(hb)); line.append(0x0a)
+                                try await s.write(line)
+                                try await s.closeWrite()
+                                _ = try await s.readLine(maxLength: 4096)
+                                await s.close()
+                                sent.add(1)
+                            } catch {
+                                failed.add(1)
+                            }
+                            next += interval
+                            let now = Monotonic.nanos()
+                            if next > now { try? await Task.sleep(nanoseconds: next - now) } else { next = now }
+                        }
+                    }
+                }
+            }
+            group.leave()
+        }
+    }
+    // Measure a window in the middle of the run.
+    Thread.sleep(forTimeInterval: 2)
+    let pid = cluster.procs[0].processIdentifier
+    let m0 = metricValue(String(decoding: cluster.get(0, "/metrics") ?? [], as: UTF8.self), "p2pos_heartbeats_received_total") ?? 0
+    let f0 = metricValue(String(decoding: cluster.get(0, "/metrics") ?? [], as: UTF8.self), "p2pos_presence_flushes_total") ?? 0
+    let cpu0 = processCPUSeconds(pid) ?? 0
+    let t0 = Monotonic.nanos()
+    Thread.sleep(forTimeInterval: duration)
+    let cpu1 = processCPUSeconds(pid) ?? 0
+    let t1 = Monotonic.nanos()
+    let text = String(decoding: cluster.get(0, "/metrics") ?? [], as: UTF8.self)
+    let m1 = metricValue(text, "p2pos_heartbeats_received_total") ?? 0
+    let f1 = metricValue(text, "p2pos_presence_flushes_total") ?? 0
+    let rejected = metricValue(text, "p2pos_heartbeats_rejected_total") ?? 0
+    group.wait()
+    let secs = Double(t1 - t0) / 1e9
+    let hbRate = (m1 - m0) / secs
+    let cpuPct = (cpu1 - cpu0) / secs * 100
+    let report: [String: Any] = ["members": members, "target_rate_per_s": members * rate, "accepted_per_s": hbRate.rounded(),
+                                 "node_cpu_percent_of_one_core": (cpuPct * 10).rounded() / 10, "presence_flushes_per_s": ((f1 - f0) / secs * 10).rounded() / 10,
+                                 "rejected_total": rejected, "client_failures": failed.value, "window_s": secs]
+    if p.json { Out.print(Out.json(report)) } else {
+        Out.print(String(format: "bench heartbeat: %d members x %d/s = %d/s offered; node accepted %.0f/s, verified and recorded\n  node CPU %.1f%% of one core; presence flushes %.1f/s (one write transaction each); rejected %.0f, client failures %d",
+                         members, rate, members * rate, hbRate, cpuPct, (f1 - f0) / secs, rejected, failed.value))
+    }
+    return ExitCode.success
+}
+
+/// `p2pos bench status`: latency of `status --cluster` on a local cluster.
+@Sendable func benchStatusHandler(_ p: ParsedArgs) throws -> Int32 {
+    let nodes = try p.int("--nodes", default: 5, min: 2, max: 9)
+    let n = try p.int("--requests", default: 50, min: 1, max: 10_000)
+    Out.err("bench status: starting a \(nodes)-node cluster")
+    let cluster = try LocalCluster(nodes: nodes)
+    defer { cluster.stop() }
+    try waitUntil(30, "every node healthy with \(nodes) members online") {
+        (0..<nodes).allSatisfy { i in
+            guard let s = cluster.getJSON(i, "/v1/status"), let node = s["node"] as? [String: Any] else { return false }
+            return node["state"] as? String == "healthy" && node["members_online"] as? Int == nodes
+        }
+    }
+    var lat: [Double] = []
+    var rows = 0
+    for i in 0..<n {
+        let c = KeepAliveClient(.unix(cluster.socket(i % nodes)))
+        let t0 = Monotonic.nanos()
+        let (st, body) = try c.request("GET", "/v1/status?scope=cluster", body: [])
+        lat.append(Double(Monotonic.nanos() - t0) / 1e6)
+        guard st == 200 else { throw P2POSError("BENCH", "status answered \(st)") }
+        if let o = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] { rows = (o["peers"] as? [Any])?.count ?? 0 }
+    }
+    let s = lat.sorted()
+    let pct = { (q: Double) in s[min(s.count - 1, Int(Double(s.count - 1) * q))] }
+    if p.json {
+        Out.print(Out.json(["nodes": nodes, "requests": n, "p50_ms": pct(0.5), "p95_ms": pct(0.95), "max_ms": s.last!, "peers_in_view": rows]))
+    } else {
+        Out.print(String(format: "bench status: status --cluster on a %d-node cluster, %d requests: p50 %.2f ms, p95 %.2f ms, max %.2f ms (%d peers in the merged view)",
+                         nodes, n, pct(0.5), pct(0.95), s.last!, rows))
+    }
+    return ExitCode.success
+}
+
+/// A thread-safe counter.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = 0
+    func add(_ n: Int) { lock.withLock { v += n } }
+    var value: Int { lock.withLock { v } }
+}
