@@ -115,6 +115,22 @@ final class HostTests: XCTestCase {
         do { _ = try await s2.read(); XCTFail("expected reset") } catch let e as Libp2pError { XCTAssertEqual(e, .streamReset) }
     }
 
+    func testDroppedStreamHandleClosesGracefully() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        let got = expectation(description: "server read data then EOF")
+        b.setHandler("/drop/1") { s in
+            if let all = try? await s.readToEnd(), all == [7, 7, 7] { got.fulfill() }
+        }
+        let addr = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        _ = try await a.dial(addr)
+        do {
+            let s = try await a.openStream(to: b.peerID, protocols: ["/drop/1"])
+            try await s.write([7, 7, 7])
+        }  // handle dropped here without close()
+        await fulfillment(of: [got], timeout: 5)
+    }
+
     func testWrongPeerIDRejected() async throws {
         let a = try makeHost(), b = try makeHost()
         defer { a.close(); b.close() }
