@@ -21,6 +21,8 @@ struct ConnectionLimits {
     /// Inbound stream opening rate per connection (token bucket).
     var inboundStreamsPerSecond: Double = 100
     var inboundStreamBurst: Double = 200
+    /// Receive windows grow past 256 KiB only while the connection's total growth is below this.
+    var maxWindowGrowth = 64 * 1024 * 1024
 }
 
 /// One TCP connection upgraded in stages: multistream → Noise → multistream → Yamux.
@@ -75,6 +77,8 @@ final class Connection: FDHandler, @unchecked Sendable {
     private var blockedSet = Set<UInt32>()
     private var pingWaiters: [UInt32: (UInt64, (Double) -> Void)] = [:]
     private var nextPing: UInt32 = 1
+    /// Sum of receive-window growth granted to live streams (bounded by `limits.maxWindowGrowth`).
+    private var windowGrowthTotal = 0
     private lazy var streamTokens: Double = limits.inboundStreamBurst
     private var tokensAt = Monotonic.nanos()
     var draining = false
@@ -417,6 +421,7 @@ final class Connection: FDHandler, @unchecked Sendable {
 
     private func removeStream(_ s: StreamCore) {
         guard streams.removeValue(forKey: s.streamID) != nil else { return }
+        windowGrowthTotal -= s.windowGrowth
         lastStreamActivity = Monotonic.nanos()
         delegate?.streamCountChanged(self)
         if streams.isEmpty && goAwayReceived { fail("remote sent GoAway") }
@@ -558,8 +563,10 @@ final class Connection: FDHandler, @unchecked Sendable {
     }
 
     func sendWindowUpdate(_ s: StreamCore) {
-        guard streams[s.streamID] != nil, !s.remoteFinSeen else { _ = s.takeWindowCredit(); return }
-        let delta = s.takeWindowCredit()
+        guard streams[s.streamID] != nil, !s.remoteFinSeen else { _ = s.takeWindowCredit(allowGrowth: false); return }
+        let (delta, grown) = s.takeWindowCredit(allowGrowth: windowGrowthTotal < limits.maxWindowGrowth)
+        windowGrowthTotal += Int(grown)
+        s.windowGrowth += Int(grown)
         guard delta > 0 else { return }
         s.recvWindow &+= delta
         sendFrame(YamuxHeader(type: .windowUpdate, flags: 0, streamID: s.streamID, length: delta))

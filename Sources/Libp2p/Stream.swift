@@ -95,19 +95,24 @@ final class StreamCore: @unchecked Sendable {
     var wasReset: Bool { lock.lock(); defer { lock.unlock() }; return writeSideReset }
 
     /// Loop: take the accumulated credit for a window update. Grows the window for bulk transfers.
-    func takeWindowCredit() -> UInt32 {
+    func takeWindowCredit(allowGrowth: Bool = true) -> (delta: UInt32, grown: UInt32) {
         lock.lock()
         defer { lock.unlock() }
         updateScheduled = false
         var delta = unackedConsumed
+        var grown: UInt32 = 0
         unackedConsumed = 0
-        if delta > 0 && windowTarget < StreamCore.maxWindow && !readClosed {
-            let extra = windowTarget
+        if allowGrowth && delta > 0 && windowTarget < StreamCore.maxWindow && !readClosed {
+            let old = windowTarget
             windowTarget = min(windowTarget * 2, StreamCore.maxWindow)
-            delta &+= windowTarget - extra
+            grown = windowTarget - old
+            delta &+= grown
         }
-        return delta
+        return (delta, grown)
     }
+
+    /// Receive window growth granted to this stream beyond the initial window (loop-owned).
+    var windowGrowth: Int = 0
 
     // MARK: reader side
 
