@@ -8,7 +8,7 @@ import Wire
 protocol ConnectionDelegate: AnyObject {
     func connectionEstablished(_ c: Connection)
     func connectionClosed(_ c: Connection, reason: String)
-    func inboundStream(_ c: Connection, _ s: Libp2pStream)
+    func inboundStream(_ c: Connection, _ s: StreamCore)
     func streamCountChanged(_ c: Connection)
 }
 
@@ -21,6 +21,8 @@ struct ConnectionLimits {
     /// Inbound stream opening rate per connection (token bucket).
     var inboundStreamsPerSecond: Double = 100
     var inboundStreamBurst: Double = 200
+    /// Receive windows grow past 256 KiB only while the connection's total growth is below this.
+    var maxWindowGrowth = 64 * 1024 * 1024
 }
 
 /// One TCP connection upgraded in stages: multistream → Noise → multistream → Yamux.
@@ -65,7 +67,7 @@ final class Connection: FDHandler, @unchecked Sendable {
     private var pumping = false
 
     // Yamux state.
-    private(set) var streams: [UInt32: Libp2pStream] = [:]
+    private(set) var streams: [UInt32: StreamCore] = [:]
     private var nextStreamID: UInt32
     private var goAwayReceived = false
     private var goAwaySent = false
@@ -75,6 +77,8 @@ final class Connection: FDHandler, @unchecked Sendable {
     private var blockedSet = Set<UInt32>()
     private var pingWaiters: [UInt32: (UInt64, (Double) -> Void)] = [:]
     private var nextPing: UInt32 = 1
+    /// Sum of receive-window growth granted to live streams (bounded by `limits.maxWindowGrowth`).
+    private var windowGrowthTotal = 0
     private lazy var streamTokens: Double = limits.inboundStreamBurst
     private var tokensAt = Monotonic.nanos()
     var draining = false
@@ -357,7 +361,7 @@ final class Connection: FDHandler, @unchecked Sendable {
             if streams.isEmpty { fail("remote sent GoAway code \(h.length)") }
         case .data, .windowUpdate:
             guard h.streamID != 0 else { throw YamuxError.protocolError("stream frame on stream 0") }
-            if h.type == .data && h.length > Libp2pStream.maxWindow { throw YamuxError.protocolError("data frame of \(h.length) bytes") }
+            if h.type == .data && h.length > StreamCore.maxWindow { throw YamuxError.protocolError("data frame of \(h.length) bytes") }
             if h.flags & YamuxHeader.syn != 0 {
                 try acceptRemoteStream(h.streamID)
             }
@@ -393,7 +397,7 @@ final class Connection: FDHandler, @unchecked Sendable {
             return
         }
         streamTokens -= 1
-        let s = Libp2pStream(conn: self, id: sid, initiator: false, remote: peer)
+        let s = StreamCore(conn: self, id: sid, initiator: false, remote: peer)
         lastStreamActivity = Monotonic.nanos()
         s.established = true
         streams[sid] = s
@@ -415,8 +419,9 @@ final class Connection: FDHandler, @unchecked Sendable {
         }
     }
 
-    private func removeStream(_ s: Libp2pStream) {
+    private func removeStream(_ s: StreamCore) {
         guard streams.removeValue(forKey: s.streamID) != nil else { return }
+        windowGrowthTotal -= s.windowGrowth
         lastStreamActivity = Monotonic.nanos()
         delegate?.streamCountChanged(self)
         if streams.isEmpty && goAwayReceived { fail("remote sent GoAway") }
@@ -425,14 +430,14 @@ final class Connection: FDHandler, @unchecked Sendable {
     // MARK: yamux send
 
     /// Open an outbound stream (loop thread).
-    func openStream() throws -> Libp2pStream {
+    func openStream() throws -> StreamCore {
         guard stage == .yamux, let peer = remotePeer else { throw Libp2pError.connectionClosed("connection not ready") }
         guard !goAwayReceived else { throw Libp2pError.connectionClosed("remote is going away") }
         guard streams.count < limits.maxStreams else { throw Libp2pError.limit("\(limits.maxStreams) streams on one connection") }
         let sid = nextStreamID
         guard sid < UInt32.max - 2 else { throw Libp2pError.limit("stream IDs exhausted") }
         nextStreamID += 2
-        let s = Libp2pStream(conn: self, id: sid, initiator: true, remote: peer)
+        let s = StreamCore(conn: self, id: sid, initiator: true, remote: peer)
         streams[sid] = s
         sendFrame(YamuxHeader(type: .windowUpdate, flags: YamuxHeader.syn, streamID: sid, length: 0))
         lastStreamActivity = Monotonic.nanos()
@@ -454,7 +459,7 @@ final class Connection: FDHandler, @unchecked Sendable {
 
     private var congested: Bool { out.count + plainOut.count >= limits.writeHighWater }
 
-    func streamWrite(_ s: Libp2pStream, _ bytes: [UInt8], _ cont: CheckedContinuation<Void, Error>) {
+    func streamWrite(_ s: StreamCore, _ bytes: [UInt8], _ cont: CheckedContinuation<Void, Error>) {
         if s.wasReset || stage == .closed || s.rstSent { cont.resume(throwing: Libp2pError.streamReset); return }
         if s.finRequested { cont.resume(throwing: Libp2pError.writeClosed); return }
         lastStreamActivity = Monotonic.nanos()
@@ -467,7 +472,7 @@ final class Connection: FDHandler, @unchecked Sendable {
         if offset < bytes.count {
             s.pendingSend.append(bytes[offset...])
         }
-        if s.pendingSend.count <= Libp2pStream.sendHighWater {
+        if s.pendingSend.count <= StreamCore.sendHighWater {
             cont.resume()
         } else {
             s.writeWaiters.append(cont)
@@ -476,7 +481,7 @@ final class Connection: FDHandler, @unchecked Sendable {
     }
 
     /// Emit as much as the window and connection allow; returns bytes taken.
-    private func emitData(_ s: Libp2pStream, _ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
+    private func emitData(_ s: StreamCore, _ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
         var done = 0
         while done < n && s.sendWindow > 0 && !congested {
             let k = min(n - done, Int(s.sendWindow), Connection.maxDataFrame)
@@ -493,12 +498,12 @@ final class Connection: FDHandler, @unchecked Sendable {
         return done
     }
 
-    private func markBlocked(_ s: Libp2pStream) {
+    private func markBlocked(_ s: StreamCore) {
         if blockedSet.insert(s.streamID).inserted { blocked.append(s.streamID) }
     }
 
     /// Move queued data of one stream out, send a pending FIN, wake writers.
-    func pump(_ s: Libp2pStream) {
+    func pump(_ s: StreamCore) {
         guard stage == .yamux, !s.rstSent else { return }
         while !s.pendingSend.isEmpty && s.sendWindow > 0 && !congested {
             let n = emitData(s, s.pendingSend.readPointer, s.pendingSend.count)
@@ -510,7 +515,7 @@ final class Connection: FDHandler, @unchecked Sendable {
             sendFrame(YamuxHeader(type: .data, flags: YamuxHeader.fin, streamID: s.streamID, length: 0))
             if s.remoteFinSeen { removeStream(s) }
         }
-        if s.pendingSend.count <= Libp2pStream.sendHighWater && !s.writeWaiters.isEmpty {
+        if s.pendingSend.count <= StreamCore.sendHighWater && !s.writeWaiters.isEmpty {
             let ws = s.writeWaiters
             s.writeWaiters.removeAll()
             for c in ws { c.resume() }
@@ -533,8 +538,8 @@ final class Connection: FDHandler, @unchecked Sendable {
         }
     }
 
-    func streamCloseWrite(_ s: Libp2pStream, full: Bool, _ cont: CheckedContinuation<Void, Error>) {
-        if s.wasReset || s.rstSent { cont.resume(throwing: Libp2pError.streamReset); return }
+    func streamCloseWrite(_ s: StreamCore, full: Bool, _ cont: CheckedContinuation<Void, Error>?) {
+        if s.wasReset || s.rstSent { cont?.resume(throwing: Libp2pError.streamReset); return }
         if !s.finRequested {
             s.finRequested = true
             if stage == .yamux { pump(s) }
@@ -546,10 +551,10 @@ final class Connection: FDHandler, @unchecked Sendable {
                 self.streamReset(s)
             }
         }
-        cont.resume()
+        cont?.resume()
     }
 
-    func streamReset(_ s: Libp2pStream) {
+    func streamReset(_ s: StreamCore) {
         guard streams[s.streamID] != nil, !s.rstSent else { return }
         s.rstSent = true
         sendFrame(YamuxHeader(type: .windowUpdate, flags: YamuxHeader.rst, streamID: s.streamID, length: 0))
@@ -557,9 +562,11 @@ final class Connection: FDHandler, @unchecked Sendable {
         removeStream(s)
     }
 
-    func sendWindowUpdate(_ s: Libp2pStream) {
-        guard streams[s.streamID] != nil, !s.remoteFinSeen else { _ = s.takeWindowCredit(); return }
-        let delta = s.takeWindowCredit()
+    func sendWindowUpdate(_ s: StreamCore) {
+        guard streams[s.streamID] != nil, !s.remoteFinSeen else { _ = s.takeWindowCredit(allowGrowth: false); return }
+        let (delta, grown) = s.takeWindowCredit(allowGrowth: windowGrowthTotal < limits.maxWindowGrowth)
+        windowGrowthTotal += Int(grown)
+        s.windowGrowth += Int(grown)
         guard delta > 0 else { return }
         s.recvWindow &+= delta
         sendFrame(YamuxHeader(type: .windowUpdate, flags: 0, streamID: s.streamID, length: delta))

@@ -239,9 +239,9 @@ public final class Libp2pHost: @unchecked Sendable {
         let c = core
         let s: Libp2pStream
         do {
-            s = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Libp2pStream, Error>) in
+            s = Libp2pStream(try await withCheckedThrowingContinuation { (cont: CheckedContinuation<StreamCore, Error>) in
                 loop.execute { c.openStream(peer, cont) }
-            }
+            })
         } catch Libp2pError.notConnected(let p) {
             // Try addresses learned through identify.
             guard let info = info(for: peer), !info.listenAddrs.isEmpty else { throw Libp2pError.notConnected(p) }
@@ -250,12 +250,12 @@ public final class Libp2pHost: @unchecked Sendable {
                 if (try? await dial(a.withPeerID(peer.bytes))) != nil { connected = true; break }
             }
             guard connected else { throw Libp2pError.notConnected(p) }
-            s = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Libp2pStream, Error>) in
+            s = Libp2pStream(try await withCheckedThrowingContinuation { (cont: CheckedContinuation<StreamCore, Error>) in
                 loop.execute { c.openStream(peer, cont) }
-            }
+            })
         }
         do {
-            s.protocolID = try await withTimeout(config.streamNegotiationTimeout, "protocol negotiation", onTimeout: { s.reset() }) {
+            s.core.protocolID = try await withTimeout(config.streamNegotiationTimeout, "protocol negotiation", onTimeout: { s.reset() }) {
                 try await StreamNegotiation.select(s, protocols)
             }
         } catch {
@@ -352,7 +352,7 @@ public final class Libp2pHost: @unchecked Sendable {
                     }
                 }
                 guard let proto = picked, let h = handler(for: proto) else { s.reset(); return }
-                s.protocolID = proto
+                s.core.protocolID = proto
                 await h(s)
                 await s.close()
             } catch {
@@ -370,7 +370,7 @@ public final class Libp2pHost: @unchecked Sendable {
     }
 
     func serveIdentify(_ s: Libp2pStream) async {
-        let observed = s.conn.remoteAddr
+        let observed = s.core.conn.remoteAddr
         let msg = identifyInfo(observed: observed).encode()
         try? await s.writeLengthPrefixed(msg)
         try? await s.closeWrite()

@@ -188,7 +188,7 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         }
     }
 
-    func openStream(_ peer: PeerID, _ cont: CheckedContinuation<Libp2pStream, Error>) {
+    func openStream(_ peer: PeerID, _ cont: CheckedContinuation<StreamCore, Error>) {
         guard let c = primary[peer], c.isEstablished else { cont.resume(throwing: Libp2pError.notConnected(peer.base58)); return }
         do { cont.resume(returning: try c.openStream()) } catch { cont.resume(throwing: error) }
     }
@@ -313,8 +313,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         }
     }
 
-    func inboundStream(_ c: Connection, _ s: Libp2pStream) {
-        host?.handleInbound(s)
+    func inboundStream(_ c: Connection, _ s: StreamCore) {
+        host?.handleInbound(Libp2pStream(s))
     }
 
     func streamCountChanged(_ c: Connection) {

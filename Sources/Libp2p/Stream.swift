@@ -2,10 +2,8 @@ import Foundation
 import Identity
 import Wire
 
-/// One multiplexed libp2p stream (a Yamux stream after protocol negotiation).
-/// Reads and writes may be called from any task; one reader and one writer at a time.
-/// Writes suspend while too much data is queued (backpressure); reads suspend until data arrives.
-public final class Libp2pStream: @unchecked Sendable {
+/// The state of one Yamux stream, shared by its connection's loop and the user-facing handle.
+final class StreamCore: @unchecked Sendable {
     /// Negotiated protocol ID.
     public internal(set) var protocolID: String = ""
     /// Authenticated remote peer.
@@ -97,19 +95,24 @@ public final class Libp2pStream: @unchecked Sendable {
     var wasReset: Bool { lock.lock(); defer { lock.unlock() }; return writeSideReset }
 
     /// Loop: take the accumulated credit for a window update. Grows the window for bulk transfers.
-    func takeWindowCredit() -> UInt32 {
+    func takeWindowCredit(allowGrowth: Bool = true) -> (delta: UInt32, grown: UInt32) {
         lock.lock()
         defer { lock.unlock() }
         updateScheduled = false
         var delta = unackedConsumed
+        var grown: UInt32 = 0
         unackedConsumed = 0
-        if delta > 0 && windowTarget < Libp2pStream.maxWindow && !readClosed {
-            let extra = windowTarget
-            windowTarget = min(windowTarget * 2, Libp2pStream.maxWindow)
-            delta &+= windowTarget - extra
+        if allowGrowth && delta > 0 && windowTarget < StreamCore.maxWindow && !readClosed {
+            let old = windowTarget
+            windowTarget = min(windowTarget * 2, StreamCore.maxWindow)
+            grown = windowTarget - old
+            delta &+= grown
         }
-        return delta
+        return (delta, grown)
     }
+
+    /// Receive window growth granted to this stream beyond the initial window (loop-owned).
+    var windowGrowth: Int = 0
 
     // MARK: reader side
 
@@ -322,6 +325,21 @@ public final class Libp2pStream: @unchecked Sendable {
         }
     }
 
+    /// The handle was dropped: close gracefully unless already reset (queued data is still sent).
+    func released() {
+        lock.lock()
+        let done = isReset || writeSideReset
+        readClosed = true
+        let pending = recvBuf.count
+        recvBuf.clear()
+        let upd = pending > 0 ? consumedLocked(pending) : false
+        lock.unlock()
+        if done { return }
+        if upd { scheduleUpdate() }
+        let c = conn, s = self
+        c.loop.execute { c.streamCloseWrite(s, full: true, nil) }
+    }
+
     /// Close both directions gracefully (FIN; further incoming data is discarded).
     public func close() async {
         lock.lock()
@@ -339,4 +357,55 @@ public final class Libp2pStream: @unchecked Sendable {
         let c = conn, s = self
         c.loop.execute { c.streamReset(s) }
     }
+}
+
+/// One multiplexed libp2p stream (a Yamux stream after protocol negotiation).
+/// Reads and writes may be called from any task; one reader and one writer at a time.
+/// Writes suspend while too much data is queued (backpressure); reads suspend until data arrives.
+/// Dropping the last reference closes the stream gracefully (like `close()`).
+public final class Libp2pStream: @unchecked Sendable {
+    let core: StreamCore
+
+    init(_ core: StreamCore) { self.core = core }
+    deinit { core.released() }
+
+    /// Negotiated protocol ID.
+    public var protocolID: String { core.protocolID }
+    /// Authenticated remote peer.
+    public var remotePeer: PeerID { core.remotePeer }
+    /// True when this side opened the stream.
+    public var isInitiator: Bool { core.isInitiator }
+    /// Yamux stream ID.
+    public var streamID: UInt32 { core.streamID }
+    /// Address of the remote end of the underlying connection.
+    public var remoteAddress: Multiaddr? { core.conn.remoteAddr }
+
+    /// Take up to `maxLength` bytes; nil at end of stream. Throws `streamReset`
+    /// (also when the calling task is cancelled while waiting: the stream is then reset).
+    public func read(maxLength: Int = 1 << 20) async throws -> [UInt8]? { try await core.read(maxLength: maxLength) }
+    /// Read and discard up to `maxLength` bytes; returns the count, 0 at end of stream.
+    public func discard(maxLength: Int = 1 << 22) async throws -> Int { try await core.discard(maxLength: maxLength) }
+    /// Read exactly `count` bytes; throws `connectionClosed` on early end of stream.
+    public func readExactly(_ count: Int) async throws -> [UInt8] { try await core.readExactly(count) }
+    /// Read one `\n`-terminated line (newline stripped); nil at a clean end of stream.
+    public func readLine(maxLength: Int = 1 << 20) async throws -> String? { try await core.readLine(maxLength: maxLength) }
+    /// Read an unsigned varint; nil at a clean end of stream.
+    public func readUvarint() async throws -> UInt64? { try await core.readUvarint() }
+    /// Read one uvarint-length-prefixed message; nil at a clean end of stream.
+    public func readLengthPrefixed(maxLength: Int = 4 << 20) async throws -> [UInt8]? { try await core.readLengthPrefixed(maxLength: maxLength) }
+    /// Read everything until the remote closes its write side (bounded).
+    public func readToEnd(maxLength: Int = 4 << 20) async throws -> [UInt8] { try await core.readToEnd(maxLength: maxLength) }
+    /// Queue bytes for sending; suspends while more than the high-water mark is queued.
+    /// Cancelling the calling task while it waits resets the stream.
+    public func write(_ bytes: [UInt8]) async throws { try await core.write(bytes) }
+    /// Write a uvarint length prefix and the message.
+    public func writeLengthPrefixed(_ bytes: [UInt8]) async throws { try await core.writeLengthPrefixed(bytes) }
+    /// Write a line (a `\n` is appended).
+    public func writeLine(_ text: String) async throws { try await core.writeLine(text) }
+    /// Half-close: send FIN after queued data; reads continue to work.
+    public func closeWrite() async throws { try await core.closeWrite() }
+    /// Close both directions gracefully (FIN; further incoming data is discarded).
+    public func close() async { await core.close() }
+    /// Abort the stream in both directions (RST).
+    public func reset() { core.reset() }
 }

@@ -92,6 +92,37 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
         components = comps
     }
 
+    /// Parse a config-style `host:port` (`0.0.0.0:4100`, `[::]:4100`, `node1.example.org:4100`)
+    /// into `/ip4|ip6|dns/…/tcp/PORT`.
+    public init(hostPort text: String) throws {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        var host: String, portText: String
+        if t.hasPrefix("[") {
+            guard let close = t.firstIndex(of: "]"), t[t.index(after: close)...].hasPrefix(":") else {
+                throw WireError.invalid("address \(t) (expected [IPv6]:port)")
+            }
+            host = String(t[t.index(after: t.startIndex)..<close])
+            portText = String(t[t.index(close, offsetBy: 2)...])
+        } else {
+            guard let colon = t.lastIndex(of: ":"), !t[..<colon].contains(":") else {
+                throw WireError.invalid("address \(t) (expected host:port)")
+            }
+            host = String(t[..<colon])
+            portText = String(t[t.index(after: colon)...])
+        }
+        guard let port = UInt16(portText) else { throw WireError.invalid("port in \(t)") }
+        guard !host.isEmpty else { throw WireError.invalid("host in \(t)") }
+        var a4 = in_addr(), a6 = in6_addr()
+        if inet_pton(AF_INET, host, &a4) == 1 {
+            self.init(components: [.ip4(withUnsafeBytes(of: &a4) { Array($0) }), .tcp(port)])
+        } else if inet_pton(AF_INET6, host, &a6) == 1 {
+            self.init(components: [.ip6(withUnsafeBytes(of: &a6) { Array($0) }), .tcp(port)])
+        } else {
+            guard host.utf8.count <= 255, !host.contains("/") else { throw WireError.invalid("host in \(t)") }
+            self.init(components: [.dns(host), .tcp(port)])
+        }
+    }
+
     static func decodePeerText(_ v: String) throws -> [UInt8] {
         if v.hasPrefix("1") || v.hasPrefix("Qm") {
             guard let b = Base58.decode(v), b.count >= 2 else { throw WireError.invalid("multiaddr p2p value (base58)") }

@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Glibc
 import Identity
+import Support
 import Wire
 @testable import Libp2p
 
@@ -87,6 +88,11 @@ final class RawClient {
 }
 
 final class AbuseTests: XCTestCase {
+    private var savedLevel = LogLevel.info
+    // Thousands of connections come and go here; keep the test output readable.
+    override func setUp() { savedLevel = Log.shared.level; Log.shared.level = .warn }
+    override func tearDown() { Log.shared.level = savedLevel }
+
     func port(_ m: Multiaddr) -> UInt16 { m.tcpTarget!.port }
 
     func testGarbageDoesNotStopAWellBehavedPeer() async throws {

@@ -77,6 +77,16 @@ final class MultiaddrTests: XCTestCase {
         XCTAssertEqual(m.withoutPeerID.withPeerID(peer.bytes), m)
     }
 
+    func testHostPort() throws {
+        XCTAssertEqual(try Multiaddr(hostPort: "0.0.0.0:4100").description, "/ip4/0.0.0.0/tcp/4100")
+        XCTAssertEqual(try Multiaddr(hostPort: "[::]:4100").description, "/ip6/::/tcp/4100")
+        XCTAssertEqual(try Multiaddr(hostPort: "[2001:db8::1]:1").description, "/ip6/2001:db8::1/tcp/1")
+        XCTAssertEqual(try Multiaddr(hostPort: "node1.example.org:4100").description, "/dns/node1.example.org/tcp/4100")
+        for bad in ["", ":1", "1.2.3.4", "1.2.3.4:x", "1.2.3.4:70000", "::1:80", "[::1]80", "a/b:1"] {
+            XCTAssertThrowsError(try Multiaddr(hostPort: bad), bad)
+        }
+    }
+
     func testRejects() {
         for bad in ["", "ip4/1.2.3.4", "/ip4/1.2.3", "/ip4/1.2.3.4/tcp", "/ip4/1.2.3.4/tcp/65536", "/tcp/-1",
                     "/udp/5", "/ip6/zz::1", "/p2p/notbase58!", "/dns4//tcp/1", "/quic/1"] {

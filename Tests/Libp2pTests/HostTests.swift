@@ -79,6 +79,58 @@ final class HostTests: XCTestCase {
         _ = try await c.ping(b.peerID)  // open protocols still work
     }
 
+    func testFramedMessagesLargerThanTheWindow() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        b.setHandler("/frames/1") { s in
+            // Echo length-prefixed binary frames, then JSON lines, until EOF.
+            while let f = try? await s.readLengthPrefixed(maxLength: 8 << 20), !f.isEmpty {
+                try? await s.writeLengthPrefixed(f)
+            }
+            while let line = try? await s.readLine(maxLength: 2 << 20) { try? await s.writeLine(line) }
+        }
+        b.setHandler("/strict/1") { s in
+            do { _ = try await s.readLengthPrefixed(maxLength: 8 << 20) } catch { s.reset() }
+        }
+        let addr = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        _ = try await a.dial(addr)
+        let s = try await a.openStream(to: b.peerID, protocols: ["/frames/1"])
+        for size in [1, 300, 6 << 20] {
+            let f = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            try await s.writeLengthPrefixed(f)
+            let back = try await s.readLengthPrefixed(maxLength: 8 << 20)
+            XCTAssertEqual(back, f)
+        }
+        try await s.writeLengthPrefixed([])
+        let json = "{\"k\":\"" + String(repeating: "x", count: 1 << 20) + "\"}"
+        try await s.writeLine(json)
+        let echoed = try await s.readLine(maxLength: 2 << 20)
+        XCTAssertEqual(echoed, json)
+        try await s.closeWrite()
+        let end = try await s.readLine()
+        XCTAssertNil(end)
+        // A frame over the reader's limit is refused.
+        let s2 = try await a.openStream(to: b.peerID, protocols: ["/strict/1"])
+        try await s2.write(Varint.encode(UInt64(9 << 20)))
+        do { _ = try await s2.read(); XCTFail("expected reset") } catch let e as Libp2pError { XCTAssertEqual(e, .streamReset) }
+    }
+
+    func testDroppedStreamHandleClosesGracefully() async throws {
+        let a = try makeHost(), b = try makeHost()
+        defer { a.close(); b.close() }
+        let got = expectation(description: "server read data then EOF")
+        b.setHandler("/drop/1") { s in
+            if let all = try? await s.readToEnd(), all == [7, 7, 7] { got.fulfill() }
+        }
+        let addr = try b.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        _ = try await a.dial(addr)
+        do {
+            let s = try await a.openStream(to: b.peerID, protocols: ["/drop/1"])
+            try await s.write([7, 7, 7])
+        }  // handle dropped here without close()
+        await fulfillment(of: [got], timeout: 5)
+    }
+
     func testWrongPeerIDRejected() async throws {
         let a = try makeHost(), b = try makeHost()
         defer { a.close(); b.close() }
