@@ -149,7 +149,7 @@ _p2pos() {
         ;;
     bench)
         if [ "$COMP_CWORD" -eq 2 ]; then
-            COMPREPLY=($(compgen -W "net raft tx" -- "$cur"))
+            COMPREPLY=($(compgen -W "net heartbeat status raft tx" -- "$cur"))
             return
         fi
         case "$sub" in
@@ -161,6 +161,21 @@ _p2pos() {
             --perf-gib) return ;;
             esac
             COMPREPLY=($(compgen -W "--compare --target --round-trips --perf-gib --help" -- "$cur"))
+            ;;
+        heartbeat)
+            case "$prev" in
+            --members) return ;;
+            --rate) return ;;
+            --duration) return ;;
+            esac
+            COMPREPLY=($(compgen -W "--members --rate --duration --json --help" -- "$cur"))
+            ;;
+        status)
+            case "$prev" in
+            --nodes) return ;;
+            --requests) return ;;
+            esac
+            COMPREPLY=($(compgen -W "--nodes --requests --json --help" -- "$cur"))
             ;;
         raft)
             case "$prev" in

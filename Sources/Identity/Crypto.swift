@@ -193,11 +193,17 @@ public struct PrivateKey: Sendable {
 public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Multihash bytes (0x00, length, protobuf public key) — or a sha256 multihash for big keys.
     public let bytes: [UInt8]
+    /// Base58btc form, `12D3KooW…` for Ed25519 (computed once).
+    public let base58: String
 
     public init(publicKey: PublicKey) {
         let pb = publicKey.protobuf
         bytes = [0x00, UInt8(pb.count)] + pb
+        base58 = Base58.encode(bytes)
     }
+
+    public static func == (a: PeerID, b: PeerID) -> Bool { a.bytes == b.bytes }
+    public func hash(into h: inout Hasher) { h.combine(bytes) }
 
     /// Parse multihash bytes.
     public init(bytes: [UInt8]) throws {
@@ -215,6 +221,7 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
             throw KeyError.badPeerID("unsupported multihash code \(code)")
         }
         self.bytes = bytes
+        self.base58 = Base58.encode(bytes)
     }
 
     private static func varint(_ b: [UInt8], _ at: Int) throws -> (UInt64, Int) {
@@ -238,8 +245,6 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Base58btc form, `12D3KooW…` for Ed25519.
-    public var base58: String { Base58.encode(bytes) }
     public var description: String { base58 }
 
     /// CIDv1 (libp2p-key) in multibase base36, `k51…`.
@@ -251,5 +256,6 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
         return try? PublicKey(protobuf: Array(bytes[2...]))
     }
 
-    public static func < (a: PeerID, b: PeerID) -> Bool { a.base58 < b.base58 }
+    /// Byte-wise order of the multihashes (cheap; any stable order serves sorting).
+    public static func < (a: PeerID, b: PeerID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
 }

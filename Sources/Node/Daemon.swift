@@ -188,7 +188,7 @@ public final class Daemon: @unchecked Sendable {
         updateState()
         reconcilePeers()
         if server != nil { ensureConsensus() }
-        for p in connectedPeers.keys where isMember(p) { Task { await self.exchangePeers(with: p) } }
+        for p in connectedPeers.keys.filter({ isMember($0) }).shuffled().prefix(3) { Task { await self.exchangePeers(with: p) } }
         return nil
     }
 
@@ -686,8 +686,12 @@ public final class Daemon: @unchecked Sendable {
             for p in connectedPeers.keys { Task { await self.pull(from: p) } }
         })
         scheduler.add(.init(name: "peer_exchange", interval: 2, runOnStart: false) { [self] in
+            // Gossip-style: only while some member is not connected, ask up to three connected members.
             guard state != .unconfigured else { return }
-            for p in connectedPeers.keys where isMember(p) { Task { await self.exchangePeers(with: p) } }
+            let conns = connectedPeers
+            let missing = members.filter { $0 != peerID && conns[$0] == nil }
+            guard !missing.isEmpty else { return }
+            for p in conns.keys.filter({ isMember($0) }).shuffled().prefix(3) { Task { await self.exchangePeers(with: p) } }
         })
         scheduler.add(.init(name: "dns_refresh", interval: 300, runOnStart: false) { [self] in resolveBootstrap() })
         if let wd = SystemdNotify.watchdogInterval {

@@ -176,7 +176,7 @@ final class LocalCluster {
     var peers: [String] = []
     var procs: [Process] = []
 
-    init(nodes: Int, extraEnv: [String: String] = [:], waitForVoters: Bool = true) throws {
+    init(nodes: Int, extraEnv: [String: String] = [:], waitForVoters: Bool = true, heartbeatInterval: Double = 1) throws {
         root = NSTemporaryDirectory() + "p2pos-bench-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         try SecureFile.makeDirectory(root)
         let exe = selfExecutable()
@@ -208,7 +208,7 @@ final class LocalCluster {
             // Quiet logs, fast heartbeats.
             var cfg = try NodeConfig.load(path: dir + "/config.json")
             cfg.logLevel = "warn"
-            cfg.heartbeatInterval = 1
+            cfg.heartbeatInterval = heartbeatInterval
             try SecureFile.write(dir + "/config.json", cfg.jsonText(), overwrite: true)
             dirs.append(dir)
         }

@@ -30,7 +30,7 @@ func metricValue(_ text: String, _ name: String) -> Double? {
     let duration = parseDuration(p.value("--duration") ?? "10s") ?? 10
     let keys = (0..<members).map { _ in PrivateKey.generate() }
     Out.err("bench heartbeat: starting one node with \(members) synthetic members")
-    let cluster = try LocalCluster(nodes: 1, waitForVoters: false)
+    let cluster = try LocalCluster(nodes: 1, waitForVoters: false, heartbeatInterval: 30)
     defer { cluster.stop() }
     let dir = cluster.dirs[0]
     let admin = try PrivateKey(base64: try SecureFile.read(dir + "/keys/admin.key"))
