@@ -55,8 +55,7 @@ public struct RaftNode: Sendable {
     /// (term 1); every founding node must be given the same list. Joining nodes start empty.
     public init(config: RaftConfig, state: RaftInitialState = RaftInitialState(),
                 bootstrapVoters: [NodeID] = []) throws(RaftError) {
-        precondition(!config.id.isEmpty && config.electionTick > config.heartbeatTick && config.heartbeatTick > 0,
-                     "invalid raft config")
+        try config.validate()
         self.config = config
         let snap = state.snapshot ?? Snapshot(metadata: SnapshotMetadata(), data: [])
         let si = snap.metadata.index

@@ -316,6 +316,15 @@ final class RaftScenarioTests: XCTestCase {
         XCTAssertEqual(b.commitIndex, disk.hardState.commit)
     }
 
+    func testInvalidConfigIsAnError() {
+        var c = RaftConfig(id: "x")
+        c.electionTick = 1
+        XCTAssertThrowsError(try RaftNode(config: c)) { e in
+            guard case .invalidConfig = e as? RaftError else { return XCTFail("\(e)") }
+        }
+        XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "")))
+    }
+
     func testCorruptStateIsRejected() {
         let bad = RaftInitialState(hardState: HardState(term: 1), entries: [Entry(term: 1, index: 2)])
         XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "x"), state: bad))
