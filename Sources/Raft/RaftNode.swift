@@ -140,7 +140,7 @@ public struct RaftNode: Sendable {
 
     /// Proposes application data; returns the (index, term) it was appended at.
     @discardableResult
-    public mutating func propose(_ data: [UInt8]) throws(RaftError) -> (index: UInt64, term: UInt64) {
+    public mutating func propose(data: [UInt8]) throws(RaftError) -> (index: UInt64, term: UInt64) {
         try checkCanPropose()
         guard data.count <= config.maxProposalBytes else { throw .proposalTooLarge(data.count) }
         appendEntry(.normal, data)

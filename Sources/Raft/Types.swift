@@ -5,7 +5,7 @@ public typealias NodeID = String
 
 /// What a log entry carries.
 public enum EntryKind: UInt8, Sendable, Equatable {
-    /// Application data proposed with `propose(_:)`.
+    /// Application data proposed with `propose(data:)`.
     case normal = 0
     /// A new cluster configuration (encoded `ConfState`).
     case config = 1

@@ -223,7 +223,7 @@ final class Simulator {
         var v = pid
         for _ in 0..<8 { bytes.append(UInt8(v & 0xFF)); v >>= 8 }
         do {
-            let (idx, t) = try nodes[i].raft!.propose(bytes)
+            let (idx, t) = try nodes[i].raft!.propose(data: bytes)
             nextProposal += 1
             proposed[pid] = (idx, t)
             return true
