@@ -104,6 +104,9 @@ public struct RaftNode: Sendable {
     public var lastIndex: UInt64 { log.lastIndex }
     public var snapshotIndex: UInt64 { log.snapshotIndex }
     public var leadTransferee: NodeID? { transferee }
+    /// Leader only: a configuration change (or the new leader's no-op) is not yet committed,
+    /// so `proposeConfChange` would throw `configChangeInProgress`.
+    public var hasPendingConfChange: Bool { role == .leader && pendingConfIndex > log.committed }
 
     public var status: RaftStatus {
         RaftStatus(id: id, role: role, term: term, leader: leader, commitIndex: log.committed,

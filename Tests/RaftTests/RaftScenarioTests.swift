@@ -256,11 +256,13 @@ final class RaftScenarioTests: XCTestCase {
         c.isolate("b")
         c.isolate("c")
         try c.nodes["a"]!.proposeConfChange(.addLearner("d"))
+        XCTAssertTrue(c.nodes["a"]!.hasPendingConfChange)
         XCTAssertThrowsError(try c.nodes["a"]!.proposeConfChange(.removeNode("c"))) { e in
             XCTAssertEqual(e as? RaftError, .configChangeInProgress)
         }
         c.heal()
         c.tickAll(3)
+        XCTAssertFalse(c.nodes["a"]!.hasPendingConfChange)
         XCTAssertThrowsError(try c.nodes["a"]!.proposeConfChange(.addLearner("d")))
         try c.nodes["a"]!.proposeConfChange(.promoteLearner("d"))
         c.tickAll(3)
