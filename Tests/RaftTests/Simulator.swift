@@ -68,6 +68,7 @@ struct SimOptions {
     var codecEvery = 7      // round-trip every Nth delivered message through the codec
     var faultScale = 1      // multiplies crash, partition and link-cut rates
     var sqliteDir: String?  // when set, every node also persists through RaftStorage here
+    var stepBetweenReadyAndAdvance = true
 }
 
 final class Simulator {
@@ -359,6 +360,15 @@ final class Simulator {
         let n = nodes[i]
         guard n.raft!.hasReady else { return }
         let rd = n.raft!.ready()
+        // Sometimes a message arrives between ready() and advance() (a driver persisting
+        // asynchronously); its effects must wait for the next Ready.
+        if opt.stepBetweenReadyAndAdvance && rng.chance(0.15),
+           let k = net.firstIndex(where: { $0.msg.to == n.id && $0.at <= now + 2 }) {
+            let m = net.remove(at: k).msg
+            if let fi = ids.firstIndex(of: m.from), group[fi] == group[i], !oneWay.contains(fi * 64 + i) {
+                n.raft!.step(m)
+            }
+        }
         // 1. persist
         if let s = rd.snapshot {
             n.disk.snapshot = s
