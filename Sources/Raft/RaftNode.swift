@@ -55,8 +55,7 @@ public struct RaftNode: Sendable {
     /// (term 1); every founding node must be given the same list. Joining nodes start empty.
     public init(config: RaftConfig, state: RaftInitialState = RaftInitialState(),
                 bootstrapVoters: [NodeID] = []) throws(RaftError) {
-        precondition(!config.id.isEmpty && config.electionTick > config.heartbeatTick && config.heartbeatTick > 0,
-                     "invalid raft config")
+        try config.validate()
         self.config = config
         let snap = state.snapshot ?? Snapshot(metadata: SnapshotMetadata(), data: [])
         let si = snap.metadata.index
@@ -105,6 +104,9 @@ public struct RaftNode: Sendable {
     public var lastIndex: UInt64 { log.lastIndex }
     public var snapshotIndex: UInt64 { log.snapshotIndex }
     public var leadTransferee: NodeID? { transferee }
+    /// Leader only: a configuration change (or the new leader's no-op) is not yet committed,
+    /// so `proposeConfChange` would throw `configChangeInProgress`.
+    public var hasPendingConfChange: Bool { role == .leader && pendingConfIndex > log.committed }
 
     public var status: RaftStatus {
         RaftStatus(id: id, role: role, term: term, leader: leader, commitIndex: log.committed,
@@ -141,7 +143,7 @@ public struct RaftNode: Sendable {
 
     /// Proposes application data; returns the (index, term) it was appended at.
     @discardableResult
-    public mutating func propose(_ data: [UInt8]) throws(RaftError) -> (index: UInt64, term: UInt64) {
+    public mutating func propose(data: [UInt8]) throws(RaftError) -> (index: UInt64, term: UInt64) {
         try checkCanPropose()
         guard data.count <= config.maxProposalBytes else { throw .proposalTooLarge(data.count) }
         appendEntry(.normal, data)

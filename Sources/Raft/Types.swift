@@ -5,7 +5,7 @@ public typealias NodeID = String
 
 /// What a log entry carries.
 public enum EntryKind: UInt8, Sendable, Equatable {
-    /// Application data proposed with `propose(_:)`.
+    /// Application data proposed with `propose(data:)`.
     case normal = 0
     /// A new cluster configuration (encoded `ConfState`).
     case config = 1
@@ -147,6 +147,7 @@ public enum RaftError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyPendingReads
     case invalidCompaction(String)
     case corruptState(String)
+    case invalidConfig(String)
 
     public var description: String {
         switch self {
@@ -160,6 +161,7 @@ public enum RaftError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tooManyPendingReads: return "too many pending reads"
         case .invalidCompaction(let s): return "invalid compaction: \(s)"
         case .corruptState(let s): return "corrupt persisted raft state: \(s)"
+        case .invalidConfig(let s): return "invalid raft configuration: \(s)"
         }
     }
 }
@@ -193,6 +195,18 @@ public struct RaftConfig: Sendable {
     public init(id: NodeID, randomSeed: UInt64 = 0) {
         self.id = id
         self.randomSeed = randomSeed
+    }
+
+    /// Throws `invalidConfig` naming the first bad field.
+    public func validate() throws(RaftError) {
+        guard !id.isEmpty, id.utf8.count <= RaftMessage.maxNodeIDBytes else { throw .invalidConfig("id must be 1...256 bytes") }
+        guard heartbeatTick > 0 else { throw .invalidConfig("heartbeatTick must be > 0") }
+        guard electionTick > heartbeatTick else { throw .invalidConfig("electionTick must be > heartbeatTick") }
+        guard electionTick <= 1_000_000 else { throw .invalidConfig("electionTick too large") }
+        guard maxInflightAppends > 0, maxEntriesPerAppend > 0, maxBytesPerAppend > 0, maxApplyEntries > 0,
+              maxProposalBytes > 0, maxUncommittedEntries > 0, maxPendingReads > 0, snapshotChunkBytes > 0 else {
+            throw .invalidConfig("limits must be > 0")
+        }
     }
 }
 

@@ -43,7 +43,7 @@ final class RaftFuzzTests: XCTestCase {
         for round in 0..<40 {
             let c = TestCluster(voters: ["a", "b", "c"]) { $0.snapshotChunkBytes = 4 }
             c.elect("a")
-            for k in 0..<5 { _ = try? c.nodes["a"]!.propose([UInt8(k)]) }
+            for k in 0..<5 { _ = try? c.nodes["a"]!.propose(data: [UInt8(k)]) }
             c.stabilize()
             if round % 2 == 0 {
                 let applied = c.nodes["a"]!.appliedIndex

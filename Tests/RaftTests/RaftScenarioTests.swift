@@ -30,7 +30,7 @@ final class RaftScenarioTests: XCTestCase {
     func testFollowerRefusesProposalWithLeaderHint() {
         let c = TestCluster(voters: three)
         c.elect("a")
-        XCTAssertThrowsError(try c.nodes["b"]!.propose([1])) { e in
+        XCTAssertThrowsError(try c.nodes["b"]!.propose(data: [1])) { e in
             XCTAssertEqual(e as? RaftError, .notLeader(leaderHint: "a"))
         }
     }
@@ -81,7 +81,7 @@ final class RaftScenarioTests: XCTestCase {
         c.elect("a")
         let committed = c.nodes["a"]!.commitIndex
         c.partition(["a", "b"], ["c", "d", "e"])
-        for k in 0..<5 { _ = try? c.nodes["a"]!.propose([UInt8(k)]) }
+        for k in 0..<5 { _ = try? c.nodes["a"]!.propose(data: [UInt8(k)]) }
         for _ in 0..<8 {
             c.tick("a")
             c.tick("b")
@@ -219,7 +219,7 @@ final class RaftScenarioTests: XCTestCase {
         try c.nodes["a"]!.transferLeadership(to: "b")
         // While transferring, proposals are refused... unless the transfer already finished.
         if c.nodes["a"]!.role == .leader {
-            XCTAssertThrowsError(try c.nodes["a"]!.propose([1]))
+            XCTAssertThrowsError(try c.nodes["a"]!.propose(data: [1]))
         }
         c.stabilize()
         c.tickAll(3)
@@ -240,7 +240,7 @@ final class RaftScenarioTests: XCTestCase {
         // With both other voters gone, leader + learner are not a quorum.
         c.partition(["a", "l"], ["b", "c"])
         let commit = c.nodes["a"]!.commitIndex
-        _ = try? c.nodes["a"]!.propose([9])
+        _ = try? c.nodes["a"]!.propose(data: [9])
         c.tick("a", 3)
         c.tick("l", 3)
         XCTAssertEqual(c.nodes["a"]!.commitIndex, commit)
@@ -256,11 +256,13 @@ final class RaftScenarioTests: XCTestCase {
         c.isolate("b")
         c.isolate("c")
         try c.nodes["a"]!.proposeConfChange(.addLearner("d"))
+        XCTAssertTrue(c.nodes["a"]!.hasPendingConfChange)
         XCTAssertThrowsError(try c.nodes["a"]!.proposeConfChange(.removeNode("c"))) { e in
             XCTAssertEqual(e as? RaftError, .configChangeInProgress)
         }
         c.heal()
         c.tickAll(3)
+        XCTAssertFalse(c.nodes["a"]!.hasPendingConfChange)
         XCTAssertThrowsError(try c.nodes["a"]!.proposeConfChange(.addLearner("d")))
         try c.nodes["a"]!.proposeConfChange(.promoteLearner("d"))
         c.tickAll(3)
@@ -316,6 +318,15 @@ final class RaftScenarioTests: XCTestCase {
         XCTAssertEqual(b.commitIndex, disk.hardState.commit)
     }
 
+    func testInvalidConfigIsAnError() {
+        var c = RaftConfig(id: "x")
+        c.electionTick = 1
+        XCTAssertThrowsError(try RaftNode(config: c)) { e in
+            guard case .invalidConfig = e as? RaftError else { return XCTFail("\(e)") }
+        }
+        XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "")))
+    }
+
     func testCorruptStateIsRejected() {
         let bad = RaftInitialState(hardState: HardState(term: 1), entries: [Entry(term: 1, index: 2)])
         XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "x"), state: bad))
@@ -333,7 +344,7 @@ final class RaftScenarioTests: XCTestCase {
         c.deliveredLog = []
         // b acknowledges nothing: the leader may have at most 4 appends with entries in flight to it.
         c.dropIf = { $0.from == "b" && $0.type == .appendResponse }
-        for k in 0..<100 { _ = try c.nodes["a"]!.propose(Array(repeating: UInt8(k), count: 10)) }
+        for k in 0..<100 { _ = try c.nodes["a"]!.propose(data: Array(repeating: UInt8(k), count: 10)) }
         c.stabilize()
         let toB = c.deliveredLog.filter { $0.to == "b" && $0.type == .append && !$0.entries.isEmpty }
         XCTAssertEqual(toB.count, 4)
@@ -346,7 +357,7 @@ final class RaftScenarioTests: XCTestCase {
         // Byte limit: big entries go one per message.
         c.dropIf = nil
         c.deliveredLog = []
-        for _ in 0..<3 { _ = try c.nodes["a"]!.propose(Array(repeating: 1, count: 900)) }
+        for _ in 0..<3 { _ = try c.nodes["a"]!.propose(data: Array(repeating: 1, count: 900)) }
         c.stabilize()
         let big = c.deliveredLog.filter { $0.to == "c" && $0.type == .append && !$0.entries.isEmpty }
         XCTAssertTrue(big.allSatisfy { $0.entries.count == 1 })
@@ -374,13 +385,13 @@ final class RaftScenarioTests: XCTestCase {
         c.elect("a")
         c.isolate("c")
         try c.nodes["a"]!.transferLeadership(to: "c")
-        XCTAssertThrowsError(try c.nodes["a"]!.propose([1])) { e in
+        XCTAssertThrowsError(try c.nodes["a"]!.propose(data: [1])) { e in
             XCTAssertEqual(e as? RaftError, .leadershipTransferInProgress)
         }
         c.tick("a", c.nodes["a"]!.config.electionTick)
         XCTAssertEqual(c.nodes["a"]!.role, .leader)
         XCTAssertNil(c.nodes["a"]!.leadTransferee)
-        XCTAssertNoThrow(try c.nodes["a"]!.propose([1]))
+        XCTAssertNoThrow(try c.nodes["a"]!.propose(data: [1]))
     }
 
     func testSnapshotTransferSurvivesFollowerRestart() throws {

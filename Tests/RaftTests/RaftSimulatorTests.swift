@@ -30,6 +30,35 @@ final class RaftSimulatorTests: XCTestCase {
         return o
     }
 
+    /// A few seeds with every node also persisting through the real SQLite `RaftStorage`;
+    /// each restart reopens the database and checks it against the model disk.
+    func testSimulatedClustersWithSQLiteStorage() throws {
+        let env = ProcessInfo.processInfo.environment
+        if env["RAFT_SIM_SEED"] != nil || env["RAFT_SIM_SEEDS"] != nil { return }
+        let count = env["RAFT_SIM_SQLITE_SEEDS"].flatMap { UInt64($0) } ?? 12
+        let steps = env["RAFT_SIM_STEPS"].flatMap { Int($0) } ?? 600
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("raftsim-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var writes = 0, reopens = 0
+        for seed in UInt64(0)..<count {
+            let d = dir.appendingPathComponent("\(seed)")
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            var o = Self.options(seed: 900_000 + seed, steps: steps)
+            o.sqliteDir = d.path
+            let sim = Simulator(o)
+            do {
+                try sim.run()
+                writes += sim.storageWrites
+                reopens += sim.storageReopens
+            } catch {
+                XCTFail("sqlite seed \(900_000 + seed) failed: \(error)\n" + sim.trace.suffix(30).joined(separator: "\n"))
+            }
+        }
+        print("raft simulator with SQLite: \(writes) transactions, \(reopens) reopens")
+        XCTAssertGreaterThan(writes, 1000)
+        XCTAssertGreaterThan(reopens, Int(count))
+    }
+
     func testSimulatedClusters() throws {
         let env = ProcessInfo.processInfo.environment
         let steps = env["RAFT_SIM_STEPS"].flatMap { Int($0) } ?? Self.defaultSteps

@@ -93,7 +93,7 @@ final class RaftStorageTests: XCTestCase {
         for _ in 0..<25 { n.tick() }
         try drive()
         XCTAssertEqual(n.role, .leader)
-        for k in 0..<10 { try n.propose([UInt8(k)]) }
+        for k in 0..<10 { try n.propose(data: [UInt8(k)]) }
         try drive()
         let applied = n.appliedIndex
         let meta = try n.compact(upTo: applied - 2, snapshotData: [42])

@@ -1,7 +1,10 @@
 // A deterministic cluster simulator: runs real RaftNode instances over a faulty network
 // with crashes, partitions and membership changes, and checks Raft's safety properties
 // after every step. Everything derives from one seed, so any failure replays exactly.
+import Foundation
 import Raft
+import RaftStorage
+import Storage
 
 /// Seeded PRNG for the simulator (independent of the core's).
 struct SimRNG {
@@ -40,6 +43,9 @@ final class SimNode {
     var applied: [UInt64] = []
     var appliedIndex: UInt64 = 0
     var lastTicked = 0
+    /// Optional real SQLite storage mirroring `disk` (closed on crash, reopened on restart).
+    var store: RaftStorage?
+    var storePath: String?
 
     init(id: NodeID) { self.id = id }
 }
@@ -61,6 +67,8 @@ struct SimOptions {
     var tickEvery = 4
     var codecEvery = 7      // round-trip every Nth delivered message through the codec
     var faultScale = 1      // multiplies crash, partition and link-cut rates
+    var sqliteDir: String?  // when set, every node also persists through RaftStorage here
+    var stepBetweenReadyAndAdvance = true
 }
 
 final class Simulator {
@@ -93,6 +101,8 @@ final class Simulator {
     var lastLeaders: [NodeID: UInt64] = [:]
     var confChanges = 0
     var snapshotsInstalled = 0
+    var storageWrites = 0
+    var storageReopens = 0
 
     init(_ opt: SimOptions) {
         self.opt = opt
@@ -130,7 +140,25 @@ final class Simulator {
     func start(_ i: Int) {
         let n = nodes[i]
         let bootstrap = i < opt.nodes ? Array(ids.prefix(opt.nodes)) : []
-        let state = RaftInitialState(hardState: n.disk.hard, snapshot: n.disk.snapshot, entries: n.disk.entries)
+        var state = RaftInitialState(hardState: n.disk.hard, snapshot: n.disk.snapshot, entries: n.disk.entries)
+        if let dir = opt.sqliteDir {
+            // Reopen the node's database and check it holds exactly what the model disk holds.
+            let path = n.storePath ?? "\(dir)/\(n.id).db"
+            n.storePath = path
+            n.store = nil
+            do {
+                let st = try RaftStorage(db: SQLiteDB(path: path, synchronous: "OFF"))
+                let loaded = try st.load()
+                if loaded.hardState != state.hardState || loaded.snapshot != state.snapshot || loaded.entries != state.entries {
+                    fail("RaftStorage of \(n.id) differs from the model disk after reopen")
+                }
+                state = loaded
+                n.store = st
+                storageReopens += 1
+            } catch {
+                fail("RaftStorage of \(n.id): \(error)")
+            }
+        }
         do {
             n.raft = try RaftNode(config: config(for: n.id), state: state, bootstrapVoters: bootstrap)
         } catch {
@@ -203,6 +231,7 @@ final class Simulator {
     func crash(_ i: Int) {
         log("crash \(ids[i])")
         nodes[i].raft = nil
+        nodes[i].store = nil
         net.removeAll { $0.msg.to == ids[i] }
     }
 
@@ -223,7 +252,7 @@ final class Simulator {
         var v = pid
         for _ in 0..<8 { bytes.append(UInt8(v & 0xFF)); v >>= 8 }
         do {
-            let (idx, t) = try nodes[i].raft!.propose(bytes)
+            let (idx, t) = try nodes[i].raft!.propose(data: bytes)
             nextProposal += 1
             proposed[pid] = (idx, t)
             return true
@@ -263,6 +292,7 @@ final class Simulator {
             n.disk.entries.removeFirst(keepFrom)
             n.disk.hashes.removeFirst(keepFrom)
             n.disk.snapshot = Snapshot(metadata: meta, data: data)
+            try n.store?.compact(snapshot: meta, data: data)
             log("\(n.id) compacts to \(meta.index)")
         } catch {
             fail("compact failed on \(n.id): \(error)")
@@ -330,6 +360,15 @@ final class Simulator {
         let n = nodes[i]
         guard n.raft!.hasReady else { return }
         let rd = n.raft!.ready()
+        // Sometimes a message arrives between ready() and advance() (a driver persisting
+        // asynchronously); its effects must wait for the next Ready.
+        if opt.stepBetweenReadyAndAdvance && rng.chance(0.15),
+           let k = net.firstIndex(where: { $0.msg.to == n.id && $0.at <= now + 2 }) {
+            let m = net.remove(at: k).msg
+            if let fi = ids.firstIndex(of: m.from), group[fi] == group[i], !oneWay.contains(fi * 64 + i) {
+                n.raft!.step(m)
+            }
+        }
         // 1. persist
         if let s = rd.snapshot {
             n.disk.snapshot = s
@@ -364,6 +403,8 @@ final class Simulator {
             }
             n.disk.hard = hs
         }
+        if n.store != nil && rd.mustPersist { storageWrites += 1 }
+        do { try n.store?.save(rd) } catch { throw SimFailure(description: "RaftStorage save on \(n.id): \(error)") }
         // 2. send
         for m in rd.messages { send(m) }
         // 3. apply

@@ -125,7 +125,7 @@ final class TestCluster {
 
     @discardableResult
     func propose(_ id: NodeID, _ s: String) throws -> UInt64 {
-        let r = try nodes[id]!.propose(Array(s.utf8))
+        let r = try nodes[id]!.propose(data: Array(s.utf8))
         stabilize()
         return r.index
     }
