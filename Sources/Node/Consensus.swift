@@ -315,7 +315,7 @@ public final class Consensus: @unchecked Sendable {
     /// Benchmark-only: replicate an opaque entry (prefixed 0x00, never applied to the ledger).
     public func proposeRaw(_ data: [UInt8], done: @escaping @Sendable (Bool) -> Void) {
         queue.async { [self] in
-            guard node.role == .leader, let (index, term) = try? node.propose([0] + data) else { done(false); return }
+            guard node.role == .leader, let (index, term) = try? node.propose(data: [0] + data) else { done(false); return }
             benchWaiters[index] = (term, done)
             process()
         }
@@ -338,7 +338,7 @@ public final class Consensus: @unchecked Sendable {
     // MARK: membership → configuration (leader only, one change at a time)
 
     func reconcileConf() {
-        guard node.role == .leader else { return }
+        guard node.role == .leader, !node.hasPendingConfChange else { return }
         let members = daemon.members
         guard !members.isEmpty, members.contains(selfID) || true else { return }
         let conf = node.conf
@@ -472,7 +472,7 @@ public final class Consensus: @unchecked Sendable {
                     continue
                 }
                 do {
-                    let (index, term) = try node.propose(bytes)
+                    let (index, term) = try node.propose(data: bytes)
                     proposals += 1
                     waiters[index] = (term, done)
                 } catch {
