@@ -45,9 +45,14 @@ public struct TxResult: Equatable, Sendable {
 public struct LedgerEntry: Sendable {
     public let raftIndex: UInt64
     public let txBytes: [UInt8]
-    public init(raftIndex: UInt64, txBytes: [UInt8]) {
+    /// `txBytes` already parsed (by admission or an off-queue pre-decode). The caller guarantees
+    /// it was decoded from exactly these bytes (or is the tx whose canonical encoding they are),
+    /// so apply behaves exactly as if it parsed them itself.
+    public let decoded: Tx?
+    public init(raftIndex: UInt64, txBytes: [UInt8], decoded: Tx? = nil) {
         self.raftIndex = raftIndex
         self.txBytes = txBytes
+        self.decoded = decoded
     }
 }
 
@@ -161,7 +166,7 @@ public final class Ledger: @unchecked Sendable {
         try db.transaction {
             var out: [TxResult] = []
             out.reserveCapacity(entries.count)
-            for e in entries { out.append(try applyInTransaction(e.txBytes, e.raftIndex)) }
+            for e in entries { out.append(try applyInTransaction(e.txBytes, e.raftIndex, decoded: e.decoded)) }
             return out
         }
     }
@@ -187,12 +192,12 @@ public final class Ledger: @unchecked Sendable {
         return nil
     }
 
-    private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64) throws -> TxResult {
+    private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64, decoded: Tx? = nil) throws -> TxResult {
         let last = try lastAppliedIndex()
         let stale = raftIndex <= last
         let tx: Tx
         do throws(TxRejection) {
-            tx = try Tx.decodeUnverified(bytes)
+            if let d = decoded { tx = d } else { tx = try Tx.decodeUnverified(bytes) }
             guard Limits.same(tx.clusterID, clusterID) else {
                 throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
             }

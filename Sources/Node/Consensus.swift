@@ -273,10 +273,16 @@ public final class Consensus: @unchecked Sendable {
         var batch: [LedgerEntry] = []
         var terms: [UInt64: UInt64] = [:]
         for e in entries where e.kind == .normal && !e.data.isEmpty && e.data[0] != 0 {
-            batch.append(LedgerEntry(raftIndex: e.index, txBytes: e.data))
+            batch.append(LedgerEntry(raftIndex: e.index, txBytes: e.data, decoded: takeDecoded(e)))
             terms[e.index] = e.term
         }
         var results: [UInt64: TxResult] = [:]
+        let t0 = Monotonic.nanos()
+        defer {
+            if trace && !batch.isEmpty {
+                FileHandle.standardError.write("TRACE apply n=\(batch.count) us=\((Monotonic.nanos() - t0) / 1000) role=\(node.role.rawValue)\n".data(using: .utf8)!)
+            }
+        }
         do {
             if !batch.isEmpty {
                 let rs = try ledger.applyBatch(batch)
@@ -303,6 +309,8 @@ public final class Consensus: @unchecked Sendable {
     }
 
     private var reconcileConfSoon = false
+    /// P2POS_TRACE=1 prints per-batch apply timings (diagnostics for benchmarks).
+    let trace = ProcessInfo.processInfo.environment["P2POS_TRACE"] == "1"
     private let roleLock = NSLock()
     private var cachedRole: RaftRole = .follower
     private var cachedLeader: String?
@@ -438,16 +446,40 @@ public final class Consensus: @unchecked Sendable {
     }
 
     private let verifyQueue = DispatchQueue(label: "p2pos.verify", attributes: .concurrent)
+    private let decodedLock = NSLock()
+    private var decodedByIndex: [UInt64: (term: UInt64, bytes: [UInt8], tx: Tx)] = [:]
+
+    /// Remember a tx decoded from exactly `bytes`, the data of the entry at (index, term).
+    func rememberDecoded(index: UInt64, term: UInt64, bytes: [UInt8], tx: Tx) {
+        decodedLock.withLock {
+            if decodedByIndex.count > 100_000 { decodedByIndex.removeAll(keepingCapacity: true) }
+            decodedByIndex[index] = (term, bytes, tx)
+        }
+    }
+
+    /// The decoded tx for this entry, only if it was decoded from identical bytes.
+    func takeDecoded(_ e: Entry) -> Tx? {
+        decodedLock.withLock {
+            guard let d = decodedByIndex.removeValue(forKey: e.index), d.term == e.term, d.bytes == e.data else { return nil }
+            return d.tx
+        }
+    }
 
     /// Check signatures of arriving entries on other cores while the raft queue persists them.
     func preverify(_ entries: [Entry]) {
-        let datas = entries.compactMap { e -> [UInt8]? in e.kind == .normal && !e.data.isEmpty && e.data[0] == 0x7b ? e.data : nil }
-        guard !datas.isEmpty else { return }
-        let chunks = max(1, min(4, datas.count / 16))
-        let per = (datas.count + chunks - 1) / chunks
+        let txEntries = entries.filter { $0.kind == .normal && !$0.data.isEmpty && $0.data[0] == 0x7b }
+        guard !txEntries.isEmpty else { return }
+        let chunks = max(1, min(4, txEntries.count / 16))
+        let per = (txEntries.count + chunks - 1) / chunks
         for c in 0..<chunks {
-            let part = Array(datas[min(datas.count, c * per)..<min(datas.count, (c + 1) * per)])
-            verifyQueue.async { for d in part { SignatureMemo.shared.preverify(d) } }
+            let part = Array(txEntries[min(txEntries.count, c * per)..<min(txEntries.count, (c + 1) * per)])
+            verifyQueue.async { [self] in
+                for e in part {
+                    guard let tx = try? Tx.decodeUnverified(e.data) else { continue }
+                    try? SignatureMemo.shared.verify(tx)
+                    rememberDecoded(index: e.index, term: e.term, bytes: e.data, tx: tx)
+                }
+            }
         }
     }
 
@@ -475,6 +507,8 @@ public final class Consensus: @unchecked Sendable {
                     let (index, term) = try node.propose(data: bytes)
                     proposals += 1
                     waiters[index] = (term, done)
+                    // `bytes` is `tx.encoded`: the canonical encoding of this very tx.
+                    if let tx { rememberDecoded(index: index, term: term, bytes: bytes, tx: tx) }
                 } catch {
                     done(.failure(ConsensusError(code: "OVERLOADED", message: "\(error)", leaderHint: node.leader, leaderAddr: nil)))
                 }

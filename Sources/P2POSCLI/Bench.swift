@@ -265,7 +265,7 @@ final class LocalCluster {
     func stop() {
         for p in procs where p.isRunning { p.terminate() }
         for p in procs { p.waitUntilExit() }
-        try? FileManager.default.removeItem(atPath: root)
+        if ProcessInfo.processInfo.environment["P2POS_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) } else { Out.err("kept \(root)") }
     }
 }
 
@@ -372,7 +372,9 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
     var theirs: [Int: LoadResult] = [:]
     // p2pos
     Out.err("bench \(kind): starting a \(nodes)-node p2pos cluster")
-    let cluster = try LocalCluster(nodes: nodes, extraEnv: kind == "raft" ? ["P2POS_BENCH": "1"] : [:])
+    var env = kind == "raft" ? ["P2POS_BENCH": "1"] : [String: String]()
+    if let t = ProcessInfo.processInfo.environment["P2POS_TRACE"] { env["P2POS_TRACE"] = t }
+    let cluster = try LocalCluster(nodes: nodes, extraEnv: env)
     defer { cluster.stop() }
     let leader = cluster.leaderIndex
     let sock = cluster.socket(leader)

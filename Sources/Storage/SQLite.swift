@@ -54,6 +54,8 @@ public final class SQLiteDB: @unchecked Sendable {
         }
         try exec("PRAGMA synchronous=\(synchronous)")
         try exec("PRAGMA foreign_keys=ON")
+        try exec("PRAGMA cache_size=-32768")      // 32 MiB page cache
+        try exec("PRAGMA temp_store=MEMORY")
     }
 
     deinit {
