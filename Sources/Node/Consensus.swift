@@ -203,6 +203,14 @@ public final class Consensus: @unchecked Sendable {
         guard !stopped else { return }
         while node.hasReady {
             let rd = node.ready()
+            // A leader may send its appends while it writes the same entries to its own disk
+            // (Raft thesis §10.2.1; etcd does this): followers' acknowledgements do not depend on
+            // the leader's disk, and the core counts the leader toward a quorum only after
+            // `advance`, i.e. after this persist. Only when the term/vote are already durable.
+            let sendEarly = node.role == .leader && rd.snapshot == nil
+                && rd.hardState.map { $0.term == durableHardState.term && $0.vote == durableHardState.vote } ?? true
+                && rd.messages.allSatisfy { $0.type == .append || $0.type == .heartbeat }
+            if sendEarly { send(rd.messages) }
             do {
                 // A change of the commit index alone needs no fsync (etcd does the same): the
                 // commit index is re-learned from the leader and never exceeds what a quorum stored.
@@ -222,7 +230,7 @@ public final class Consensus: @unchecked Sendable {
                 Log.error("raft", "persist_failed", ["reason": "\(error)"])
                 fatalError("raft storage failed: \(error)")
             }
-            send(rd.messages)
+            if !sendEarly { send(rd.messages) }
             apply(rd.committedEntries)
             for rs in rd.readStates {
                 if let done = reads.removeValue(forKey: rs.requestID) {
