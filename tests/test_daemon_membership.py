@@ -166,3 +166,13 @@ def test_metrics_and_curl(single):
     if shutil.which("curl"):
         r = subprocess.run(["curl", "-s", "--unix-socket", a.sock, "http://p2pos/v1/status"], capture_output=True, text=True, timeout=10)
         assert json.loads(r.stdout)["node"]["peer_id"] == a.peer_id
+
+
+def test_second_daemon_on_same_data_dir_is_refused(single):
+    import subprocess
+    from binpath import binary
+    a = single
+    r = subprocess.run([binary(), "node", "run", "--data-dir", str(a.dir)], capture_output=True, text=True, env=a.env, timeout=30)
+    assert r.returncode == 1
+    assert "already running" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert a.state() == "healthy"          # the first one keeps serving

@@ -57,6 +57,20 @@ public final class Daemon: @unchecked Sendable {
     let scheduler = Scheduler(label: "p2pos.daemon.scheduler")
     let systemKey: PublicKey?
     let startedAt = Timestamp.now()
+    /// Held for the process lifetime: one daemon per data directory.
+    let lockFD: Int32
+
+    static func lockDataDir(_ dir: String) throws -> Int32 {
+        let path = dir + "/daemon.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw P2POSError("DATA_DIR", "cannot open \(path): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            throw P2POSError("DATA_DIR_LOCKED", "another p2pos daemon is already running on \(dir)",
+                             hint: "stop it first (or use another --data-dir)")
+        }
+        return fd
+    }
 
     private let lock = NSLock()
     private var _snapshot: MembershipSnapshot?
@@ -99,6 +113,7 @@ public final class Daemon: @unchecked Sendable {
         peerID = key.peerID.base58
         systemKey = try config.systemKey()
         try SecureFile.makeDirectory(config.dataDir)
+        lockFD = try Daemon.lockDataDir(config.dataDir)
         store = try NodeStore(path: config.dataDir + "/p2pos.db")
         _clusterID = config.clusterID
         if _clusterID.isEmpty, let adopted = try store.meta("cluster_id") { _clusterID = adopted }
