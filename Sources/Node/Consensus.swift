@@ -129,6 +129,7 @@ public final class Consensus: @unchecked Sendable {
         // kill -9) and after a power loss replays from the durable Raft log / snapshot.
         ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL")
         ledger = try Ledger(db: ledgerDB, clusterID: clusterID)
+        readLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
         var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
         rc.heartbeatTick = 1
         rc.electionTick = max(3, electionMs / max(10, heartbeatMs))
@@ -155,6 +156,7 @@ public final class Consensus: @unchecked Sendable {
         node = try RaftNode(config: rc, state: initial, bootstrapVoters: bootstrap)
         durableHardState = initial.hardState
         lastSnapshotIndex = initial.snapshot?.metadata.index ?? 0
+        ledgerApplied = rc.applied
         Log.info("raft", "opened", ["applied": rc.applied, "last_index": node.lastIndex, "term": node.term,
                                     "bootstrap": !bootstrap.isEmpty, "voters": node.conf.voters.count])
     }
@@ -191,10 +193,15 @@ public final class Consensus: @unchecked Sendable {
         queue.sync {
             stopped = true
             timer?.cancel()
-            for (_, w) in waiters { w.done(.failure(ConsensusError(code: "UNAVAILABLE", message: "node is stopping", leaderHint: nil, leaderAddr: nil))) }
-            waiters = [:]
+            let pending = waitLock.withLock { () -> [(term: UInt64, done: @Sendable (Result<TxResult, ConsensusError>) -> Void)] in
+                let w = Array(waiters.values)
+                waiters = [:]
+                return w
+            }
+            for w in pending { w.done(.failure(ConsensusError(code: "UNAVAILABLE", message: "node is stopping", leaderHint: nil, leaderAddr: nil))) }
             for (_, l) in links { l.close() }
         }
+        applyQueue.sync {}   // let queued applies finish before the process exits
     }
 
     // MARK: the Ready loop (runs on `queue`)
@@ -221,9 +228,16 @@ public final class Consensus: @unchecked Sendable {
                     durableHardState = rd.hardState ?? node.hardState
                 }
                 if let snap = rd.snapshot {
-                    try ledger.restore(snap.data)
-                    lastSnapshotIndex = snap.metadata.index
-                    Log.info("raft", "snapshot_installed", ["index": snap.metadata.index, "bytes": snap.data.count])
+                    applyQueue.async { [self] in
+                        do { try ledger.restore(snap.data) } catch {
+                            Log.error("ledger", "restore_failed", ["reason": "\(error)"])
+                            fatalError("ledger restore failed: \(error)")
+                        }
+                        lastSnapshotIndex = snap.metadata.index
+                        waitLock.withLock { ledgerApplied = max(ledgerApplied, snap.metadata.index) }
+                        Log.info("raft", "snapshot_installed", ["index": snap.metadata.index, "bytes": snap.data.count])
+                        releaseReads()
+                    }
                 }
             } catch {
                 // Without durable state we must not acknowledge anything: crash and let systemd restart us.
@@ -231,14 +245,17 @@ public final class Consensus: @unchecked Sendable {
                 fatalError("raft storage failed: \(error)")
             }
             if !sendEarly { send(rd.messages) }
-            apply(rd.committedEntries)
+            let committed = rd.committedEntries
+            if !committed.isEmpty { applyQueue.async { [self] in apply(committed) } }
+            var readyReads: [(UInt64, @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
             for rs in rd.readStates {
-                if let done = reads.removeValue(forKey: rs.requestID) {
-                    readWaitApplied.append((rs.index, done))
-                }
+                if let done = reads.removeValue(forKey: rs.requestID) { readyReads.append((rs.index, done)) }
+            }
+            if !readyReads.isEmpty {
+                waitLock.withLock { for r in readyReads { readWaitApplied.append((index: r.0, done: r.1)) } }
+                releaseReads()
             }
             node.advance(rd)
-            releaseReads()
         }
         let (role, leaderNow) = (node.role, node.leader)
         roleLock.withLock {
@@ -252,17 +269,21 @@ public final class Consensus: @unchecked Sendable {
             }
             lastRole = node.role
         }
-        maybeSnapshot()
     }
 
+    /// Answer linearizable reads whose index the ledger has applied (any queue).
     func releaseReads() {
-        guard !readWaitApplied.isEmpty else { return }
-        let applied = node.appliedIndex
-        var keep: [(UInt64, @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
-        for (idx, done) in readWaitApplied {
-            if idx <= applied { done(.success(idx)) } else { keep.append((idx, done)) }
+        let ready: [(UInt64, @Sendable (Result<UInt64, ConsensusError>) -> Void)] = waitLock.withLock {
+            guard !readWaitApplied.isEmpty else { return [] }
+            var out: [(UInt64, @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
+            var keep: [(index: UInt64, done: @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
+            for r in readWaitApplied {
+                if r.index <= ledgerApplied { out.append((r.index, r.done)) } else { keep.append(r) }
+            }
+            readWaitApplied = keep
+            return out
         }
-        readWaitApplied = keep
+        for (idx, done) in ready { done(.success(idx)) }
     }
 
     func send(_ msgs: [RaftMessage]) {
@@ -288,7 +309,7 @@ public final class Consensus: @unchecked Sendable {
         let t0 = Monotonic.nanos()
         defer {
             if trace && !batch.isEmpty {
-                FileHandle.standardError.write("TRACE apply n=\(batch.count) us=\((Monotonic.nanos() - t0) / 1000) role=\(node.role.rawValue)\n".data(using: .utf8)!)
+                FileHandle.standardError.write("TRACE apply n=\(batch.count) us=\((Monotonic.nanos() - t0) / 1000) role=\(roleLock.withLock { cachedRole }.rawValue)\n".data(using: .utf8)!)
             }
         }
         do {
@@ -302,21 +323,32 @@ public final class Consensus: @unchecked Sendable {
             fatalError("ledger apply failed: \(error)")
         }
         appliedCount += batch.count
+        let last = entries.last!.index
+        waitLock.withLock { ledgerApplied = max(ledgerApplied, last) }
+        let leaderHint = roleLock.withLock { cachedLeader }
         for e in entries {
-            if let b = benchWaiters.removeValue(forKey: e.index) { b.done(b.term == e.term) }
-            guard let w = waiters.removeValue(forKey: e.index) else { continue }
+            let (bw, ww) = waitLock.withLock { (benchWaiters.removeValue(forKey: e.index), waiters.removeValue(forKey: e.index)) }
+            if let b = bw { b.done(b.term == e.term) }
+            guard let w = ww else { continue }
             if w.term == e.term, let r = results[e.index] {
                 w.done(.success(r))
             } else if w.term == e.term {
                 w.done(.failure(ConsensusError(code: "NOT_COMMITTED", message: "entry \(e.index) was not a transaction", leaderHint: nil, leaderAddr: nil)))
             } else {
-                w.done(.failure(ConsensusError(code: "NOT_COMMITTED", message: "leadership changed before the entry committed; retry (same tx is idempotent)", leaderHint: node.leader, leaderAddr: nil)))
+                w.done(.failure(ConsensusError(code: "NOT_COMMITTED", message: "leadership changed before the entry committed; retry (same tx is idempotent)", leaderHint: leaderHint, leaderAddr: nil)))
             }
         }
-        if node.role == .leader || !entries.isEmpty { reconcileConfSoon = true }
+        releaseReads()
+        maybeSnapshot()
     }
 
-    private var reconcileConfSoon = false
+    /// Ledger apply runs here, behind persistence: acknowledging batch N+1 never waits for
+    /// applying batch N. Owns `ledger` (its SQLite connection) after start.
+    let applyQueue = DispatchQueue(label: "p2pos.apply")
+    /// A second connection to ledger.db for the raft queue's pre-proposal checks.
+    var readLedger: Ledger!
+    private let waitLock = NSLock()
+    private var ledgerApplied: UInt64 = 0
     /// P2POS_TRACE=1 prints per-batch apply timings (diagnostics for benchmarks).
     let trace = ProcessInfo.processInfo.environment["P2POS_TRACE"] == "1"
     private let roleLock = NSLock()
@@ -332,22 +364,30 @@ public final class Consensus: @unchecked Sendable {
     public func proposeRaw(_ data: [UInt8], done: @escaping @Sendable (Bool) -> Void) {
         queue.async { [self] in
             guard node.role == .leader, let (index, term) = try? node.propose(data: [0] + data) else { done(false); return }
-            benchWaiters[index] = (term, done)
+            waitLock.withLock { benchWaiters[index] = (term, done) }
             process()
         }
     }
 
+    /// On the apply queue: snapshot the ledger at what it has applied, then compact the log
+    /// up to that index on the raft queue.
     func maybeSnapshot() {
-        let applied = node.appliedIndex
+        let applied = waitLock.withLock { ledgerApplied }
         guard applied > lastSnapshotIndex + snapshotEvery else { return }
-        do {
-            let data = try ledger.snapshot()
-            let meta = try node.compact(upTo: applied, snapshotData: data)
-            try storage.compact(snapshot: meta, data: data)
-            lastSnapshotIndex = meta.index
-            Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
-        } catch {
-            Log.warn("raft", "compact_failed", ["reason": "\(error)"])
+        let data: [UInt8]
+        do { data = try ledger.snapshot() } catch {
+            Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
+            return
+        }
+        lastSnapshotIndex = applied
+        queue.async { [self] in
+            do {
+                let meta = try node.compact(upTo: applied, snapshotData: data)
+                try storage.compact(snapshot: meta, data: data)
+                Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
+            } catch {
+                Log.warn("raft", "compact_failed", ["reason": "\(error)"])
+            }
         }
     }
 
@@ -507,14 +547,14 @@ public final class Consensus: @unchecked Sendable {
                 node.step(m)
             case .proposal(let tx, let bytes, let done):
                 guard node.role == .leader else { done(.failure(notLeader())); continue }
-                if let tx, let prior = try? ledger.precheck(tx) {
+                if let tx, let prior = try? readLedger.precheck(tx) {
                     done(.success(prior))
                     continue
                 }
                 do {
                     let (index, term) = try node.propose(data: bytes)
                     proposals += 1
-                    waiters[index] = (term, done)
+                    waitLock.withLock { waiters[index] = (term, done) }
                     // `bytes` is `tx.encoded`: the canonical encoding of this very tx.
                     if let tx { rememberDecoded(index: index, term: term, bytes: bytes, tx: tx) }
                 } catch {
@@ -561,7 +601,7 @@ public final class Consensus: @unchecked Sendable {
                 peers.append(o)
             }
             return ["term": st.term, "role": st.role.rawValue, "leader": st.leader ?? "", "commit_index": st.commitIndex,
-                    "applied_index": st.appliedIndex, "last_index": st.lastIndex, "snapshot_index": st.snapshotIndex,
+                    "applied_index": waitLock.withLock { ledgerApplied }, "last_index": st.lastIndex, "snapshot_index": st.snapshotIndex,
                     "voters": st.conf.voters, "learners": st.conf.learners, "peers": peers, "self": selfID]
         }
     }
@@ -789,7 +829,7 @@ extension Consensus {
                 } else if let c = req.queryValue("consistency"), c != "local" {
                     throw HTTPError(status: 400, code: "MALFORMED", message: "consistency must be local or strong")
                 }
-                guard let v = try c.queue.sync(execute: { try body(c.ledger, req) }) else {
+                guard let v = try c.applyQueue.sync(execute: { try body(c.ledger, req) }) else {
                     throw HTTPError(status: 404, code: "NOT_FOUND", message: "no such object")
                 }
                 return .text(v.prettyString + "\n", contentType: "application/json")
