@@ -130,6 +130,7 @@ public final class Consensus: @unchecked Sendable {
         ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL")
         ledger = try Ledger(db: ledgerDB, clusterID: clusterID)
         readLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
+        snapshotLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
         var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
         rc.heartbeatTick = 1
         rc.electionTick = max(3, electionMs / max(10, heartbeatMs))
@@ -347,6 +348,11 @@ public final class Consensus: @unchecked Sendable {
     let applyQueue = DispatchQueue(label: "p2pos.apply")
     /// A second connection to ledger.db for the raft queue's pre-proposal checks.
     var readLedger: Ledger!
+    /// A third connection, used only on `snapshotQueue`, to build compaction snapshots from a
+    /// consistent read transaction while apply continues.
+    var snapshotLedger: Ledger!
+    let snapshotQueue = DispatchQueue(label: "p2pos.snapshot", qos: .utility)
+    private var snapshotInFlight = false
     private let waitLock = NSLock()
     private var ledgerApplied: UInt64 = 0
     /// P2POS_TRACE=1 prints per-batch apply timings (diagnostics for benchmarks).
@@ -369,24 +375,38 @@ public final class Consensus: @unchecked Sendable {
         }
     }
 
-    /// On the apply queue: snapshot the ledger at what it has applied, then compact the log
-    /// up to that index on the raft queue.
+    /// On the apply queue: when enough has been applied since the last snapshot, build one on
+    /// the snapshot queue from a read transaction (a consistent view at the index it reads), then
+    /// compact the log up to that index on the raft queue. Apply is never blocked by it.
     func maybeSnapshot() {
         let applied = waitLock.withLock { ledgerApplied }
-        guard applied > lastSnapshotIndex + snapshotEvery else { return }
-        let data: [UInt8]
-        do { data = try ledger.snapshot() } catch {
-            Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
-            return
-        }
-        lastSnapshotIndex = applied
-        queue.async { [self] in
+        guard !snapshotInFlight, applied > lastSnapshotIndex + snapshotEvery else { return }
+        snapshotInFlight = true
+        snapshotQueue.async { [self] in
+            var result: (UInt64, [UInt8])? = nil
             do {
-                let meta = try node.compact(upTo: applied, snapshotData: data)
-                try storage.compact(snapshot: meta, data: data)
-                Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
+                try snapshotLedger.db.exec("BEGIN")
+                defer { try? snapshotLedger.db.exec("COMMIT") }
+                let index = try snapshotLedger.lastAppliedIndex()
+                result = (index, try snapshotLedger.snapshot())
             } catch {
-                Log.warn("raft", "compact_failed", ["reason": "\(error)"])
+                Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
+            }
+            if let (index, data) = result {
+                queue.async { [self] in
+                    do {
+                        let meta = try node.compact(upTo: index, snapshotData: data)
+                        try storage.compact(snapshot: meta, data: data)
+                        Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
+                    } catch {
+                        Log.warn("raft", "compact_failed", ["reason": "\(error)"])
+                    }
+                }
+            }
+            let done = result?.0
+            applyQueue.async { [self] in
+                if let index = done { lastSnapshotIndex = max(lastSnapshotIndex, index) }
+                snapshotInFlight = false
             }
         }
     }
