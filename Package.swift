@@ -35,6 +35,19 @@ let package = Package(
         .target(name: "P2POSCLI", dependencies: ["Node", "Libp2p", "Membership", "Ledger", "DNS", "ControlAPI", "Storage", "Identity", "Wire", "Support"], swiftSettings: strict),
         .executableTarget(name: "p2pos", dependencies: ["P2POSCLI"], swiftSettings: strict),
 
+        // libFuzzer targets, one per decoder (docs/fuzzing.md; scripts/fuzz NAME).
+        .executableTarget(name: "fuzz-multiaddr", dependencies: ["Wire"], path: "Fuzz/multiaddr"),
+        .executableTarget(name: "fuzz-protobuf", dependencies: ["Wire"], path: "Fuzz/protobuf"),
+        .executableTarget(name: "fuzz-multistream", dependencies: ["Libp2p"], path: "Fuzz/multistream"),
+        .executableTarget(name: "fuzz-noise", dependencies: ["Libp2p"], path: "Fuzz/noise"),
+        .executableTarget(name: "fuzz-yamux", dependencies: ["Libp2p"], path: "Fuzz/yamux"),
+        .executableTarget(name: "fuzz-identify", dependencies: ["Libp2p"], path: "Fuzz/identify"),
+        .executableTarget(name: "fuzz-json", dependencies: ["Wire"], path: "Fuzz/json"),
+        .executableTarget(name: "fuzz-http", dependencies: ["ControlAPI"], path: "Fuzz/http"),
+        .executableTarget(name: "fuzz-raft", dependencies: ["Raft"], path: "Fuzz/raft"),
+        .executableTarget(name: "fuzz-tx", dependencies: ["Ledger"], path: "Fuzz/tx"),
+        .executableTarget(name: "fuzz-snapshot", dependencies: ["Membership"], path: "Fuzz/snapshot"),
+
         // Tests.
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "Wire"]),

@@ -61,7 +61,7 @@ public struct IdentifyInfo: Equatable, Sendable {
 
     /// Decode a whole stream body: either one uvarint-prefixed message or a bare message.
     public static func decodeStreamBody(_ body: [UInt8]) throws -> IdentifyInfo {
-        if let (len, n) = try? Varint.decode(body, at: 0), len > 0, Int(len) == body.count - n {
+        if let (len, n) = try? Varint.decode(body, at: 0), len > 0, len == UInt64(body.count - n) {
             if let info = try? decode(Array(body[n...])) { return info }
         }
         return try decode(body)

@@ -143,7 +143,7 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
     static func checkMultihash(_ b: [UInt8]) throws {
         let (_, n1) = try Varint.decode(b, at: 0)
         let (len, n2) = try Varint.decode(b, at: n1)
-        guard Int(len) == b.count - n1 - n2 else { throw WireError.invalid("multihash length") }
+        guard len == UInt64(b.count - n1 - n2) else { throw WireError.invalid("multihash length") }
     }
 
     /// Parse the binary form.
