@@ -114,8 +114,6 @@ public final class Consensus: @unchecked Sendable {
     public let snapshotEvery: UInt64
     private var stopped = false
     // Stats (read under queue).
-    private var proposals = 0
-    private var appliedCount = 0
     private var lastRole: RaftRole = .follower
 
     public init(daemon: Daemon, dataDir: String, clusterID: String, maxVoters: Int, electionMs: Int, heartbeatMs: Int, snapshotEvery: UInt64 = 4096) throws {
@@ -265,9 +263,6 @@ public final class Consensus: @unchecked Sendable {
         }
         if node.role != lastRole {
             Log.info("raft", "role_change", ["from": lastRole.rawValue, "to": node.role.rawValue, "term": node.term, "leader": node.leader ?? ""])
-            if lastRole == .leader {
-                // Proposals waiting on a leader that lost its role may still commit; callers retry by tx_id.
-            }
             lastRole = node.role
         }
     }
@@ -323,7 +318,6 @@ public final class Consensus: @unchecked Sendable {
             Log.error("ledger", "apply_failed", ["reason": "\(error)"])
             fatalError("ledger apply failed: \(error)")
         }
-        appliedCount += batch.count
         let last = entries.last!.index
         waitLock.withLock { ledgerApplied = max(ledgerApplied, last) }
         let leaderHint = roleLock.withLock { cachedLeader }
@@ -573,7 +567,6 @@ public final class Consensus: @unchecked Sendable {
                 }
                 do {
                     let (index, term) = try node.propose(data: bytes)
-                    proposals += 1
                     waitLock.withLock { waiters[index] = (term, done) }
                     // `bytes` is `tx.encoded`: the canonical encoding of this very tx.
                     if let tx { rememberDecoded(index: index, term: term, bytes: bytes, tx: tx) }
@@ -626,6 +619,20 @@ public final class Consensus: @unchecked Sendable {
         }
     }
 
+    /// Admission checks (shape, size, cluster, signature, ts window) for each tx: a rejection row
+    /// at its position, or the admitted tx.
+    func admitAll(_ txs: [[UInt8]]) -> (results: [[String: Any]?], admitted: [(Int, Tx)]) {
+        var results = [[String: Any]?](repeating: nil, count: txs.count)
+        var admitted: [(Int, Tx)] = []
+        let now = Timestamp.now()
+        for (i, bytes) in txs.enumerated() {
+            do { admitted.append((i, try Tx.admit(bytes, clusterID: daemon.clusterID, now: now))) } catch {
+                results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
+            }
+        }
+        return (results, admitted)
+    }
+
     /// Propose admitted txs and call `completion` once every one has a result (from the raft queue).
     func proposeAll(_ admitted: [(Int, Tx)], completion: @escaping @Sendable ([IndexedRow]) -> Void) {
         let box = RowCollector(expected: admitted.count, completion: completion)
@@ -648,14 +655,7 @@ public final class Consensus: @unchecked Sendable {
             Task { completion(await c.submitLocal(txs, allowForward: true, wait: wait)) }
             return
         }
-        var results = [[String: Any]?](repeating: nil, count: txs.count)
-        var admitted: [(Int, Tx)] = []
-        let now = Timestamp.now()
-        for (i, bytes) in txs.enumerated() {
-            do { admitted.append((i, try Tx.admit(bytes, clusterID: daemon.clusterID, now: now))) } catch {
-                results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
-            }
-        }
+        let (results, admitted) = admitAll(txs)
         if admitted.isEmpty { completion(results.map { $0 ?? [:] }); return }
         let fixed = RowsBox(results)
         proposeAll(admitted) { rows in
@@ -690,17 +690,7 @@ public final class Consensus: @unchecked Sendable {
 
     /// Admit and propose txs here (leader) or forward them (follower). One result object per tx.
     public func submitLocal(_ txs: [[UInt8]], allowForward: Bool, wait: Bool = true) async -> [[String: Any]] {
-        var results = [[String: Any]?](repeating: nil, count: txs.count)
-        var admitted: [(Int, Tx)] = []
-        let now = Timestamp.now()
-        for (i, bytes) in txs.enumerated() {
-            do {
-                let tx = try Tx.admit(bytes, clusterID: daemon.clusterID, now: now)
-                admitted.append((i, tx))
-            } catch {
-                results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
-            }
-        }
+        var (results, admitted) = admitAll(txs)
         if !admitted.isEmpty {
             if isLeader && !wait {
                 for (i, tx) in admitted {

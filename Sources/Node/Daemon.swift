@@ -74,6 +74,8 @@ public final class Daemon: @unchecked Sendable {
 
     private let lock = NSLock()
     private var _snapshot: MembershipSnapshot?
+    /// `_snapshot`'s members as a set; assigned together with `_snapshot`.
+    private var _memberSet: Set<String> = []
     private var _clusterID: String
     private var _state: RuntimeState = .unconfigured
     private var _connected: [String: String] = [:]          // peer -> remote addr
@@ -121,6 +123,7 @@ public final class Daemon: @unchecked Sendable {
         hc.agentVersion = "p2pos/\(P2POSVersion.current)"
         host = try Libp2pHost(identity: key, config: hc)
         _snapshot = try store.loadSnapshot()
+        _memberSet = Set(_snapshot?.members ?? [])
         for (k, v) in (try? store.allAddrs()) ?? [:] { _listenAddrs[k] = v }
         try importInitialSnapshot()
     }
@@ -134,7 +137,8 @@ public final class Daemon: @unchecked Sendable {
     public var snapshot: MembershipSnapshot? { lock.lock(); defer { lock.unlock() }; return _snapshot }
     public var state: RuntimeState { lock.lock(); defer { lock.unlock() }; return _state }
     public var members: [String] { snapshot?.members ?? [] }
-    public func isMember(_ peer: String) -> Bool { members.contains(peer) }
+    /// O(1) membership check (the set is rebuilt whenever a snapshot is applied).
+    public func isMember(_ peer: String) -> Bool { lock.withLock { _memberSet.contains(peer) } }
     var connectedPeers: [String: String] { lock.lock(); defer { lock.unlock() }; return _connected }
 
     /// Members online: this node (if a member) plus connected members.
@@ -193,6 +197,7 @@ public final class Daemon: @unchecked Sendable {
             return "stale snapshot: issued_at \(s.issuedAt) is not newer than the current \(cur.issuedAt)"
         }
         _snapshot = s
+        _memberSet = Set(s.members)
         if _clusterID.isEmpty {
             _clusterID = cluster
         }
@@ -417,11 +422,7 @@ public final class Daemon: @unchecked Sendable {
             for await box in group {
                 let rows = box.value
                 merge(rows)
-                // Learn members' listen addresses from what other members report (their own row first).
-                for r in rows {
-                    guard let p = r["peer_id"] as? String, isMember(p), let a = r["listen_addrs"] as? [String], !a.isEmpty else { continue }
-                    if r["state"] as? String == "self" || knownAddrs(p).isEmpty { learnAddrs(p, a) }
-                }
+                learnAddrs(fromRows: rows)
             }
         }
         return merged.values.sorted { ($0["peer_id"] as? String ?? "") < ($1["peer_id"] as? String ?? "") }
@@ -433,11 +434,17 @@ public final class Daemon: @unchecked Sendable {
         guard let reply = try? await exchange(peer: peer, proto: P2POSProtocol.status, request: Data("{\"scope\":\"local\"}".utf8), maxReply: 4 << 20, timeout: 2),
               let obj = try? JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any],
               let rows = obj["peers"] as? [[String: Any]] else { return }
+        learnAddrs(fromRows: rows)
+        reconcilePeers()
+    }
+
+    /// Learn members' listen addresses from status rows another member sent: a member's own row
+    /// wins; another member's report only fills an unknown peer.
+    func learnAddrs(fromRows rows: [[String: Any]]) {
         for r in rows {
             guard let p = r["peer_id"] as? String, isMember(p), let a = r["listen_addrs"] as? [String], !a.isEmpty else { continue }
             if r["state"] as? String == "self" || knownAddrs(p).isEmpty { learnAddrs(p, a) }
         }
-        reconcilePeers()
     }
 
     func learnAddrs(_ peer: String, _ addrs: [String]) {

@@ -10,13 +10,11 @@ import Wire
 
 /// Find a daemon that answers on one of the candidate sockets, or fail with exit 3 naming them.
 func daemonClient(_ p: ParsedArgs) throws -> ControlClient {
-    let candidates = Paths.socketCandidates(p)
-    for path in candidates where FileManager.default.fileExists(atPath: path) {
-        let c = ControlClient(socketPath: path, connectTimeout: 2, readTimeout: 30)
-        if c.isReachable() { return c }
+    do {
+        return try ControlClient.firstReachable(socketPaths: Paths.socketCandidates(p), connectTimeout: 2, readTimeout: 30)
+    } catch let e as ControlClientError {
+        throw CLIError(ExitCode.unreachable, "p2pos \(p.commandName): no daemon answered (\(e)); start one with 'p2pos node run' or pass --socket PATH")
     }
-    throw CLIError(ExitCode.unreachable,
-                   "p2pos \(p.commandName): no daemon answered on \(candidates.joined(separator: ", ")); start one with 'p2pos node run' or pass --socket PATH")
 }
 
 /// Call a route and return the decoded JSON object, turning API errors into one-line CLI errors.
