@@ -1,6 +1,7 @@
 // libFuzzer target for the multistream decoder. Build and run (see docs/fuzzing.md):
 //   scripts/fuzz multistream [-max_total_time=600]
 // A normal build makes a replay runner: `fuzz-multistream FILE...` feeds each file through the decoder.
+import FuzzSupport
 import Libp2p
 
 @inline(never)
@@ -11,33 +12,17 @@ func fuzzOne(_ bytes: [UInt8]) {
 #if FUZZING
 @_cdecl("LLVMFuzzerTestOneInput")
 public func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    fuzzOne(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+    fuzzOne(fuzzBytes(data, size))
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
-/// SwiftPM links executables with `main` aliased to this symbol; hand control to libFuzzer.
 @_cdecl("fuzz_multistream_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var c = argc
-    var v = argv
-    return LLVMFuzzerRunDriver(&c, &v) { data, size in LLVMFuzzerTestOneInput(data, size) }
+    runFuzzer(argc, argv) { LLVMFuzzerTestOneInput($0, $1) }
 }
 #else
-import Foundation
-
-/// Replay runner for normal builds: feeds each file argument through the decoder.
 @main
 struct Replay {
-    static func main() {
-        for path in CommandLine.arguments.dropFirst() {
-            guard let d = FileManager.default.contents(atPath: path) else { continue }
-            fuzzOne([UInt8](d))
-        }
-    }
+    static func main() { replayFiles(fuzzOne) }
 }
 #endif
