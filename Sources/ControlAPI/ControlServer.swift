@@ -67,6 +67,8 @@ public final class ControlServer: @unchecked Sendable {
     private var _tcpPort: Int? = nil
     private let finished = DispatchSemaphore(value: 0)
     private let handlerQueue = DispatchQueue(label: "p2pos.controlapi.handlers", attributes: .concurrent)
+    /// Requests up to this size on inline routes run on the loop thread (no hop to the pool).
+    static let inlineBodyLimit = 64 << 10
 
     public init(config: ControlServerConfig, router: Router) {
         self.config = config
@@ -614,6 +616,7 @@ public final class ControlServer: @unchecked Sendable {
                     self.wake()
                 }
                 let router = self.router
+                if request.body.count <= ControlServer.inlineBodyLimit && router.dispatchInline(request, responder: responder) { return }
                 handlerQueue.async { router.dispatch(request, responder: responder) }
                 return
             case .handling, .writing, .lingering:

@@ -39,6 +39,8 @@ public enum RouteHandler: Sendable {
     case sync(@Sendable (HTTPRequest) throws -> HTTPResponse)
     /// Answer later, from any thread, through the responder (e.g. after a Raft commit).
     case callback(@Sendable (HTTPRequest, HTTPResponder) -> Void)
+    /// A callback that never blocks: may run on the server's own thread (`addInlineCallback`).
+    case inlineCallback(@Sendable (HTTPRequest, HTTPResponder) -> Void)
     /// Answer from Swift concurrency (actors); the server starts a Task.
     case task(@Sendable (HTTPRequest) async throws -> HTTPResponse)
 }
@@ -101,6 +103,13 @@ public final class Router: @unchecked Sendable {
         add(method, pattern, .callback(handler))
     }
 
+    /// Like `addCallback`, but the handler is quick and never blocks (it only checks the request
+    /// and hands it on), so the server may run it on its own thread for small requests and save
+    /// a thread hop; large requests still go to the handler pool.
+    public func addInlineCallback(_ method: String, _ pattern: String, _ handler: @escaping @Sendable (HTTPRequest, HTTPResponder) -> Void) {
+        add(method, pattern, .inlineCallback(handler))
+    }
+
     /// Handler written with async/await (may call actors).
     public func addTask(_ method: String, _ pattern: String, _ handler: @escaping @Sendable (HTTPRequest) async throws -> HTTPResponse) {
         add(method, pattern, .task(handler))
@@ -147,6 +156,15 @@ public final class Router: @unchecked Sendable {
         return .notFound
     }
 
+    /// Run `request` here if its route is an inline callback; false (nothing done) otherwise.
+    public func dispatchInline(_ request: HTTPRequest, responder: HTTPResponder) -> Bool {
+        guard case .found(.inlineCallback(let h), let params, _) = match(method: request.method, path: request.path) else { return false }
+        var req = request
+        req.pathParams = params
+        h(req, responder)
+        return true
+    }
+
     /// Route `request` and run its handler; `responder` receives exactly one response.
     public func dispatch(_ request: HTTPRequest, responder: HTTPResponder) {
         switch match(method: request.method, path: request.path) {
@@ -165,7 +183,7 @@ public final class Router: @unchecked Sendable {
             switch handler {
             case .sync(let h):
                 do { responder.complete(try h(frozen)) } catch { responder.fail(error) }
-            case .callback(let h):
+            case .callback(let h), .inlineCallback(let h):
                 h(frozen, responder)
             case .task(let h):
                 Task {

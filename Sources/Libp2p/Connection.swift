@@ -462,6 +462,23 @@ final class Connection: FDHandler, @unchecked Sendable {
     func streamWrite(_ s: StreamCore, _ bytes: [UInt8], _ cont: CheckedContinuation<Void, Error>) {
         if s.wasReset || stage == .closed || s.rstSent { cont.resume(throwing: Libp2pError.streamReset); return }
         if s.finRequested { cont.resume(throwing: Libp2pError.writeClosed); return }
+        queueSend(s, bytes)
+        if s.pendingSend.count <= StreamCore.sendHighWater {
+            cont.resume()
+        } else {
+            s.writeWaiters.append(cont)
+            markBlocked(s)
+        }
+    }
+
+    /// `Libp2pStream.send`: queue without waiting; report the backlog (nil: cannot send).
+    func streamSend(_ s: StreamCore, _ bytes: [UInt8], _ queued: (@Sendable (Int?) -> Void)?) {
+        if s.wasReset || stage == .closed || s.rstSent || s.finRequested { queued?(nil); return }
+        if !bytes.isEmpty { queueSend(s, bytes) }
+        queued?(s.pendingSend.count)
+    }
+
+    private func queueSend(_ s: StreamCore, _ bytes: [UInt8]) {
         lastStreamActivity = Monotonic.nanos()
         var offset = 0
         if s.pendingSend.isEmpty {
@@ -471,11 +488,6 @@ final class Connection: FDHandler, @unchecked Sendable {
         }
         if offset < bytes.count {
             s.pendingSend.append(bytes[offset...])
-        }
-        if s.pendingSend.count <= StreamCore.sendHighWater {
-            cont.resume()
-        } else {
-            s.writeWaiters.append(cont)
             markBlocked(s)
         }
     }

@@ -25,6 +25,9 @@ final class StreamCore: @unchecked Sendable {
     private var updateScheduled = false
     /// Current receive window target (grows for bulk transfer).
     private var windowTarget: UInt32 = YamuxHeader.initialWindow
+    /// Loop-owned: when set (`installReceiver`), arriving bytes go to it instead of `recvBuf`.
+    private var receiver: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil
+    private var receiverClosed: ((Bool) -> Void)? = nil
 
     // Loop-owned send side.
     var sendWindow: UInt32 = YamuxHeader.initialWindow
@@ -51,6 +54,14 @@ final class StreamCore: @unchecked Sendable {
 
     /// Loop: data arrived for this stream.
     func deliver(_ p: UnsafePointer<UInt8>, _ n: Int) {
+        if let r = receiver {
+            r(UnsafeBufferPointer(start: p, count: n))
+            lock.lock()
+            let upd = consumedLocked(n)
+            lock.unlock()
+            if upd { conn.sendWindowUpdate(self) }
+            return
+        }
         lock.lock()
         if readClosed || isReset {
             // Discarded, but credited so the sender is not stalled forever.
@@ -73,6 +84,30 @@ final class StreamCore: @unchecked Sendable {
         readWaiter = nil
         lock.unlock()
         w?.resume()
+        endReceiver(reset: false)
+    }
+
+    /// Loop: the receiver sees its end once.
+    private func endReceiver(reset: Bool) {
+        guard let c = receiverClosed else { return }
+        receiver = nil
+        receiverClosed = nil
+        c(reset)
+    }
+
+    /// Loop: switch to push delivery. Bytes already buffered go to `receive` first; a stream
+    /// that already ended reports it at once.
+    func installReceiver(_ receive: @escaping (UnsafeBufferPointer<UInt8>) -> Void, closed: @escaping (Bool) -> Void) {
+        lock.lock()
+        let buffered = recvBuf.count > 0 ? recvBuf.read(recvBuf.count) : []
+        let upd = buffered.isEmpty ? false : consumedLocked(buffered.count)
+        let ended: Bool? = isReset ? true : (remoteClosed ? false : nil)
+        lock.unlock()
+        receiver = receive
+        receiverClosed = closed
+        if !buffered.isEmpty { buffered.withUnsafeBufferPointer { receive($0) } }
+        if upd { conn.sendWindowUpdate(self) }
+        if let e = ended { endReceiver(reset: e) }
     }
 
     /// Loop: stream reset (by remote, by us, or connection loss).
@@ -89,6 +124,7 @@ final class StreamCore: @unchecked Sendable {
         writeWaiters.removeAll()
         for c in ws { c.resume(throwing: Libp2pError.streamReset) }
         pendingSend.clear()
+        endReceiver(reset: true)
     }
 
     private var writeSideReset = false
@@ -408,4 +444,23 @@ public final class Libp2pStream: @unchecked Sendable {
     public func close() async { await core.close() }
     /// Abort the stream in both directions (RST).
     public func reset() { core.reset() }
+
+    /// Push delivery instead of `read`: from now on `receive` gets each arriving chunk on the
+    /// connection's event-loop thread (it must return quickly and must not block), and `closed`
+    /// runs once when the stream ends (`true` when it was reset). Bytes already buffered are
+    /// delivered first. The read methods must not be used afterwards. Keep this handle alive
+    /// for as long as data should arrive.
+    public func setReceiver(_ receive: @escaping @Sendable (UnsafeBufferPointer<UInt8>) -> Void,
+                            closed: @escaping @Sendable (Bool) -> Void) {
+        let c = core
+        c.conn.loop.run { c.installReceiver(receive, closed: closed) }
+    }
+
+    /// Queue bytes without waiting (any thread). `queued`, if given, runs on the event-loop
+    /// thread once the bytes are queued, with the stream's unsent backlog in bytes (the caller's
+    /// backpressure signal), or nil when the stream can no longer send (reset or closed).
+    public func send(_ bytes: [UInt8], queued: (@Sendable (Int?) -> Void)? = nil) {
+        let c = core
+        c.conn.loop.run { c.conn.streamSend(c, bytes, queued) }
+    }
 }

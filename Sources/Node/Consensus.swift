@@ -25,14 +25,20 @@ final class PeerLink: @unchecked Sendable {
     private let lock = NSLock()
     private var queue: [[UInt8]] = []
     private var queuedBytes = 0
-    private var running = false
+    /// A send is queued on the event loop, the stream is being opened, or a retry is pending;
+    /// frames arriving meanwhile wait in `queue` and leave together in the next write.
+    private var inFlight = false
+    private var closed = false
+    private var stream: Libp2pStream?
     private(set) var dropped = 0
     static let maxQueued = 8192
     static let maxQueuedBytes = 64 << 20
+    /// Unsent bytes on the stream above which the link stops writing for a moment.
+    static let backlogLimit = 4 << 20
 
     init(peer: String) { self.peer = peer }
 
-    /// Enqueue frames; returns false (and drops) when the queue is full — Raft tolerates loss.
+    /// Enqueue frames (any thread); frames beyond the queue's bounds are dropped — Raft tolerates loss.
     func enqueue(_ frames: [[UInt8]], host: Libp2pHost) {
         lock.lock()
         for f in frames {
@@ -43,52 +49,117 @@ final class PeerLink: @unchecked Sendable {
             queue.append(f)
             queuedBytes += f.count
         }
-        let start = !running && !queue.isEmpty
-        if start { running = true }
+        let go = !inFlight && !closed && !queue.isEmpty
+        if go { inFlight = true }
         lock.unlock()
-        if start { Task { await self.pump(host: host) } }
+        if go { flush(host) }
     }
 
-    private var stream: Libp2pStream?
-
-    private func take() -> [[UInt8]] {
-        lock.lock(); defer { lock.unlock() }
-        let q = queue
+    /// Write everything queued as one buffer without waiting (the caller owns `inFlight`).
+    /// The stream's callback, on its event loop, sends what accumulated meanwhile.
+    private func flush(_ host: Libp2pHost) {
+        lock.lock()
+        let batch = closed ? [] : queue
         queue = []
         queuedBytes = 0
-        if q.isEmpty { running = false }
-        return q
+        let s = stream
+        if batch.isEmpty { inFlight = false }
+        lock.unlock()
+        guard !batch.isEmpty else { return }
+        guard let s else {
+            Task { await self.open(host, then: batch) }
+            return
+        }
+        var buf: [UInt8] = []
+        buf.reserveCapacity(batch.reduce(0) { $0 + $1.count + 5 })
+        for f in batch {
+            Varint.encode(UInt64(f.count), into: &buf)
+            buf.append(contentsOf: f)
+        }
+        s.send(buf) { [self] backlog in
+            guard let backlog else {
+                lock.withLock {
+                    if stream === s { stream = nil }
+                    dropped += batch.count
+                }
+                s.reset()
+                retry(host, after: 0.05)
+                return
+            }
+            if backlog > PeerLink.backlogLimit { retry(host, after: 0.002) } else { flush(host) }
+        }
     }
 
-    private func pump(host: Libp2pHost) async {
-        while true {
-            let batch = take()
-            if batch.isEmpty { return }
-            do {
-                if stream == nil {
-                    let pid = try PeerID(string: peer)
-                    guard await host.isConnected(pid) else { throw P2POSError("NOT_CONNECTED", "not connected") }
-                    stream = try await host.openStream(to: pid, protocols: [P2POSProtocol.raft])
-                }
-                var buf: [UInt8] = []
-                buf.reserveCapacity(batch.reduce(0) { $0 + $1.count + 5 })
-                for f in batch {
-                    Varint.encode(UInt64(f.count), into: &buf)
-                    buf.append(contentsOf: f)
-                }
-                try await stream!.write(buf)
-            } catch {
-                stream?.reset()
-                stream = nil
-                lock.withLock { dropped += batch.count }
-                try? await Task.sleep(nanoseconds: 50_000_000)
+    private func retry(_ host: Libp2pHost, after seconds: Double) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in flush(host) }
+    }
+
+    private func open(_ host: Libp2pHost, then batch: [[UInt8]]) async {
+        do {
+            let pid = try PeerID(string: peer)
+            guard await host.isConnected(pid) else { throw P2POSError("NOT_CONNECTED", "not connected") }
+            let s = try await host.openStream(to: pid, protocols: [P2POSProtocol.raft])
+            lock.withLock {
+                stream = s
+                queue.insert(contentsOf: batch, at: 0)
+                queuedBytes += batch.reduce(0) { $0 + $1.count }
             }
+            flush(host)
+        } catch {
+            lock.withLock { dropped += batch.count }
+            retry(host, after: 0.05)
         }
     }
 
     func close() {
-        stream?.reset()
-        stream = nil
+        let s: Libp2pStream? = lock.withLock {
+            closed = true
+            queue = []
+            let s = stream
+            stream = nil
+            return s
+        }
+        s?.reset()
+    }
+}
+
+/// Splits a raft stream's bytes into uvarint-length-prefixed frames. Used from one event loop only.
+final class RaftFrameReader: @unchecked Sendable {
+    private var buf: [UInt8] = []
+    private var pos = 0
+    let maxFrame: Int
+    init(maxFrame: Int) { self.maxFrame = maxFrame }
+
+    /// Append bytes; returns the complete frames, or throws on a bad prefix or an oversized frame.
+    func feed(_ chunk: UnsafeBufferPointer<UInt8>) throws -> [[UInt8]] {
+        if pos > 0 && pos == buf.count { buf.removeAll(keepingCapacity: true); pos = 0 }
+        buf.append(contentsOf: chunk)
+        var frames: [[UInt8]] = []
+        while pos < buf.count {
+            var len: UInt64 = 0
+            var shift: UInt64 = 0
+            var i = pos
+            var complete = false
+            while i < buf.count {
+                let b = buf[i]
+                i += 1
+                if shift > 56 { throw P2POSError("RAFT_FRAME", "length prefix too long") }
+                len |= UInt64(b & 0x7f) << shift
+                if b & 0x80 == 0 { complete = true; break }
+                shift += 7
+            }
+            guard complete else { break }
+            guard len <= UInt64(maxFrame) else { throw P2POSError("RAFT_FRAME", "frame of \(len) bytes, limit \(maxFrame)") }
+            let end = i + Int(len)
+            guard end <= buf.count else { break }
+            frames.append(Array(buf[i..<end]))
+            pos = end
+        }
+        if pos > 0 && pos >= 1 << 16 {
+            buf.removeFirst(pos)
+            pos = 0
+        }
+        return frames
     }
 }
 
@@ -245,7 +316,10 @@ public final class Consensus: @unchecked Sendable {
             }
             if !sendEarly { send(rd.messages) }
             let committed = rd.committedEntries
-            if !committed.isEmpty { applyQueue.async { [self] in apply(committed) } }
+            if !committed.isEmpty {
+                completeRaw(committed)
+                applyQueue.async { [self] in apply(committed) }
+            }
             var readyReads: [(UInt64, @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
             for rs in rd.readStates {
                 if let done = reads.removeValue(forKey: rs.requestID) { readyReads.append((rs.index, done)) }
@@ -322,9 +396,7 @@ public final class Consensus: @unchecked Sendable {
         waitLock.withLock { ledgerApplied = max(ledgerApplied, last) }
         let leaderHint = roleLock.withLock { cachedLeader }
         for e in entries {
-            let (bw, ww) = waitLock.withLock { (benchWaiters.removeValue(forKey: e.index), waiters.removeValue(forKey: e.index)) }
-            if let b = bw { b.done(b.term == e.term) }
-            guard let w = ww else { continue }
+            guard let w = waitLock.withLock({ waiters.removeValue(forKey: e.index) }) else { continue }
             if w.term == e.term, let r = results[e.index] {
                 w.done(.success(r))
             } else if w.term == e.term {
@@ -361,12 +433,21 @@ public final class Consensus: @unchecked Sendable {
     private var benchWaiters: [UInt64: (term: UInt64, done: @Sendable (Bool) -> Void)] = [:]
 
     /// Benchmark-only: replicate an opaque entry (prefixed 0x00, never applied to the ledger).
+    /// Goes through the inbox like transactions, so concurrent proposals share one Ready.
     public func proposeRaw(_ data: [UInt8], done: @escaping @Sendable (Bool) -> Void) {
-        queue.async { [self] in
-            guard node.role == .leader, let (index, term) = try? node.propose(data: [0] + data) else { done(false); return }
-            waitLock.withLock { benchWaiters[index] = (term, done) }
-            process()
+        enqueue(.raw([0] + data, done))
+    }
+
+    /// Benchmark entries have no state machine: they are acknowledged once committed.
+    private func completeRaw(_ entries: [Entry]) {
+        var done: [(@Sendable (Bool) -> Void, Bool)] = []
+        waitLock.withLock {
+            guard !benchWaiters.isEmpty else { return }
+            for e in entries where e.data.first == 0 {
+                if let b = benchWaiters.removeValue(forKey: e.index) { done.append((b.done, b.term == e.term)) }
+            }
         }
+        for (d, ok) in done { d(ok) }
     }
 
     /// On the apply queue: when enough has been applied since the last snapshot, build one on
@@ -456,23 +537,28 @@ public final class Consensus: @unchecked Sendable {
             s.reset()
             return
         }
-        while true {
-            do {
-                guard let frame = try await s.readLengthPrefixed(maxLength: 8 << 20) else { break }
-                let m: RaftMessage
-                do { m = try RaftMessage.decode(frame) } catch {
+        // Frames are split and decoded on the event loop and handed to the raft queue in one
+        // batch per arriving chunk: no task wake-up per message.
+        let reader = RaftFrameReader(maxFrame: 8 << 20)
+        let me = selfID
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            s.setReceiver({ [self, weak s] chunk in
+                var msgs: [RaftMessage] = []
+                do {
+                    for frame in try reader.feed(chunk) {
+                        let m = try RaftMessage.decode(frame)
+                        guard m.from == peer, m.to == me else {
+                            Log.warn("raft", "bad_message", ["from": peer, "reason": "message from \(m.from) to \(m.to) on \(peer)'s stream"])
+                            continue
+                        }
+                        msgs.append(m)
+                    }
+                } catch {
                     Log.warn("raft", "bad_message", ["from": peer, "reason": "\(error)"])
-                    s.reset()
-                    return
+                    s?.reset()
                 }
-                guard m.from == peer, m.to == selfID else {
-                    Log.warn("raft", "bad_message", ["from": peer, "reason": "message from \(m.from) to \(m.to) on \(peer)'s stream"])
-                    continue
-                }
-                enqueue(.message(m))
-            } catch {
-                break
-            }
+                if !msgs.isEmpty { enqueue(msgs.map { .message($0) }) }
+            }, closed: { _ in cont.resume() })
         }
         await s.close()
     }
@@ -493,13 +579,16 @@ public final class Consensus: @unchecked Sendable {
     enum Input {
         case message(RaftMessage)
         case proposal(Tx?, [UInt8], @Sendable (Result<TxResult, ConsensusError>) -> Void)
+        case raw([UInt8], @Sendable (Bool) -> Void)
     }
 
     /// Inputs arriving while the raft queue is busy (persisting) are handled together, so one
     /// Ready — one fsync — covers all of them (group commit).
-    func enqueue(_ input: Input) {
+    func enqueue(_ input: Input) { enqueue([input]) }
+
+    func enqueue(_ inputs: [Input]) {
         let schedule: Bool = inboxLock.withLock {
-            inbox.append(input)
+            inbox.append(contentsOf: inputs)
             if drainScheduled { return false }
             drainScheduled = true
             return true
@@ -573,6 +662,9 @@ public final class Consensus: @unchecked Sendable {
                 } catch {
                     done(.failure(ConsensusError(code: "OVERLOADED", message: "\(error)", leaderHint: node.leader, leaderAddr: nil)))
                 }
+            case .raw(let data, let done):
+                guard node.role == .leader, let (index, term) = try? node.propose(data: data) else { done(false); continue }
+                waitLock.withLock { benchWaiters[index] = (term, done) }
             }
         }
         process()
@@ -774,7 +866,7 @@ enum TxCodec {
 extension Consensus {
     /// Register the tx, raft and ledger query routes; they answer 503 until the node has a cluster.
     static func registerRoutes(_ r: Router, daemon: Daemon) {
-        r.addCallback("POST", "/v1/p2p/tx") { [daemon] req, responder in
+        r.addInlineCallback("POST", "/v1/p2p/tx") { [daemon] req, responder in
             do {
                 try txRoute(daemon: daemon, req: req, responder: responder)
             } catch {
@@ -819,7 +911,7 @@ extension Consensus {
         }
         r.get("/v1/p2p/raft") { [daemon] _ in .jsonObject(try daemon.requireConsensus().status()) }
         if ProcessInfo.processInfo.environment["P2POS_BENCH"] == "1" {
-            r.addCallback("POST", "/v1/bench/propose") { [daemon] req, responder in
+            r.addInlineCallback("POST", "/v1/bench/propose") { [daemon] req, responder in
                 guard let c = daemon.consensus else { _ = responder.complete(.error(status: 503, code: "UNAVAILABLE", message: "no cluster")); return }
                 c.proposeRaw(req.body) { ok in
                     _ = responder.complete(ok ? .jsonObject(["ok": true]) : .error(status: 503, code: "NOT_COMMITTED", message: "not leader or not committed"))

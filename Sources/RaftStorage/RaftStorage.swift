@@ -10,8 +10,10 @@ public final class RaftStorage {
     public let db: SQLiteDB
 
     /// Opens (creating if needed) the database file at `path`.
+    /// The file is this process's alone (the daemon holds the data directory's lock), so SQLite
+    /// keeps its file lock instead of taking it per transaction.
     public convenience init(path: String) throws {
-        try self.init(db: SQLiteDB(path: path, synchronous: "FULL"))
+        try self.init(db: SQLiteDB(path: path, synchronous: "FULL", exclusive: true))
     }
 
     /// Uses an already open database (its tables are prefixed `raft_`).

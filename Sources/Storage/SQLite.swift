@@ -37,7 +37,9 @@ public final class SQLiteDB: @unchecked Sendable {
     private var cache: [String: OpaquePointer] = [:]
 
     /// Open (creating if needed). WAL journal, `synchronous` FULL by default so a commit is durable.
-    public init(path: String, synchronous: String = "FULL") throws {
+    /// `exclusive`: this connection is the file's only user (no other connection or process opens
+    /// it), so SQLite takes its file lock once instead of per transaction and needs no shared memory.
+    public init(path: String, synchronous: String = "FULL", exclusive: Bool = false) throws {
         var h: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &h, flags, nil)
@@ -49,6 +51,7 @@ public final class SQLiteDB: @unchecked Sendable {
         self.handle = handle
         self.path = path
         sqlite3_busy_timeout(handle, 5000)
+        if exclusive { try exec("PRAGMA locking_mode=EXCLUSIVE") }
         if path != ":memory:" {
             try exec("PRAGMA journal_mode=WAL")
         }
