@@ -82,7 +82,10 @@ def test_node_bootstraps_from_dns_name_alone(tmp_path, env, dnsmasq):
     a.start()
     b.start()
     try:
-        wait_for(lambda: b.peer_id in {p["peer_id"] for p in api(a.sock, "GET", "/v1/peers")[1]["peers"]}, what="b dialed a via DNS")
+        try:
+            wait_for(lambda: b.peer_id in {p["peer_id"] for p in api(a.sock, "GET", "/v1/peers")[1]["peers"]}, what="b dialed a via DNS")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- b's log ---\n{b.logtext()[-4000:]}\n--- a's log ---\n{a.logtext()[-2000:]}") from None
         r = a.cli("snapshot", "publish", "--data-dir", str(a.dir), "--add", b.peer_id)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: b.state() == "healthy" and a.state() == "healthy", what="both healthy")

@@ -80,25 +80,28 @@ final class RaftStorageTests: XCTestCase {
 
     /// A node driven through RaftStorage restarts with the same term, vote, log and configuration.
     func testNodeRestartFromStorage() throws {
-        let s = try RaftStorage(path: path)
-        var n = try RaftNode(config: RaftConfig(id: "solo"), state: try s.load(), bootstrapVoters: ["solo"])
-        func drive() throws {
-            while n.hasReady {
-                let rd = n.ready()
-                try s.save(rd)
-                n.advance(rd)
+        // The first "process" closes its database (exclusive lock) before the restart opens it.
+        let (before, meta): (RaftStatus, SnapshotMetadata) = try {
+            let s = try RaftStorage(path: path)
+            var n = try RaftNode(config: RaftConfig(id: "solo"), state: try s.load(), bootstrapVoters: ["solo"])
+            func drive() throws {
+                while n.hasReady {
+                    let rd = n.ready()
+                    try s.save(rd)
+                    n.advance(rd)
+                }
             }
-        }
-        try drive()
-        for _ in 0..<25 { n.tick() }
-        try drive()
-        XCTAssertEqual(n.role, .leader)
-        for k in 0..<10 { try n.propose(data: [UInt8(k)]) }
-        try drive()
-        let applied = n.appliedIndex
-        let meta = try n.compact(upTo: applied - 2, snapshotData: [42])
-        try s.compact(snapshot: meta, data: [42])
-        let before = n.status
+            try drive()
+            for _ in 0..<25 { n.tick() }
+            try drive()
+            XCTAssertEqual(n.role, .leader)
+            for k in 0..<10 { try n.propose(data: [UInt8(k)]) }
+            try drive()
+            let applied = n.appliedIndex
+            let meta = try n.compact(upTo: applied - 2, snapshotData: [42])
+            try s.compact(snapshot: meta, data: [42])
+            return (n.status, meta)
+        }()
         let r = try RaftNode(config: RaftConfig(id: "solo"), state: try RaftStorage(path: path).load())
         XCTAssertEqual(r.term, before.term)
         XCTAssertEqual(r.vote, "solo")
@@ -106,5 +109,12 @@ final class RaftStorageTests: XCTestCase {
         XCTAssertEqual(r.commitIndex, before.commitIndex)
         XCTAssertEqual(r.snapshotIndex, meta.index)
         XCTAssertEqual(r.conf.voters, ["solo"])
+    }
+
+    func testSecondOpenWhileOpenIsRefused() throws {
+        let s = try RaftStorage(path: path)
+        try s.save(hardState: HardState(term: 1, vote: nil, commit: 0), entries: [])
+        XCTAssertThrowsError(try RaftStorage(path: path).load(), "the file is locked by its one owner")
+        withExtendedLifetime(s) {}
     }
 }
