@@ -201,6 +201,10 @@ public struct HTTPResponse: Sendable {
 
     /// JSON from a JSONSerialization-compatible value (dictionaries, arrays, strings, numbers, bools, NSNull).
     public static func jsonObject(_ value: Any, status: Int = 200) -> HTTPResponse {
+        if var body = PlainJSON.encode(value) {
+            body.append(10)
+            return HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: body)
+        }
         guard JSONSerialization.isValidJSONObject(value) || value is String || value is NSNumber || value is NSNull || value is Bool || value is Int,
               let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]) else {
             return .error(status: 500, code: "INTERNAL", message: "handler produced a value that is not JSON")
@@ -215,6 +219,10 @@ public struct HTTPResponse: Sendable {
         var inner: [String: Any] = extra
         inner["code"] = code
         inner["message"] = message
+        if var body = PlainJSON.encode(["error": inner]) {
+            body.append(10)
+            return HTTPResponse(status: status, headers: ["Content-Type": "application/json"], body: body)
+        }
         let data = (try? JSONSerialization.data(withJSONObject: ["error": inner], options: [.sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"unencodable error\"}}".utf8)
         var body = Array(data)

@@ -231,6 +231,18 @@ public final class Consensus: @unchecked Sendable {
                                     "bootstrap": !bootstrap.isEmpty, "voters": node.conf.voters.count])
     }
 
+    /// `init --new-system`: the founding node's Raft log starts with a configuration naming it
+    /// the only voter (entry 1, term 1, committed), written before the daemon ever runs, so the
+    /// first start bootstraps no matter which membership snapshot arrives first. Does nothing when
+    /// the data directory already has a Raft log.
+    public static func writeGenesisLog(dataDir: String, selfID: String) throws {
+        let path = dataDir + "/raft.db"
+        guard !FileManager.default.fileExists(atPath: path) else { return }
+        let storage = try RaftStorage(path: path)
+        try storage.save(hardState: HardState(term: 1, vote: nil, commit: 1),
+                         entries: [Entry(term: 1, index: 1, kind: .config, data: ConfState(voters: [selfID]).encode())])
+    }
+
     // MARK: lifecycle
 
     public func start() {

@@ -94,8 +94,14 @@ public final class Daemon: @unchecked Sendable {
         return c
     }
 
+    /// Serializes `ensureConsensus`: start-up and an arriving snapshot may both call it, and
+    /// only one of them may open the Raft log (the database is locked to its one owner).
+    private let consensusOpenLock = NSLock()
+
     /// Open the Raft log and the ledger once the cluster is known.
     func ensureConsensus() {
+        consensusOpenLock.lock()
+        defer { consensusOpenLock.unlock() }
         let cluster = clusterID
         guard !cluster.isEmpty, consensus == nil, !lock.withLock({ _stopping }) else { return }
         do {

@@ -298,6 +298,7 @@ func createNewSystem(dataDir: String, configPath: String, clusterID: String, lis
     try SecureFile.write(keysDir + "/admin.key", sys.admin.base64 + "\n", overwrite: force)
     try SecureFile.write(dataDir + "/membership.json", String(decoding: snapshot.jsonData(pretty: true), as: UTF8.self) + "\n", overwrite: true, mode: 0o644)
     try SecureFile.write(configPath, c.jsonText(), overwrite: force)
+    try Consensus.writeGenesisLog(dataDir: dataDir, selfID: node.peerID.base58)
     let addrs = advertisedAddrs(listen: listen, peer: node.peerID.base58)
     let txt = addrs.map { "dnsaddr=\($0)" }
     let bundleObj: [String: Any] = ["v": 1, "cluster_id": clusterID, "bootstrap": addrs, "admin_priv": sys.admin.base64,
