@@ -71,6 +71,48 @@ public final class Ledger: @unchecked Sendable {
     public let db: SQLiteDB
     public let clusterID: String
 
+    /// Deferred commits: `applyBatch` and `markApplied` leave their write transaction open so that
+    /// many batches share one commit (a page touched by many txs is written once); the owner
+    /// ends it with `commitPending()`. Reads on this connection see everything applied; other
+    /// connections see it after the commit. Only for a ledger that can be rebuilt from the Raft
+    /// log: a crash loses the uncommitted part, which is replayed after `lastAppliedIndex()`.
+    public var deferCommits = false
+    /// Monotonic time (ns) at which the open write transaction began, if one is open.
+    public private(set) var pendingSince: UInt64? = nil
+    /// Raft entries applied in the open write transaction.
+    public private(set) var pendingEntries = 0
+
+    /// End the open write transaction, if any.
+    public func commitPending() throws {
+        guard pendingSince != nil else { return }
+        pendingSince = nil
+        pendingEntries = 0
+        try db.run("COMMIT")
+    }
+
+    /// Run `body` in a write transaction: its own, or the open deferred one.
+    func write<T>(entries: Int, _ body: () throws -> T) throws -> T {
+        guard deferCommits else {
+            try commitPending()
+            return try db.transaction(body)
+        }
+        if pendingSince == nil {
+            try db.run("BEGIN IMMEDIATE")
+            pendingSince = Monotonic.nanos()
+        }
+        do {
+            let r = try body()
+            pendingEntries += entries
+            return r
+        } catch {
+            // A storage failure: everything since BEGIN is gone and will be replayed.
+            pendingSince = nil
+            pendingEntries = 0
+            try? db.run("ROLLBACK")
+            throw error
+        }
+    }
+
     static let schemaVersion = "1"
 
     /// Open the ledger in `db`, creating its tables when missing.
@@ -148,7 +190,7 @@ public final class Ledger: @unchecked Sendable {
 
     /// Record that a non-tx raft entry (no-op, configuration change) at `raftIndex` was applied.
     public func markApplied(raftIndex: UInt64) throws {
-        try db.transaction {
+        try write(entries: 1) {
             if raftIndex > (try lastAppliedIndex()) { try setLastApplied(raftIndex) }
         }
     }
@@ -158,17 +200,31 @@ public final class Ledger: @unchecked Sendable {
     /// Apply one committed entry in its own SQLite transaction.
     /// Throws only on storage failure; a rejected tx is a normal `TxResult`.
     public func apply(txBytes: [UInt8], raftIndex: UInt64) throws -> TxResult {
-        try db.transaction { try applyInTransaction(txBytes, raftIndex) }
+        try applyBatch([LedgerEntry(raftIndex: raftIndex, txBytes: txBytes)])[0]
     }
 
-    /// Apply many committed entries (ascending raft indexes) in one SQLite transaction (group apply).
-    public func applyBatch(_ entries: [LedgerEntry]) throws -> [TxResult] {
-        try db.transaction {
+    /// Apply many committed entries (ascending raft indexes) in one SQLite transaction (group
+    /// apply). `appliedThrough`, when given, records that every raft entry up to that index is
+    /// applied (the batch may end with entries that are not transactions).
+    public func applyBatch(_ entries: [LedgerEntry], appliedThrough: UInt64? = nil) throws -> [TxResult] {
+        try write(entries: entries.count) {
             var out: [TxResult] = []
             out.reserveCapacity(entries.count)
-            for e in entries { out.append(try applyInTransaction(e.txBytes, e.raftIndex, decoded: e.decoded)) }
+            let start = try lastAppliedIndex()
+            var batch = BatchState(last: start)
+            for e in entries { out.append(try applyInTransaction(e.txBytes, e.raftIndex, decoded: e.decoded, &batch)) }
+            if let through = appliedThrough, through > batch.last { batch.last = through }
+            if batch.last != start { try setLastApplied(batch.last) }
             return out
         }
+    }
+
+    /// What one batch keeps in memory instead of re-reading per tx.
+    struct BatchState {
+        /// The last applied raft index (written once, at the end of the batch).
+        var last: UInt64
+        /// The next event sequence number, once read.
+        var nextSeq: Int64? = nil
     }
 
     /// The recorded result of a tx_id, if it was applied (or rejected after its signature checked).
@@ -192,8 +248,8 @@ public final class Ledger: @unchecked Sendable {
         return nil
     }
 
-    private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64, decoded: Tx? = nil) throws -> TxResult {
-        let last = try lastAppliedIndex()
+    private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64, decoded: Tx?, _ batch: inout BatchState) throws -> TxResult {
+        let last = batch.last
         let stale = raftIndex <= last
         let tx: Tx
         do throws(TxRejection) {
@@ -205,17 +261,17 @@ public final class Ledger: @unchecked Sendable {
             SignatureMemo.shared.forget(tx)
         } catch let r {
             // Not a valid signed tx for this cluster: nothing is recorded but the raft index.
-            if !stale { try setLastApplied(raftIndex) }
+            if !stale { batch.last = raftIndex }
             return .rejected(r, txID: nil, raftIndex: 0)
         }
         if let original = try result(txID: tx.txID) {
-            if !stale { try setLastApplied(raftIndex) }
+            if !stale { batch.last = raftIndex }
             return original
         }
         if stale {
             return .rejected(TxRejection(.malformed, "raft index \(raftIndex) is at or below the last applied index \(last)"), txID: tx.txID, raftIndex: 0)
         }
-        try setLastApplied(raftIndex)
+        batch.last = raftIndex
 
         // Nonce: one tx per (signer, nonce), forever.
         let nonceRows = try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)])
@@ -227,19 +283,23 @@ public final class Ledger: @unchecked Sendable {
         }
         try db.run("INSERT INTO ledger_nonces(signer, nonce, tx_id) VALUES (?, ?, ?)", [.text(tx.signer), .text(tx.nonce), .text(tx.txID)])
 
-        try db.exec("SAVEPOINT ledger_tx")
+        try db.run("SAVEPOINT ledger_tx")
         var result: TxResult
         do {
             let ctx = ApplyContext(db: db, tx: tx, raftIndex: Int64(raftIndex))
             let (sessionID, message) = try ctx.run()
-            let seq = (try db.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_events").first?.first?.int) ?? 1
+            let seq: Int64
+            if let n = batch.nextSeq { seq = n } else {
+                seq = (try db.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_events").first?.first?.int) ?? 1
+            }
             try db.run("INSERT INTO ledger_events(seq, raft_index, op, actor, tx_id, session_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        [.int(seq), .int(Int64(raftIndex)), .text(tx.op.rawValue), .text(tx.signer), .text(tx.txID), .text(sessionID), .text(tx.ts)])
-            try db.exec("RELEASE ledger_tx")
+            try db.run("RELEASE ledger_tx")
+            batch.nextSeq = seq + 1
             result = TxResult(txID: tx.txID, status: .applied, code: nil, message: message, raftIndex: raftIndex, eventSeq: seq, duplicate: false)
         } catch let r as TxRejection {
-            try db.exec("ROLLBACK TO ledger_tx")
-            try db.exec("RELEASE ledger_tx")
+            try db.run("ROLLBACK TO ledger_tx")
+            try db.run("RELEASE ledger_tx")
             result = .rejected(r, txID: tx.txID, raftIndex: raftIndex)
         }
         try record(tx, result)

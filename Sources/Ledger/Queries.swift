@@ -182,6 +182,7 @@ extension Ledger {
         guard value["format"]?.stringValue == Ledger.snapshotFormat, case .object(let tables)? = value["tables"] else {
             throw LedgerError("not a \(Ledger.snapshotFormat) snapshot")
         }
+        try commitPending()
         try db.transaction {
             for t in Ledger.tables {
                 let columns = try db.query("SELECT name FROM pragma_table_info(?)", [.text(t.name)]).count

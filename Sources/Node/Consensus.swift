@@ -175,12 +175,16 @@ public final class Consensus: @unchecked Sendable {
     let maxVoters: Int
     let tickInterval: Double
     private var timer: DispatchSourceTimer?
+    private var checkpointTimer: DispatchSourceTimer?
     private var links: [String: PeerLink] = [:]
     private var waiters: [UInt64: (term: UInt64, done: @Sendable (Result<TxResult, ConsensusError>) -> Void)] = [:]
     private var reads: [UInt64: @Sendable (Result<UInt64, ConsensusError>) -> Void] = [:]
     private var readWaitApplied: [(index: UInt64, done: @Sendable (Result<UInt64, ConsensusError>) -> Void)] = []
     private var nextReadID: UInt64 = 1
     private var lastSnapshotIndex: UInt64 = 0
+    /// Apply queue: size of the last snapshot and log bytes applied since (compaction policy).
+    private var lastSnapshotBytes = 0
+    private var logBytesSinceSnapshot = 0
     private var confPendingSince: UInt64 = 0
     public let snapshotEvery: UInt64
     private var stopped = false
@@ -198,6 +202,10 @@ public final class Consensus: @unchecked Sendable {
         // kill -9) and after a power loss replays from the durable Raft log / snapshot.
         ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL")
         ledger = try Ledger(db: ledgerDB, clusterID: clusterID)
+        // Apply commits in groups (see `scheduleLedgerCommit`) and leaves WAL checkpoints to a
+        // background timer; SQLite's own checkpoint stays as a safety net for a large WAL.
+        ledger.deferCommits = true
+        try ledgerDB.exec("PRAGMA wal_autocheckpoint=16384")
         readLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
         snapshotLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
         var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
@@ -226,6 +234,7 @@ public final class Consensus: @unchecked Sendable {
         node = try RaftNode(config: rc, state: initial, bootstrapVoters: bootstrap)
         durableHardState = initial.hardState
         lastSnapshotIndex = initial.snapshot?.metadata.index ?? 0
+        lastSnapshotBytes = initial.snapshot?.data.count ?? 0
         ledgerApplied = rc.applied
         Log.info("raft", "opened", ["applied": rc.applied, "last_index": node.lastIndex, "term": node.term,
                                     "bootstrap": !bootstrap.isEmpty, "voters": node.conf.voters.count])
@@ -257,6 +266,16 @@ public final class Consensus: @unchecked Sendable {
         }
         timer = t
         t.resume()
+        let cp = DispatchSource.makeTimerSource(queue: snapshotQueue)
+        cp.schedule(deadline: .now() + 0.5, repeating: 0.5, leeway: .milliseconds(50))
+        cp.setEventHandler { [self] in
+            // Copy committed WAL pages into ledger.db off the apply path (PASSIVE: never waits).
+            do { try snapshotLedger.db.exec("PRAGMA wal_checkpoint(PASSIVE)") } catch {
+                Log.debug("ledger", "checkpoint_failed", ["reason": "\(error)"])
+            }
+        }
+        checkpointTimer = cp
+        cp.resume()
         queue.async { [self] in process() }
     }
 
@@ -283,7 +302,9 @@ public final class Consensus: @unchecked Sendable {
             for w in pending { w.done(.failure(ConsensusError(code: "UNAVAILABLE", message: "node is stopping", leaderHint: nil, leaderAddr: nil))) }
             for (_, l) in links { l.close() }
         }
-        applyQueue.sync {}   // let queued applies finish before the process exits
+        checkpointTimer?.cancel()
+        // Let queued applies finish, and commit them, before the process exits.
+        applyQueue.sync { commitLedger() }
     }
 
     // MARK: the Ready loop (runs on `queue`)
@@ -316,6 +337,8 @@ public final class Consensus: @unchecked Sendable {
                             fatalError("ledger restore failed: \(error)")
                         }
                         lastSnapshotIndex = snap.metadata.index
+                        lastSnapshotBytes = snap.data.count
+                        logBytesSinceSnapshot = 0
                         waitLock.withLock { ledgerApplied = max(ledgerApplied, snap.metadata.index) }
                         Log.info("raft", "snapshot_installed", ["index": snap.metadata.index, "bytes": snap.data.count])
                         releaseReads()
@@ -381,6 +404,7 @@ public final class Consensus: @unchecked Sendable {
 
     func apply(_ entries: [Entry]) {
         guard !entries.isEmpty else { return }
+        for e in entries { logBytesSinceSnapshot += e.data.count }
         var batch: [LedgerEntry] = []
         var terms: [UInt64: UInt64] = [:]
         for e in entries where e.kind == .normal && !e.data.isEmpty && e.data[0] != 0 {
@@ -396,10 +420,11 @@ public final class Consensus: @unchecked Sendable {
         }
         do {
             if !batch.isEmpty {
-                let rs = try ledger.applyBatch(batch)
+                let rs = try ledger.applyBatch(batch, appliedThrough: entries.last?.index)
                 for (e, r) in zip(batch, rs) { results[e.raftIndex] = r }
+            } else if let last = entries.last?.index {
+                try ledger.markApplied(raftIndex: last)
             }
-            if let last = entries.last?.index { try ledger.markApplied(raftIndex: last) }
         } catch {
             Log.error("ledger", "apply_failed", ["reason": "\(error)"])
             fatalError("ledger apply failed: \(error)")
@@ -418,7 +443,36 @@ public final class Consensus: @unchecked Sendable {
             }
         }
         releaseReads()
+        scheduleLedgerCommit()
         maybeSnapshot()
+    }
+
+    /// Apply queue: the ledger's open write transaction is committed once it is 20 ms old or
+    /// holds 4096 entries — results were already answered from it (apply is deterministic and a
+    /// crash replays the uncommitted part from the Raft log). A timer bounds how long other
+    /// connections (pre-proposal checks, compaction snapshots) wait to see it.
+    private var commitTimerArmed = false
+    static let ledgerCommitDelay = 0.02
+    func scheduleLedgerCommit() {
+        guard let since = ledger.pendingSince else { return }
+        if ledger.pendingEntries >= 4096 || Monotonic.nanos() - since >= UInt64(Consensus.ledgerCommitDelay * 1e9) {
+            commitLedger()
+            return
+        }
+        if !commitTimerArmed {
+            commitTimerArmed = true
+            applyQueue.asyncAfter(deadline: .now() + Consensus.ledgerCommitDelay) { [self] in
+                commitTimerArmed = false
+                commitLedger()
+            }
+        }
+    }
+
+    func commitLedger() {
+        do { try ledger.commitPending() } catch {
+            Log.error("ledger", "commit_failed", ["reason": "\(error)"])
+            fatalError("ledger commit failed: \(error)")
+        }
     }
 
     /// Ledger apply runs here, behind persistence: acknowledging batch N+1 never waits for
@@ -465,9 +519,13 @@ public final class Consensus: @unchecked Sendable {
     /// On the apply queue: when enough has been applied since the last snapshot, build one on
     /// the snapshot queue from a read transaction (a consistent view at the index it reads), then
     /// compact the log up to that index on the raft queue. Apply is never blocked by it.
+    /// "Enough" is `snapshotEvery` entries and, once the state is large, log bytes of at least
+    /// half the last snapshot's size: a snapshot costs time proportional to the whole state, so
+    /// this keeps its amortized cost per applied byte constant however large the ledger grows
+    /// (the log kept in memory stays below about half the state's size).
     func maybeSnapshot() {
         let applied = waitLock.withLock { ledgerApplied }
-        guard !snapshotInFlight, applied > lastSnapshotIndex + snapshotEvery else { return }
+        guard !snapshotInFlight, applied > lastSnapshotIndex + snapshotEvery, logBytesSinceSnapshot >= lastSnapshotBytes / 2 else { return }
         snapshotInFlight = true
         snapshotQueue.async { [self] in
             var result: (UInt64, [UInt8])? = nil
@@ -490,9 +548,13 @@ public final class Consensus: @unchecked Sendable {
                     }
                 }
             }
-            let done = result?.0
+            let done = result.map { ($0.0, $0.1.count) }
             applyQueue.async { [self] in
-                if let index = done { lastSnapshotIndex = max(lastSnapshotIndex, index) }
+                if let (index, bytes) = done, index > lastSnapshotIndex {
+                    lastSnapshotIndex = index
+                    lastSnapshotBytes = bytes
+                    logBytesSinceSnapshot = 0
+                }
                 snapshotInFlight = false
             }
         }

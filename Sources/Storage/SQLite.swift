@@ -156,13 +156,13 @@ public final class SQLiteDB: @unchecked Sendable {
 
     /// Run `body` inside BEGIN IMMEDIATE … COMMIT (rolled back on error). One fsync per call.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try exec("BEGIN IMMEDIATE")
+        try run("BEGIN IMMEDIATE")      // prepared once and cached, like every statement here
         do {
             let r = try body()
-            try exec("COMMIT")
+            try run("COMMIT")
             return r
         } catch {
-            try? exec("ROLLBACK")
+            try? run("ROLLBACK")
             throw error
         }
     }

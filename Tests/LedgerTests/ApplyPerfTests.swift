@@ -14,6 +14,7 @@ final class ApplyPerfTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let db = try SQLiteDB(path: dir.appendingPathComponent("ledger.db").path, synchronous: "NORMAL")
+        if let pragmas = ProcessInfo.processInfo.environment["P2POS_PERF_PRAGMAS"] { try db.exec(pragmas) }
         let ledger = try Ledger(db: db, clusterID: Harness.cluster)
         let key = PrivateKey.generate()
         let n = Int(ProcessInfo.processInfo.environment["P2POS_PERF_N"] ?? "20000") ?? 20000
