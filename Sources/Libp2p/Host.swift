@@ -58,6 +58,7 @@ public final class Libp2pHost: @unchecked Sendable {
 
     private let lock = NSLock()
     private var handlers: [String: StreamHandler] = [:]
+    private var lineHandlers: [String: LineHandler] = [:]
     private var authorizer: (@Sendable (PeerID, String) -> Bool)? = nil
     private var subscribers: [UInt64: AsyncStream<HostEvent>.Continuation] = [:]
     private var nextSub: UInt64 = 0
@@ -116,11 +117,15 @@ public final class Libp2pHost: @unchecked Sendable {
 
     /// Register (or replace) the handler for a protocol ID.
     public func setHandler(_ protocolID: String, _ handler: @escaping StreamHandler) {
-        lock.lock(); handlers[protocolID] = handler; lock.unlock()
+        lock.lock(); handlers[protocolID] = handler; lineHandlers[protocolID] = nil; lock.unlock()
+    }
+
+    func setLineHandlerEntry(_ protocolID: String, _ h: LineHandler) {
+        lock.lock(); lineHandlers[protocolID] = h; handlers[protocolID] = nil; lock.unlock()
     }
 
     public func removeHandler(_ protocolID: String) {
-        lock.lock(); handlers[protocolID] = nil; lock.unlock()
+        lock.lock(); handlers[protocolID] = nil; lineHandlers[protocolID] = nil; lock.unlock()
     }
 
     /// Decide per (authenticated peer, protocol) whether an inbound stream may use a protocol;
@@ -138,8 +143,16 @@ public final class Libp2pHost: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }; return handlers[p]
     }
 
+    func lineHandler(for p: String) -> LineHandler? {
+        lock.lock(); defer { lock.unlock() }; return lineHandlers[p]
+    }
+
+    func hasHandler(_ p: String) -> Bool {
+        lock.lock(); defer { lock.unlock() }; return handlers[p] != nil || lineHandlers[p] != nil
+    }
+
     /// Protocol IDs with a registered handler.
-    public var protocols: [String] { lock.lock(); defer { lock.unlock() }; return handlers.keys.sorted() }
+    public var protocols: [String] { lock.lock(); defer { lock.unlock() }; return (Array(handlers.keys) + Array(lineHandlers.keys)).sorted() }
 
     // MARK: events
 
@@ -340,26 +353,9 @@ public final class Libp2pHost: @unchecked Sendable {
 
     // MARK: inbound streams
 
+    /// Loop thread: a new inbound stream is negotiated on the loop, then served.
     func handleInbound(_ s: Libp2pStream) {
-        Task.detached { [self] in
-            do {
-                let picked = try await withTimeout(config.streamNegotiationTimeout, "protocol negotiation", onTimeout: { s.reset() }) {
-                    try await StreamNegotiation.listen(s) { [self] p in
-                        guard self.handler(for: p) != nil else { return false }
-                        if self.allowed(s.remotePeer, p) { return true }
-                        Log.debug("LIBP2P", "stream_unauthorized", ["peer_id": s.remotePeer, "protocol": p])
-                        return false
-                    }
-                }
-                guard let proto = picked, let h = handler(for: proto) else { s.reset(); return }
-                s.core.protocolID = proto
-                await h(s)
-                await s.close()
-            } catch {
-                Log.debug("LIBP2P", "stream_negotiation_failed", ["peer_id": s.remotePeer, "reason": error])
-                s.reset()
-            }
-        }
+        negotiateInbound(s)
     }
 
     // MARK: identify

@@ -195,6 +195,12 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
 
     func connectedPeers() -> [PeerID] { primary.keys.sorted() }
 
+    /// Loop thread: the established connection to `peer`, if any.
+    func establishedConnection(_ peer: PeerID) -> Connection? {
+        guard let c = primary[peer], c.isEstablished else { return nil }
+        return c
+    }
+
     /// Open (established or handshaking) connections to `peer`.
     func connectionCount(_ peer: PeerID) -> Int { conns.values.filter { $0.remotePeer == peer && !$0.isClosed }.count }
 

@@ -28,7 +28,7 @@ public enum Multistream {
         guard bytes.count >= n + Int(len) else { return nil }
         guard bytes[n + Int(len) - 1] == 0x0a else { throw WireError.invalid("multistream message (no trailing newline)") }
         let body = UnsafeBufferPointer(rebasing: bytes[n..<(n + Int(len) - 1)])
-        guard let s = String(validating: body, as: UTF8.self), !s.contains("\n") else {
+        guard !body.contains(0x0a), let s = String(validating: body, as: UTF8.self) else {
             throw WireError.invalid("multistream message (not UTF-8 text)")
         }
         return (s, n + Int(len))

@@ -95,6 +95,20 @@ final class StreamCore: @unchecked Sendable {
         c(reset)
     }
 
+    /// Loop: back to buffered delivery for `read`; `pushBack` (bytes a receiver took but did
+    /// not use) is put in front of anything that arrives later.
+    func uninstallReceiver(pushBack: [UInt8]) {
+        receiver = nil
+        receiverClosed = nil
+        guard !pushBack.isEmpty else { return }
+        lock.lock()
+        recvBuf.append(pushBack)
+        // Those bytes were credited as consumed when the receiver took them; they are credited
+        // again when read, so take back what has not been granted yet.
+        unackedConsumed -= min(unackedConsumed, UInt32(pushBack.count))
+        lock.unlock()
+    }
+
     /// Loop: switch to push delivery. Bytes already buffered go to `receive` first; a stream
     /// that already ended reports it at once.
     func installReceiver(_ receive: @escaping (UnsafeBufferPointer<UInt8>) -> Void, closed: @escaping (Bool) -> Void) {

@@ -25,14 +25,33 @@ public struct Heartbeat: Codable, Equatable, Sendable {
         return h
     }
 
+    /// Decode the wire form (a JSON object with the four string fields; other fields are
+    /// ignored, as a Codable decoder would) without Foundation's JSONDecoder.
+    public static func decode(_ bytes: [UInt8]) throws -> Heartbeat {
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes, limits: JSONLimits(maxBytes: 4096, maxDepth: 4)) } catch {
+            throw MembershipError.invalid("heartbeat is not valid JSON: \(error)")
+        }
+        func field(_ k: String) throws -> String {
+            guard let f = v[k] else { throw MembershipError.invalid("heartbeat lacks \"\(k)\"") }
+            guard let s = f.stringValue else { throw MembershipError.invalid("heartbeat \"\(k)\" must be a string") }
+            return s
+        }
+        guard case .object = v else { throw MembershipError.invalid("heartbeat must be a JSON object") }
+        return Heartbeat(clusterID: try field("cluster_id"), peerID: try field("peer_id"), ts: try field("ts"), sig: try field("sig"))
+    }
+
     /// Accept only from `expectedPeer` (the Noise-authenticated sender), a member, signed, within ±window of now.
-    public func verify(clusterID expected: String, expectedPeer: String, isMember: Bool, now: Timestamp, window: Double) throws -> Timestamp {
+    /// `senderKey`, when given, is the authenticated sender's public key (saves decoding it
+    /// from `peer_id`, which must equal `expectedPeer` anyway).
+    public func verify(clusterID expected: String, expectedPeer: String, isMember: Bool, now: Timestamp, window: Double,
+                       senderKey: PublicKey? = nil) throws -> Timestamp {
         guard clusterID == expected else { throw MembershipError.rejected("heartbeat for cluster \"\(clusterID)\"") }
         guard peerID == expectedPeer else { throw MembershipError.rejected("heartbeat peer_id \(peerID) is not the sender \(expectedPeer)") }
         guard isMember else { throw MembershipError.rejected("heartbeat from non-member \(peerID)") }
         guard let t = Timestamp(rfc3339: ts) else { throw MembershipError.invalid("heartbeat ts is not RFC 3339") }
         guard abs(t.interval(since: now)) <= window else { throw MembershipError.rejected("heartbeat ts \(ts) outside ±\(Int(window))s") }
-        guard let pid = try? PeerID(string: peerID), let key = pid.publicKey,
+        guard let key = senderKey ?? (try? PeerID(string: peerID))?.publicKey,
               let s = Base64.decode(sig), key.verify(signature: s, message: Array("\(clusterID)|\(peerID)|\(t.rfc3339Nano)".utf8)) else {
             throw MembershipError.rejected("heartbeat signature does not verify")
         }

@@ -253,14 +253,38 @@ public final class Daemon: @unchecked Sendable {
     // MARK: streams
 
     /// One JSON exchange on a fresh stream: request line out, reply line in, all within `timeout`.
-    func exchange(peer: String, proto: String, request: Data, maxReply: Int, timeout: Double = 5) async throws -> [UInt8] {
+    /// `optimistic`: pipeline the request behind the protocol proposal (one round trip); only for
+    /// protocols every p2pos node serves.
+    func exchange(peer: String, proto: String, request: Data, maxReply: Int, timeout: Double = 5, optimistic: Bool = false) async throws -> [UInt8] {
         let pid = try PeerID(string: peer)
+        var line = [UInt8](request)
+        line.append(0x0a)
+        // Driven on the event loop (no task per step); a peer we are not connected to goes
+        // through `openStream`, which can dial the addresses identify taught us.
+        let r: Result<[UInt8], Libp2pError> = await withCheckedContinuation { cont in
+            host.requestLine(to: pid, protocolID: proto, request: line, maxReply: maxReply + 1, timeout: timeout, optimistic: optimistic) { cont.resume(returning: $0) }
+        }
+        switch r {
+        case .success(let bytes):
+            if bytes.isEmpty { throw P2POSError("NO_REPLY", "\(proto): peer closed without a reply") }
+            let end = bytes.firstIndex(of: 0x0a) ?? bytes.count
+            guard end <= maxReply else { throw Libp2pError.tooLarge("line over \(maxReply) bytes") }
+            return Array(bytes[..<end])
+        case .failure(.notConnected):
+            return try await exchangeOverTask(peer: pid, proto: proto, line: line, maxReply: maxReply, timeout: timeout)
+        case .failure(.timeout):
+            throw P2POSError("TIMEOUT", "\(proto): no reply from \(peer) within \(timeout)s")
+        case .failure(let e):
+            throw e
+        }
+    }
+
+    private func exchangeOverTask(peer pid: PeerID, proto: String, line: [UInt8], maxReply: Int, timeout: Double) async throws -> [UInt8] {
+        let peer = pid.base58
         let stream = try await host.openStream(to: pid, protocols: [proto])
         let deadline = Deadline(seconds: timeout) { stream.reset() }
         defer { deadline.cancel() }
         do {
-            var line = [UInt8](request)
-            line.append(0x0a)
             try await stream.write(line)
             try await stream.closeWrite()
             let reply = try await stream.readLine(maxLength: maxReply)
@@ -285,6 +309,8 @@ public final class Daemon: @unchecked Sendable {
             return nil
         }
     }
+
+    static let okLine: [UInt8] = Array(Out_json(["ok": true]).utf8) + [0x0a]
 
     func reply(_ s: Libp2pStream, _ obj: [String: Any]) async {
         do {
@@ -333,25 +359,27 @@ public final class Daemon: @unchecked Sendable {
                 if peer == snap.issuerPeerID { fanOut(snap, except: peer) }
             }
         }
-        host.setHandler(P2POSProtocol.heartbeat) { [self] s in
-            let peer = s.remotePeer.base58
+        // Heartbeats are the busiest protocol (every member, every few seconds): served on the
+        // event loop without a task per stream.
+        host.setLineHandler(P2POSProtocol.heartbeat, maxLength: 4096) { [self] remote, req in
+            let peer = remote.base58
             guard state != .unconfigured, isMember(peer) else {
                 Log.debug("heartbeat", "refused", ["from": peer, "reason": "not a member or unconfigured"])
                 lock.withLock { _metrics.heartbeatsRejected += 1 }
-                s.reset(); return
+                return nil
             }
-            guard let req = await readRequest(s, max: 4096) else { s.reset(); return }
             do {
-                let hb = try JSONDecoder().decode(Heartbeat.self, from: Data(req))
-                let ts = try hb.verify(clusterID: clusterID, expectedPeer: peer, isMember: true, now: Timestamp.now(), window: config.heartbeatWindow)
+                let hb = try Heartbeat.decode(req)
+                let ts = try hb.verify(clusterID: clusterID, expectedPeer: peer, isMember: true, now: Timestamp.now(), window: config.heartbeatWindow,
+                                       senderKey: remote.publicKey)
                 let addr = lock.withLock { _metrics.heartbeatsIn += 1; return _connected[peer] ?? "" }
                 store.recordPresence(PresenceRecord(peerID: peer, lastRemoteAddr: addr, lastSeenAt: ts, rttMs: nil,
                                                     reachability: "reachable", observedBy: peerID))
-                await reply(s, ["ok": true])
+                return Daemon.okLine
             } catch {
                 lock.withLock { _metrics.heartbeatsRejected += 1 }
                 Log.warn("heartbeat", "rejected", ["from": peer, "reason": "\(error)"])
-                await reply(s, ["ok": false, "error": "\(error)"])
+                return Array(Out_json(["ok": false, "error": "\(error)"]).utf8) + [0x0a]
             }
         }
         host.setHandler(P2POSProtocol.status) { [self] s in
@@ -525,7 +553,7 @@ public final class Daemon: @unchecked Sendable {
             Task { [self] in
                 let hb = Heartbeat.make(key: key, clusterID: cluster, at: Timestamp.now())
                 do {
-                    let r = try await exchange(peer: p, proto: P2POSProtocol.heartbeat, request: JSONEncoder().encode(hb), maxReply: 4096)
+                    let r = try await exchange(peer: p, proto: P2POSProtocol.heartbeat, request: JSONEncoder().encode(hb), maxReply: 4096, optimistic: true)
                     lock.withLock { _metrics.heartbeatsOut += 1 }
                     if let o = try? JSONSerialization.jsonObject(with: Data(r)) as? [String: Any], o["ok"] as? Bool != true {
                         Log.warn("heartbeat", "refused_by_peer", ["peer": p, "reason": o["error"] as? String ?? "?"])

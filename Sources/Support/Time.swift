@@ -33,13 +33,28 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     /// Go RFC3339Nano: UTC, `Z`, fraction without trailing zeros, none when zero.
     public var rfc3339Nano: String {
         let (y, mo, d, h, mi, s) = Timestamp.civil(fromUnix: seconds)
-        var out = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", y, mo, d, h, mi, s)
-        if nanos != 0 {
-            var frac = String(format: "%09d", nanos)
-            while frac.hasSuffix("0") { frac.removeLast() }
-            out += "." + frac
+        var out: [UInt8] = []
+        out.reserveCapacity(30)
+        func digits(_ v: Int, _ width: Int) {
+            // Zero-padded to `width`; wider values keep all their digits (as %0Nd does).
+            var buf: [UInt8] = []
+            var x = v < 0 ? -v : v
+            repeat { buf.append(UInt8(48 + x % 10)); x /= 10 } while x > 0
+            while buf.count < (v < 0 ? width - 1 : width) { buf.append(48) }
+            if v < 0 { out.append(UInt8(ascii: "-")) }
+            out.append(contentsOf: buf.reversed())
         }
-        return out + "Z"
+        digits(y, 4); out.append(UInt8(ascii: "-")); digits(mo, 2); out.append(UInt8(ascii: "-")); digits(d, 2)
+        out.append(UInt8(ascii: "T")); digits(h, 2); out.append(UInt8(ascii: ":")); digits(mi, 2); out.append(UInt8(ascii: ":")); digits(s, 2)
+        if nanos != 0 {
+            out.append(UInt8(ascii: "."))
+            var frac = Int(nanos)
+            var width = 9
+            while frac % 10 == 0 { frac /= 10; width -= 1 }
+            digits(frac, width)
+        }
+        out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     public var description: String { rfc3339Nano }
