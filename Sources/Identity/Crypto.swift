@@ -1,3 +1,4 @@
+import Foundation
 import CSodium
 import Wire
 
@@ -257,5 +258,14 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     /// Byte-wise order of the multihashes (cheap; any stable order serves sorting).
-    public static func < (a: PeerID, b: PeerID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public static func < (a: PeerID, b: PeerID) -> Bool {
+        // Byte order, as lexicographicallyPrecedes, through memcmp.
+        a.bytes.withUnsafeBufferPointer { x in
+            b.bytes.withUnsafeBufferPointer { y in
+                let n = min(x.count, y.count)
+                let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
+                return c != 0 ? c < 0 : x.count < y.count
+            }
+        }
+    }
 }

@@ -88,7 +88,9 @@ final class EventLoop: @unchecked Sendable {
         let needWake = !wakePending
         wakePending = true
         lock.unlock()
-        if needWake {
+        // The loop thread itself needs no wake-up: it runs pending work before it waits again.
+        // The loop thread itself needs no wake-up: it runs pending work before it waits again.
+        if needWake && !inLoop {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)
         }

@@ -295,7 +295,12 @@ public final class Libp2pHost: @unchecked Sendable {
     }
 
     /// Whether a connection to `peer` is open.
-    public func isConnected(_ peer: PeerID) async -> Bool { await connectedPeers().contains(peer) }
+    public func isConnected(_ peer: PeerID) async -> Bool {
+        let c = core
+        return await withCheckedContinuation { (cont: CheckedContinuation<Bool, Never>) in
+            loop.execute { cont.resume(returning: c.hasConnection(peer)) }
+        }
+    }
 
     /// Close all connections to a peer.
     public func disconnect(_ peer: PeerID) {

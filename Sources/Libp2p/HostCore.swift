@@ -195,6 +195,9 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
 
     func connectedPeers() -> [PeerID] { primary.keys.sorted() }
 
+    /// Loop thread: whether a connection to `peer` is open (as `connectedPeers` would list it).
+    func hasConnection(_ peer: PeerID) -> Bool { primary[peer] != nil }
+
     /// Loop thread: the established connection to `peer`, if any.
     func establishedConnection(_ peer: PeerID) -> Connection? {
         guard let c = primary[peer], c.isEstablished else { return nil }

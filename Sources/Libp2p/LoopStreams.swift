@@ -137,11 +137,14 @@ extension Libp2pHost {
         }
         func finish(_ reply: [UInt8]?) {
             loop.cancelTimer(st.timer)
-            st.stream = nil
             core.uninstallReceiver(pushBack: [])
-            guard let reply else { conn.streamReset(core); return }
-            conn.streamSend(core, reply, nil)
-            conn.streamCloseWrite(core, full: true, nil)
+            if let reply {
+                conn.streamSend(core, reply, nil)
+                conn.streamCloseWrite(core, full: true, nil)
+            } else {
+                conn.streamReset(core)
+            }
+            st.stream = nil   // last: dropping the handle closes the stream
         }
         let receive: (UnsafeBufferPointer<UInt8>) -> Void = { chunk in
             guard st.stream != nil else { return }

@@ -387,7 +387,7 @@ final class StreamCore: @unchecked Sendable {
         if done { return }
         if upd { scheduleUpdate() }
         let c = conn, s = self
-        c.loop.execute { c.streamCloseWrite(s, full: true, nil) }
+        c.loop.run { c.streamCloseWrite(s, full: true, nil) }
     }
 
     /// Close both directions gracefully (FIN; further incoming data is discarded).

@@ -83,10 +83,20 @@ final class PeerLink: @unchecked Sendable {
                     dropped += batch.count
                 }
                 s.reset()
-                retry(host, after: 0.05)
+                retry(host, after: backoff())
                 return
             }
             if backlog > PeerLink.backlogLimit { retry(host, after: 0.002) } else { flush(host) }
+        }
+    }
+
+    /// Consecutive failures to open or write the stream: retries back off from 50 ms to 5 s, so
+    /// a member that is down (or does not serve Raft) is not asked 20 times a second.
+    private var failures = 0
+    private func backoff() -> Double {
+        lock.withLock {
+            failures += 1
+            return min(5, 0.05 * pow(2, Double(min(failures - 1, 10))))
         }
     }
 
@@ -101,13 +111,14 @@ final class PeerLink: @unchecked Sendable {
             let s = try await host.openStream(to: pid, protocols: [P2POSProtocol.raft])
             lock.withLock {
                 stream = s
+                failures = 0
                 queue.insert(contentsOf: batch, at: 0)
                 queuedBytes += batch.reduce(0) { $0 + $1.count }
             }
             flush(host)
         } catch {
             lock.withLock { dropped += batch.count }
-            retry(host, after: 0.05)
+            retry(host, after: backoff())
         }
     }
 

@@ -64,4 +64,15 @@ final class IdentityTests: XCTestCase {
         XCTAssertThrowsError(try PrivateKey(protobuf: inconsistent)) { XCTAssertEqual($0 as? KeyError, .inconsistentKeyPair) }
         XCTAssertThrowsError(try PublicKey(raw: [1, 2, 3]))
     }
+
+    func testPeerIDOrderIsByteOrder() throws {
+        var ids = (0..<200).map { _ in PrivateKey.generate().peerID }
+        ids.append(ids[0])
+        for a in ids.prefix(40) {
+            for b in ids {
+                XCTAssertEqual(a < b, a.bytes.lexicographicallyPrecedes(b.bytes))
+            }
+        }
+        XCTAssertEqual(ids.sorted().map(\.bytes), ids.map(\.bytes).sorted { $0.lexicographicallyPrecedes($1) })
+    }
 }
