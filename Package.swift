@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Identity", "Storage", "Wire", "Support"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
-        .testTarget(name: "CLITests", dependencies: ["P2POSCLI"]),
+        .testTarget(name: "CLITests", dependencies: ["P2POSCLI", "Node", "Raft", "RaftStorage", "Support"]),
     ],
     swiftLanguageModes: [.v6]
 )

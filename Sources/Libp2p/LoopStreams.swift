@@ -131,9 +131,9 @@ extension Libp2pHost {
         let st = LoopStreamState(s)
         let peer = s.remotePeer
         st.timer = loop.schedule(after: lh.timeout) {
-            guard let s = st.stream else { return }
+            guard st.stream != nil else { return }
+            conn.streamReset(core)
             st.stream = nil
-            s.reset()
         }
         func finish(_ reply: [UInt8]?) {
             loop.cancelTimer(st.timer)
@@ -161,8 +161,8 @@ extension Libp2pHost {
             // The remote ended (or reset) before sending a whole line.
             guard st.stream != nil else { return }
             loop.cancelTimer(st.timer)
-            st.stream = nil
             conn.streamReset(core)
+            st.stream = nil   // after the reset: dropping the handle would close gracefully
         })
         if !rest.isEmpty { rest.withUnsafeBufferPointer { receive($0) } }
     }

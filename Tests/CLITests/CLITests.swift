@@ -1,6 +1,9 @@
 import XCTest
 @testable import P2POSCLI
 @testable import Node
+import Raft
+import RaftStorage
+import Support
 
 final class CLITests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -88,5 +91,32 @@ final class ConfigTests: XCTestCase {
         let c = try NodeConfig.parse(Data("{\"heartbeat\":{\"interval\":\"10s\",\"window\":\"5m\"}}".utf8), path: "x")
         XCTAssertEqual(c.heartbeatInterval, 10)
         XCTAssertEqual(c.heartbeatWindow, 300)
+    }
+}
+
+/// `init --new-system` writes the founding Raft configuration, so the first start bootstraps
+/// whatever membership snapshot arrives first (a race that used to leave a cluster leaderless).
+final class GenesisTests: XCTestCase {
+    func testNewSystemWritesTheFoundingRaftConfiguration() throws {
+        let dir = NSTemporaryDirectory() + "genesis-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try createNewSystem(dataDir: dir, configPath: dir + "/config.json", clusterID: "g1", listen: ["127.0.0.1:0"],
+                                    validTo: Timestamp.now().adding(seconds: 3600), now: Timestamp.now(), force: false)
+        let me = try XCTUnwrap(r.json["peer_id"] as? String)
+        let state = try RaftStorage(path: dir + "/raft.db").load()
+        XCTAssertEqual(state.hardState.term, 1)
+        XCTAssertEqual(state.hardState.commit, 1)
+        XCTAssertEqual(state.entries.count, 1)
+        XCTAssertEqual(state.entries.first?.kind, .config)
+        XCTAssertEqual(try ConfState.decode(state.entries[0].data).voters, [me])
+        // A Raft node built from it is a one-voter group that elects itself.
+        var cfg = RaftConfig(id: me)
+        cfg.electionTick = 3
+        var n = try RaftNode(config: cfg, state: state)
+        for _ in 0..<20 { n.tick(); while n.hasReady { let rd = n.ready(); n.advance(rd) } }
+        XCTAssertEqual(n.role, .leader)
+        // An existing log is never overwritten.
+        try Consensus.writeGenesisLog(dataDir: dir, selfID: "someone-else")
+        XCTAssertEqual(try ConfState.decode(try RaftStorage(path: dir + "/raft.db").load().entries[0].data).voters, [me])
     }
 }

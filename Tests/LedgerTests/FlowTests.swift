@@ -140,6 +140,54 @@ final class FlowTests: XCTestCase {
     }
 }
 
+extension FlowTests {
+    /// Deferred commits: results come from the open transaction; a crash before the commit
+    /// loses that part, and replaying the same entries (as Raft does after a restart) gives the
+    /// same results and the same state.
+    func testDeferredCommitCrashReplaysToTheSameState() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.db").path
+        // Reference: the whole flow applied with a commit per entry.
+        let ref = try Harness()
+        try runFlow(ref)
+        let entries = ref.entries
+        let split = entries.count / 2
+        var firstResults: [TxResult] = []
+        do {
+            let db = try SQLiteDB(path: path, synchronous: "NORMAL")
+            let l = try Ledger(db: db, clusterID: Harness.cluster)
+            // A second connection (opened first: opening writes the schema) sees only commits.
+            let other = try Ledger(db: try SQLiteDB(path: path, synchronous: "NORMAL"), clusterID: Harness.cluster)
+            l.deferCommits = true
+            firstResults += try l.applyBatch(Array(entries[..<split]))
+            XCTAssertNotNil(l.pendingSince)
+            try l.commitPending()
+            XCTAssertNil(l.pendingSince)
+            firstResults += try l.applyBatch(Array(entries[split...]))
+            XCTAssertEqual(l.pendingEntries, entries.count - split)
+            XCTAssertEqual(try l.lastAppliedIndex(), UInt64(entries.count), "this connection sees its own applied state")
+            XCTAssertEqual(try other.lastAppliedIndex(), UInt64(split))
+            // "Crash": the connection goes away without COMMIT.
+        }
+        let db = try SQLiteDB(path: path, synchronous: "NORMAL")
+        let l = try Ledger(db: db, clusterID: Harness.cluster)
+        XCTAssertEqual(try l.lastAppliedIndex(), UInt64(split), "the uncommitted part is gone")
+        let replay = try l.applyBatch(Array(entries[split...]))
+        XCTAssertEqual(replay.map(\.status), Array(firstResults[split...]).map(\.status))
+        XCTAssertEqual(replay.map(\.code), Array(firstResults[split...]).map(\.code))
+        XCTAssertEqual(replay.map(\.eventSeq), Array(firstResults[split...]).map(\.eventSeq))
+        XCTAssertEqual(try l.snapshot(), try ref.ledger.snapshot(), "same state as applying everything once")
+        // markApplied and restore work with a transaction open.
+        l.deferCommits = true
+        try l.markApplied(raftIndex: UInt64(entries.count + 1))
+        try l.restore(try ref.ledger.snapshot())
+        XCTAssertNil(l.pendingSince)
+        XCTAssertEqual(try l.snapshot(), try ref.ledger.snapshot())
+    }
+}
+
 final class LedgerFuzzTests: XCTestCase {
     /// Mutated txs never crash decode or apply; anything applied is the original tx.
     func testMutatedTxsNeverCrashOrForge() throws {
