@@ -120,3 +120,48 @@ final class GenesisTests: XCTestCase {
         XCTAssertEqual(try ConfState.decode(try RaftStorage(path: dir + "/raft.db").load().entries[0].data).voters, [me])
     }
 }
+
+/// The raft stream's frame splitter (runs on the event loop on bytes from a peer).
+final class RaftFrameReaderTests: XCTestCase {
+    func frames(_ msgs: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for m in msgs {
+            var n = UInt64(m.count)
+            while n >= 0x80 { out.append(UInt8(n & 0x7f) | 0x80); n >>= 7 }
+            out.append(UInt8(n))
+            out += m
+        }
+        return out
+    }
+
+    func testAnyChunkingGivesTheSameFrames() throws {
+        var g = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let msgs = (0..<Int.random(in: 1...20, using: &g)).map { _ in (0..<Int.random(in: 0...3000, using: &g)).map { _ in UInt8.random(in: 0...255, using: &g) } }
+            let bytes = frames(msgs)
+            let r = RaftFrameReader(maxFrame: 1 << 20)
+            var got: [[UInt8]] = []
+            var i = 0
+            while i < bytes.count {
+                let n = min(bytes.count - i, Int.random(in: 1...700, using: &g))
+                got += try bytes[i..<(i + n)].withUnsafeBufferPointer { try r.feed($0) }
+                i += n
+            }
+            XCTAssertEqual(got, msgs)
+        }
+    }
+
+    func testBadInputIsAnErrorNotACrash() {
+        let r = RaftFrameReader(maxFrame: 1024)
+        XCTAssertThrowsError(try frames([[UInt8](repeating: 1, count: 2000)]).withUnsafeBufferPointer { try r.feed($0) }, "oversized frame")
+        let r2 = RaftFrameReader(maxFrame: 1024)
+        XCTAssertThrowsError(try [UInt8](repeating: 0xff, count: 12).withUnsafeBufferPointer { try r2.feed($0) }, "endless varint")
+        // Garbage never traps: random bytes either parse as frames or throw.
+        var g = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let r3 = RaftFrameReader(maxFrame: 4096)
+            let junk = (0..<Int.random(in: 0...64, using: &g)).map { _ in UInt8.random(in: 0...255, using: &g) }
+            _ = try? junk.withUnsafeBufferPointer { try r3.feed($0) }
+        }
+    }
+}
