@@ -108,7 +108,7 @@ public final class Ledger: @unchecked Sendable {
             // A storage failure: everything since BEGIN is gone and will be replayed.
             pendingSince = nil
             pendingEntries = 0
-            try? db.run("ROLLBACK")
+            _ = try? db.run("ROLLBACK")
             throw error
         }
     }

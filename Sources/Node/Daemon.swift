@@ -750,10 +750,12 @@ public final class Daemon: @unchecked Sendable {
             for p in conns.keys.filter({ isMember($0) }).shuffled().prefix(3) { Task { await self.exchangePeers(with: p) } }
         })
         scheduler.add(.init(name: "dns_refresh", interval: 300, runOnStart: false) { [self] in resolveBootstrap() })
+        // READY first: the watchdog task runs as soon as it is added, and systemd should hear
+        // that start-up finished before the first keep-alive.
+        SystemdNotify.send("READY=1\nSTATUS=\(state.rawValue)")
         if let wd = SystemdNotify.watchdogInterval {
             scheduler.add(.init(name: "watchdog", interval: wd / 2) { SystemdNotify.send("WATCHDOG=1") })
         }
-        SystemdNotify.send("READY=1\nSTATUS=\(state.rawValue)")
         Log.info("node", "started", ["state": state.rawValue, "members": members.count])
     }
 
