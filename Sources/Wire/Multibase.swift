@@ -91,19 +91,72 @@ enum BaseN {
 
 /// Standard base64 (RFC 4648 with padding), strict on decode.
 public enum Base64 {
+    static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    /// Byte → 6-bit value, 0xff for bytes outside the alphabet.
+    static let values: [UInt8] = {
+        var t = [UInt8](repeating: 0xff, count: 256)
+        for (i, c) in alphabet.enumerated() { t[Int(c)] = UInt8(i) }
+        return t
+    }()
+
     public static func encode(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString()
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 3 <= bytes.count {
+            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(alphabet[Int(v >> 6 & 63)]); out.append(alphabet[Int(v & 63)])
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest > 0 {
+            let v = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
+            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(rest == 2 ? alphabet[Int(v >> 6 & 63)] : UInt8(ascii: "="))
+            out.append(UInt8(ascii: "="))
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Nil on anything but canonical padded standard base64 (surrounding whitespace is trimmed).
     public static func decode(_ text: String) -> [UInt8]? {
-        let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !t.isEmpty, t.utf8.count % 4 == 0 else { return t.isEmpty ? [] : nil }
-        guard let d = Data(base64Encoded: t) else { return nil }
-        let bytes = [UInt8](d)
-        // Reject non-canonical encodings (non-zero padding bits).
-        guard Data(bytes).base64EncodedString() == t else { return nil }
-        return bytes
+        var u = Array(text.utf8)
+        // Non-ASCII input is never valid base64, but Unicode whitespace around it is trimmed.
+        if u.contains(where: { $0 >= 0x80 }) {
+            u = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+            if u.contains(where: { $0 >= 0x80 }) { return nil }
+        }
+        var lo = 0, hi = u.count
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0d) }
+        while lo < hi && isSpace(u[lo]) { lo += 1 }
+        while hi > lo && isSpace(u[hi - 1]) { hi -= 1 }
+        let n = hi - lo
+        if n == 0 { return [] }
+        guard n % 4 == 0 else { return nil }
+        var pad = 0
+        if u[hi - 1] == UInt8(ascii: "=") { pad = 1; if u[hi - 2] == UInt8(ascii: "=") { pad = 2 } }
+        var out: [UInt8] = []
+        out.reserveCapacity(n / 4 * 3)
+        var i = lo
+        while i < hi {
+            let last = i + 4 == hi
+            let a = values[Int(u[i])], b = values[Int(u[i + 1])]
+            let c = last && pad == 2 ? 0 : values[Int(u[i + 2])]
+            let d = last && pad >= 1 ? 0 : values[Int(u[i + 3])]
+            guard a < 64, b < 64, c < 64, d < 64 else { return nil }
+            let v = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+            out.append(UInt8(v >> 16))
+            if !(last && pad == 2) { out.append(UInt8(v >> 8 & 0xff)) }
+            if !(last && pad >= 1) { out.append(UInt8(v & 0xff)) }
+            if last {
+                // Canonical: the bits the padding drops must be zero.
+                if pad == 2 && (b & 0x0f) != 0 { return nil }
+                if pad == 1 && (c & 0x03) != 0 { return nil }
+            }
+            i += 4
+        }
+        return out
     }
 }
 

@@ -107,3 +107,35 @@ final class MultibaseTests: XCTestCase {
         XCTAssertEqual(Base64.decode(" QQ==\n"), [0x41])
     }
 }
+
+/// The hand-written base64 codec gives exactly the old Foundation-based answers.
+final class Base64EquivalenceTests: XCTestCase {
+    static func referenceDecode(_ text: String) -> [UInt8]? {
+        let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !t.isEmpty, t.utf8.count % 4 == 0 else { return t.isEmpty ? [] : nil }
+        guard let d = Data(base64Encoded: t) else { return nil }
+        let bytes = [UInt8](d)
+        guard Data(bytes).base64EncodedString() == t else { return nil }
+        return bytes
+    }
+
+    func testMatchesFoundation() {
+        var g = SystemRandomNumberGenerator()
+        let chars = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n\t.".utf8)
+        for n in 0..<300 {
+            let bytes = (0..<(n % 70)).map { _ in UInt8.random(in: 0...255, using: &g) }
+            let enc = Base64.encode(bytes)
+            XCTAssertEqual(enc, Data(bytes).base64EncodedString())
+            XCTAssertEqual(Base64.decode(enc), bytes)
+            XCTAssertEqual(Base64.decode(" \n" + enc + "\t "), bytes)
+        }
+        var cases = ["", " ", "=", "==", "A===", "AA==", "AB==", "AAA=", "AAB=", "AAAA", "A=AA", "AA=A", "QQ", "QQ=", "QQ==\n",
+                     "Zm9v", "Zm9vYg==", "Zm9vYh==", "Zm9vYmE=", "Zm9vYmF=", "Zm9v YmFy", "Zm9v-_==", "\u{00a0}Zm9v\u{00a0}", "Zm9vé==="]
+        for _ in 0..<20000 {
+            cases.append(String(decoding: (0..<Int.random(in: 0...12, using: &g)).map { _ in chars.randomElement(using: &g)! }, as: UTF8.self))
+        }
+        for c in cases {
+            XCTAssertEqual(Base64.decode(c), Base64EquivalenceTests.referenceDecode(c), "input \(Array(c.utf8))")
+        }
+    }
+}
