@@ -241,11 +241,16 @@ public final class Ledger: @unchecked Sendable {
     /// when the signer's nonce is taken by another tx. nil means: propose it.
     /// (Apply re-checks both; this only saves log entries that are certain to be no-ops.)
     public func precheck(_ tx: Tx) throws -> TxResult? {
+        // One lookup in the common case: every recorded tx left its (signer, nonce) row (its
+        // own, or another tx's when it was rejected as REPLAYED), so no row means no record.
+        guard let owner = try nonceOwner(tx) else { return nil }
         if let original = try result(txID: tx.txID) { return original }
-        if let other = try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)]).first?.first?.text {
-            return .rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"), txID: tx.txID, raftIndex: 0)
-        }
-        return nil
+        return .rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(owner)"), txID: tx.txID, raftIndex: 0)
+    }
+
+    /// The tx_id that holds the signer's nonce, if any.
+    func nonceOwner(_ tx: Tx) throws -> String? {
+        try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)]).first?.first?.text
     }
 
     private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64, decoded: Tx?, _ batch: inout BatchState) throws -> TxResult {
@@ -264,7 +269,10 @@ public final class Ledger: @unchecked Sendable {
             if !stale { batch.last = raftIndex }
             return .rejected(r, txID: nil, raftIndex: 0)
         }
-        if let original = try result(txID: tx.txID) {
+        // Every recorded tx left a (signer, nonce) row, so without one there is no record and the
+        // tx_id lookup is skipped (the common case: one query instead of two).
+        let owner = try nonceOwner(tx)
+        if owner != nil, let original = try result(txID: tx.txID) {
             if !stale { batch.last = raftIndex }
             return original
         }
@@ -274,8 +282,7 @@ public final class Ledger: @unchecked Sendable {
         batch.last = raftIndex
 
         // Nonce: one tx per (signer, nonce), forever.
-        let nonceRows = try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)])
-        if let other = nonceRows.first?.first?.text {
+        if let other = owner {
             let r = TxResult.rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"),
                                       txID: tx.txID, raftIndex: raftIndex)
             try record(tx, r)
