@@ -472,12 +472,12 @@ public final class Consensus: @unchecked Sendable {
         maybeSnapshot()
     }
 
-    /// Apply queue: the ledger's open write transaction is committed once it is 100 ms old or
+    /// Apply queue: the ledger's open write transaction is committed once it is 20 ms old or
     /// holds 4096 entries — results were already answered from it (apply is deterministic and a
     /// crash replays the uncommitted part from the Raft log). A timer bounds how long other
     /// connections (pre-proposal checks, compaction snapshots) wait to see it.
     private var commitTimerArmed = false
-    static let ledgerCommitDelay = 0.1
+    static let ledgerCommitDelay = 0.02
     func scheduleLedgerCommit() {
         guard let since = ledger.pendingSince else { return }
         if ledger.pendingEntries >= 4096 || Monotonic.nanos() - since >= UInt64(Consensus.ledgerCommitDelay * 1e9) {
@@ -487,6 +487,9 @@ public final class Consensus: @unchecked Sendable {
         if !commitTimerArmed {
             commitTimerArmed = true
             applyQueue.asyncAfter(deadline: .now() + Consensus.ledgerCommitDelay) { [self] in
+                // Counted as apply work, so the raft queue does not apply inline behind it.
+                waitLock.withLock { applyBacklog += 1 }
+                defer { waitLock.withLock { applyBacklog -= 1 } }
                 commitTimerArmed = false
                 commitLedger()
             }
