@@ -96,6 +96,8 @@ public struct Tx: Sendable, Equatable {
     public static let maxBytes = 64 * 1024
     /// Maximum JSON nesting depth of a tx.
     public static let maxDepth = 16
+    /// The limits a tx is parsed with.
+    public static let parseLimits = JSONLimits(maxBytes: maxBytes, maxDepth: maxDepth)
     /// Domain-separation prefix of the signed bytes.
     public static let signingPrefix = "p2pos/tx/v1\n"
     /// Default admission window for `ts`, in seconds either side of the admitting node's clock.
@@ -162,7 +164,7 @@ public struct Tx: Sendable, Equatable {
         }
         let value: JSONValue
         do {
-            value = try JSONValue.parse(bytes, limits: JSONLimits(maxBytes: maxBytes, maxDepth: maxDepth))
+            value = try JSONValue.parse(bytes, limits: parseLimits)
         } catch {
             throw TxRejection(.malformed, error.description)
         }
@@ -222,9 +224,12 @@ public struct Tx: Sendable, Equatable {
 
     /// Admission before consensus: shape, size, signature, cluster id and `ts` within
     /// ±`maxSkewSeconds` of `now` (the admitting node's clock).
-    public static func admit(_ bytes: [UInt8], clusterID: String, now: Timestamp,
+    /// `parsed`: `bytes` already parsed with this type's limits (`parseLimits`), to skip a
+    /// second parse; the result is the same as parsing `bytes` here.
+    public static func admit(_ bytes: [UInt8], parsed: JSONValue? = nil, clusterID: String, now: Timestamp,
                              maxSkewSeconds: Int64 = defaultMaxSkewSeconds) throws(TxRejection) -> Tx {
-        let tx = try decodeUnverified(bytes)
+        let tx: Tx
+        if let parsed, bytes.count <= maxBytes { tx = try decodeUnverified(parsed) } else { tx = try decodeUnverified(bytes) }
         guard Limits.same(tx.clusterID, clusterID) else {
             throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
         }

@@ -817,12 +817,12 @@ public final class Consensus: @unchecked Sendable {
 
     /// Admission checks (shape, size, cluster, signature, ts window) for each tx: a rejection row
     /// at its position, or the admitted tx.
-    func admitAll(_ txs: [[UInt8]]) -> (results: [[String: Any]?], admitted: [(Int, Tx)]) {
+    func admitAll(_ txs: [[UInt8]], parsed: JSONValue? = nil) -> (results: [[String: Any]?], admitted: [(Int, Tx)]) {
         var results = [[String: Any]?](repeating: nil, count: txs.count)
         var admitted: [(Int, Tx)] = []
         let now = Timestamp.now()
         for (i, bytes) in txs.enumerated() {
-            do { admitted.append((i, try Tx.admit(bytes, clusterID: daemon.clusterID, now: now))) } catch {
+            do { admitted.append((i, try Tx.admit(bytes, parsed: txs.count == 1 ? parsed : nil, clusterID: daemon.clusterID, now: now))) } catch {
                 results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
             }
         }
@@ -845,13 +845,13 @@ public final class Consensus: @unchecked Sendable {
 
     /// The write path without async hops: admission on the calling thread, then proposals whose
     /// completions answer directly. Falls back to `submitLocal` (forwarding) on followers.
-    func submitFast(_ txs: [[UInt8]], wait: Bool, completion: @escaping @Sendable ([[String: Any]]) -> Void) {
+    func submitFast(_ txs: [[UInt8]], parsed: JSONValue? = nil, wait: Bool, completion: @escaping @Sendable ([[String: Any]]) -> Void) {
         guard isLeader, wait else {
             let c = self
             Task { completion(await c.submitLocal(txs, allowForward: true, wait: wait)) }
             return
         }
-        let (results, admitted) = admitAll(txs)
+        let (results, admitted) = admitAll(txs, parsed: parsed)
         if admitted.isEmpty { completion(results.map { $0 ?? [:] }); return }
         let fixed = RowsBox(results)
         proposeAll(admitted) { rows in
@@ -984,6 +984,13 @@ extension Consensus {
             }
             let body = req.body
             guard !body.isEmpty else { throw HTTPError(status: 400, code: "MALFORMED", message: "empty body; send one tx or {\"txs\":[…]}") }
+            // The common case, one tx: parse it once, with the tx's own limits, for admission too.
+            if body.count <= Tx.maxBytes, let one = try? JSONValue.parse(body, limits: Tx.parseLimits), one["txs"] == nil {
+                c.submitFast([body], parsed: one, wait: req.queryValue("wait") != "false") { results in
+                    _ = responder.complete(singleTxResponse(results[0]))
+                }
+                return
+            }
             let parsed: JSONValue
             do { parsed = try JSONValue.parse(body, limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32)) } catch {
                 throw HTTPError(status: 400, code: "MALFORMED", message: "\(error)")
@@ -1000,18 +1007,20 @@ extension Consensus {
             let isBatch = batch
             c.submitFast(txs, wait: req.queryValue("wait") != "false") { results in
                 if isBatch { _ = responder.complete(.jsonObject(["results": results])); return }
-                let one = results[0]
-                let status: Int
-                switch (one["status"] as? String, one["code"] as? String) {
-                case ("applied", _): status = 200
-                case ("accepted", _): status = 202
-                case ("rejected", _): status = 422
-                case (_, "NOT_LEADER"): status = 503
-                case (_, "OVERLOADED"): status = 429
-                default: status = 503
-                }
-                _ = responder.complete(.jsonObject(one, status: status))
+                _ = responder.complete(singleTxResponse(results[0]))
             }
+        }
+        @Sendable func singleTxResponse(_ one: [String: Any]) -> HTTPResponse {
+            let status: Int
+            switch (one["status"] as? String, one["code"] as? String) {
+            case ("applied", _): status = 200
+            case ("accepted", _): status = 202
+            case ("rejected", _): status = 422
+            case (_, "NOT_LEADER"): status = 503
+            case (_, "OVERLOADED"): status = 429
+            default: status = 503
+            }
+            return .jsonObject(one, status: status)
         }
         r.get("/v1/p2p/raft") { [daemon] _ in .jsonObject(try daemon.requireConsensus().status()) }
         if ProcessInfo.processInfo.environment["P2POS_BENCH"] == "1" {
