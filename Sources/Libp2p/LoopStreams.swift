@@ -75,9 +75,10 @@ extension Libp2pHost {
         let neg = ListenNegotiation()
         st.timer = loop.schedule(after: config.streamNegotiationTimeout) {
             guard let s = st.stream else { return }
-            st.stream = nil
             Log.debug("LIBP2P", "stream_negotiation_failed", ["peer_id": s.remotePeer, "reason": "timed out"])
-            s.reset()
+            core.uninstallReceiver(pushBack: [])
+            conn.streamReset(core)
+            st.stream = nil   // after the reset: dropping the handle would close gracefully
         }
         core.installReceiver({ [weak self] chunk in
             guard let self, let s = st.stream else { return }

@@ -55,10 +55,12 @@ final class StreamCore: @unchecked Sendable {
     /// Loop: data arrived for this stream.
     func deliver(_ p: UnsafePointer<UInt8>, _ n: Int) {
         if let r = receiver {
-            r(UnsafeBufferPointer(start: p, count: n))
+            // Credited before the receiver runs, so bytes it hands back (`uninstallReceiver`)
+            // are taken off the credit instead of being credited twice.
             lock.lock()
             let upd = consumedLocked(n)
             lock.unlock()
+            r(UnsafeBufferPointer(start: p, count: n))
             if upd { conn.sendWindowUpdate(self) }
             return
         }

@@ -56,15 +56,27 @@ final class PeerLink: @unchecked Sendable {
     }
 
     /// Write everything queued as one buffer without waiting (the caller owns `inFlight`).
-    /// The stream's callback, on its event loop, sends what accumulated meanwhile.
+    /// The stream's callback, on its event loop, sends what accumulated meanwhile. While the
+    /// stream's unsent backlog is above `backlogLimit`, frames stay in the bounded queue and the
+    /// link only probes the backlog.
     private func flush(_ host: Libp2pHost) {
         lock.lock()
-        let batch = closed ? [] : queue
-        queue = []
-        queuedBytes = 0
         let s = stream
-        if batch.isEmpty { inFlight = false }
+        let probing = overBacklog && s != nil && !closed
+        let batch = closed || probing ? [] : queue
+        if !probing {
+            queue = []
+            queuedBytes = 0
+        }
+        if batch.isEmpty && !probing { inFlight = false }
+        depth += 1
+        let deep = depth > 8
         lock.unlock()
+        defer { lock.withLock { depth -= 1 } }
+        if probing, let s {
+            s.send([]) { [self] backlog in afterSend(s, host, backlog: backlog, batch: []) }
+            return
+        }
         guard !batch.isEmpty else { return }
         guard let s else {
             Task { await self.open(host, then: batch) }
@@ -76,19 +88,40 @@ final class PeerLink: @unchecked Sendable {
             Varint.encode(UInt64(f.count), into: &buf)
             buf.append(contentsOf: f)
         }
-        s.send(buf) { [self] backlog in
-            guard let backlog else {
-                lock.withLock {
-                    if stream === s { stream = nil }
-                    dropped += batch.count
-                }
-                s.reset()
-                retry(host, after: backoff())
-                return
-            }
-            if backlog > PeerLink.backlogLimit { retry(host, after: 0.002) } else { flush(host) }
+        if deep {
+            // The loop runs `send` inline and its callback flushes again: hand the next round
+            // to another thread instead of recursing without bound.
+            let bytes = buf
+            DispatchQueue.global().async { [self] in s.send(bytes) { [self] b in afterSend(s, host, backlog: b, batch: batch) } }
+            return
         }
+        s.send(buf) { [self] backlog in afterSend(s, host, backlog: backlog, batch: batch) }
     }
+
+    /// Loop thread: the outcome of one `send` (nil backlog: the stream is gone).
+    private func afterSend(_ s: Libp2pStream, _ host: Libp2pHost, backlog: Int?, batch: [[UInt8]]) {
+        guard let backlog else {
+            lock.withLock {
+                if stream === s { stream = nil }
+                overBacklog = false
+                dropped += batch.count
+            }
+            s.reset()
+            retry(host, after: backoff())
+            return
+        }
+        let over = backlog > PeerLink.backlogLimit
+        lock.withLock {
+            overBacklog = over
+            if !batch.isEmpty { failures = 0 }   // the peer takes our frames: backoff starts over
+        }
+        if over { retry(host, after: 0.002) } else { flush(host) }
+    }
+
+    /// Set while the stream's unsent backlog is above `backlogLimit`.
+    private var overBacklog = false
+    /// Nesting of `flush` (it can re-enter through an inline send callback).
+    private var depth = 0
 
     /// Consecutive failures to open or write the stream: retries back off from 50 ms to 5 s, so
     /// a member that is down (or does not serve Raft) is not asked 20 times a second.
@@ -109,12 +142,14 @@ final class PeerLink: @unchecked Sendable {
             let pid = try PeerID(string: peer)
             guard await host.isConnected(pid) else { throw P2POSError("NOT_CONNECTED", "not connected") }
             let s = try await host.openStream(to: pid, protocols: [P2POSProtocol.raft])
-            lock.withLock {
+            let isClosed: Bool = lock.withLock {
+                if closed { return true }
                 stream = s
-                failures = 0
                 queue.insert(contentsOf: batch, at: 0)
                 queuedBytes += batch.reduce(0) { $0 + $1.count }
+                return false
             }
+            if isClosed { s.reset() }   // closed while the stream was being opened
             flush(host)
         } catch {
             lock.withLock { dropped += batch.count }
@@ -470,6 +505,14 @@ public final class Consensus: @unchecked Sendable {
         releaseReads()
         scheduleLedgerCommit()
         maybeSnapshot()
+    }
+
+    /// Run `body` on the apply queue (it owns the ledger connection), counted as apply work so
+    /// the raft queue does not apply inline behind it.
+    func onApplyQueue<T>(_ body: () throws -> T) rethrows -> T {
+        waitLock.withLock { applyBacklog += 1 }
+        defer { waitLock.withLock { applyBacklog -= 1 } }
+        return try applyQueue.sync(execute: body)
     }
 
     /// Apply queue: the ledger's open write transaction is committed once it is 20 ms old or
@@ -1044,7 +1087,7 @@ extension Consensus {
                 } else if let c = req.queryValue("consistency"), c != "local" {
                     throw HTTPError(status: 400, code: "MALFORMED", message: "consistency must be local or strong")
                 }
-                guard let v = try c.applyQueue.sync(execute: { try body(c.ledger, req) }) else {
+                guard let v = try c.onApplyQueue({ try body(c.ledger, req) }) else {
                     throw HTTPError(status: 404, code: "NOT_FOUND", message: "no such object")
                 }
                 return .text(v.prettyString + "\n", contentType: "application/json")

@@ -768,7 +768,8 @@ public final class Daemon: @unchecked Sendable {
         SystemdNotify.send("STOPPING=1")
         Log.info("node", "stopping", [:])
         scheduler.stop()
-        consensus?.stop()
+        // Wait for a Consensus being opened right now; none opens after `_stopping` is set.
+        consensusOpenLock.withLock { consensus }?.stop()
         server?.stop(drain: 2)
         host.close()
         do { try store.flushPresence() } catch { Log.warn("node", "flush_failed", ["reason": "\(error)"]) }

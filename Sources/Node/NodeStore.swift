@@ -33,8 +33,14 @@ public struct PresenceRecord: Sendable, Equatable {
 /// Presence updates are buffered and flushed in one write transaction per flush.
 public final class NodeStore: @unchecked Sendable {
     let db: SQLiteDB
+    /// Guards the database connection (held across a whole write transaction, fsync included).
     private let lock = NSLock()
+    /// Guards only the presence buffers, so recording a heartbeat (on the event loop) never
+    /// waits for a flush's fsync.
+    private let pendingLock = NSLock()
     private var pending: [String: PresenceRecord] = [:]
+    /// The batch a flush is writing (still visible to `presence()` until it is written).
+    private var flushing: [String: PresenceRecord] = [:]
     public private(set) var flushes = 0
 
     public init(path: String) throws {
@@ -72,24 +78,26 @@ public final class NodeStore: @unchecked Sendable {
 
     /// Buffer a presence update (newest wins per peer); written by the next flush.
     public func recordPresence(_ r: PresenceRecord) {
-        lock.lock()
-        if let old = pending[r.peerID], old.lastSeenAt > r.lastSeenAt {
-            lock.unlock()
-            return
-        }
+        pendingLock.lock()
+        defer { pendingLock.unlock() }
+        if let old = pending[r.peerID], old.lastSeenAt > r.lastSeenAt { return }
         var merged = r
         if merged.rttMs == nil { merged.rttMs = pending[r.peerID]?.rttMs }
         pending[r.peerID] = merged
-        lock.unlock()
     }
 
     /// Write all buffered presence in one transaction. Returns the number of rows written.
     @discardableResult
     public func flushPresence() throws -> Int {
         lock.lock(); defer { lock.unlock() }
-        guard !pending.isEmpty else { return 0 }
-        let batch = pending
-        pending = [:]
+        let batch: [String: PresenceRecord] = pendingLock.withLock {
+            let b = pending
+            pending = [:]
+            flushing = b
+            return b
+        }
+        guard !batch.isEmpty else { return 0 }
+        defer { pendingLock.withLock { flushing = [:] } }
         try db.transaction {
             for r in batch.values {
                 try db.run("""
@@ -118,7 +126,11 @@ public final class NodeStore: @unchecked Sendable {
                                                     lastSeenAt: Timestamp(seconds: ns / 1_000_000_000, nanos: Int32(ns % 1_000_000_000)),
                                                     rttMs: rtt, reachability: row[4].text ?? "", observedBy: row[5].text ?? "")
         }
-        for (k, v) in pending where (out[k]?.lastSeenAt ?? Timestamp(seconds: 0)) <= v.lastSeenAt { out[k] = v }
+        pendingLock.withLock {
+            for buffer in [flushing, pending] {
+                for (k, v) in buffer where (out[k]?.lastSeenAt ?? Timestamp(seconds: 0)) <= v.lastSeenAt { out[k] = v }
+            }
+        }
         return out.values.sorted { $0.lastSeenAt > $1.lastSeenAt }
     }
 }

@@ -94,6 +94,27 @@ final class LoopStreamTests: XCTestCase {
         XCTAssertNoThrow(try ok.get())
     }
 
+    func testSilentStreamIsResetAfterTheNegotiationTimeout() async throws {
+        var cfg = HostConfig()
+        cfg.streamNegotiationTimeout = 0.3
+        let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        let client = try Libp2pHost(identity: PrivateKey.generate())
+        defer { client.close(); server.close() }
+        let addrs = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])
+        _ = try await client.dial(addrs[0].withPeerID(server.peerID.bytes))
+        let core = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<StreamCore, Error>) in
+            client.loop.execute { client.core.openStream(server.peerID, cont) }
+        }
+        let silent = Libp2pStream(core)
+        silent.send([])   // opens the stream (SYN) and says nothing
+        do {
+            _ = try await silent.readToEnd(maxLength: 1024)
+            XCTFail("a silent stream must be reset, not closed cleanly")
+        } catch let e as Libp2pError {
+            XCTAssertEqual(e, .streamReset)
+        }
+    }
+
     func testReceiverAndSend() async throws {
         let (c, s) = try await pair()
         defer { c.close(); s.close() }
