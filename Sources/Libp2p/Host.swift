@@ -332,6 +332,9 @@ public final class Libp2pHost: @unchecked Sendable {
     }
 
     /// Stop listening, close every connection and stop the loop.
+    /// True once `close()` was called.
+    var isClosed: Bool { lock.withLock { closed } }
+
     public func close() {
         lock.lock()
         if closed { lock.unlock(); return }

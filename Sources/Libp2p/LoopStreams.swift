@@ -212,6 +212,8 @@ extension Libp2pHost {
                             timeout: Double = 10, optimistic: Bool = false,
                             completion: @escaping @Sendable (Result<[UInt8], Libp2pError>) -> Void) {
         let hc = core
+        // A closed host's loop no longer runs queued work: answer here instead of never.
+        guard !isClosed else { completion(.failure(.connectionClosed("host is closed"))); return }
         loop.execute {
             guard let conn = hc.establishedConnection(peer) else { completion(.failure(.notConnected(peer.base58))); return }
             let core: StreamCore

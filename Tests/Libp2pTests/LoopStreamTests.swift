@@ -115,6 +115,14 @@ final class LoopStreamTests: XCTestCase {
         }
     }
 
+    func testRequestAfterCloseCompletes() async throws {
+        let (c, s) = try await pair()
+        s.close()
+        c.close()
+        let r = await request(c, s.peerID, LoopStreamTests.proto, "x\n", optimistic: false)
+        guard case .failure = r else { return XCTFail("a closed host cannot send") }
+    }
+
     func testReceiverAndSend() async throws {
         let (c, s) = try await pair()
         defer { c.close(); s.close() }
