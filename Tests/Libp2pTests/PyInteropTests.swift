@@ -32,7 +32,8 @@ final class PyInteropTests: XCTestCase {
         }
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning && Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
-        if p.isRunning { p.terminate() }
+        if p.isRunning { p.terminate(); usleep(200_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
     }
 
@@ -44,7 +45,11 @@ final class PyInteropTests: XCTestCase {
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
-        defer { p.terminate(); for _ in 0..<100 where p.isRunning { usleep(50_000) } }
+        defer {
+            p.terminate()
+            for _ in 0..<40 where p.isRunning { usleep(50_000) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }   // never leave a listener behind
+        }
         let line: String = await withCheckedContinuation { c in
             DispatchQueue.global().async {
                 var buf: [UInt8] = []

@@ -7,6 +7,7 @@
 import argparse
 import hashlib
 import json
+import signal
 import struct
 import sys
 import time
@@ -161,6 +162,9 @@ async def dial(args) -> int:
 
 
 def main() -> int:
+    # A parent that ignores SIGTERM (a test process that also serves as a daemon) passes the
+    # ignored disposition on through exec; restore the default so terminate() works.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("listen")
