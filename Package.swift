@@ -50,15 +50,15 @@ let package = Package(
         .executableTarget(name: "fuzz-snapshot", dependencies: ["Membership", "FuzzSupport"], path: "Fuzz/snapshot"),
 
         // Tests.
-        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Support"]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity", "Wire"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity", "Wire"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "Identity"]),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftStorage", "Storage"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftStorage", "Storage", "Support"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Identity", "Storage", "Wire", "Support"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),
-        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "Support"]),
         .testTarget(name: "CLITests", dependencies: ["P2POSCLI", "Node", "Raft", "RaftStorage", "Support"]),
     ],
     swiftLanguageModes: [.v6]

@@ -380,7 +380,7 @@ final class ControlServerTests: XCTestCase {
 
     func testGarbageConnectionsNeverBreakTheServer() throws {
         let (_, path) = try startServer { $0.headerTimeout = 1 }
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let seeds = ["GET /healthz HTTP/1.1\r\n\r\n", "POST /v1/echo HTTP/1.1\r\nContent-Length: 3\r\n\r\n{}\n",
                      "GET /v1/p2p/sessions/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"].map { Array($0.utf8) }
         for i in 0..<300 {

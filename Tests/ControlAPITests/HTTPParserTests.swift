@@ -1,5 +1,6 @@
 import XCTest
 @testable import ControlAPI
+import Support
 
 final class HTTPParserTests: XCTestCase {
     func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
@@ -178,7 +179,7 @@ final class HTTPParserTests: XCTestCase {
     // MARK: round trips
 
     func testRoundTrip() throws {
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
         for _ in 0..<500 {
             let method = methods[Int(rng.next() % UInt64(methods.count))]
@@ -218,7 +219,7 @@ final class HTTPParserTests: XCTestCase {
     // MARK: mutation fuzzing
 
     func testMutationFuzzNeverCrashesAndStaysBounded() {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let seeds = [
             bytes("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"),
             bytes("POST /v1/p2p/tx HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n{}{}"),
@@ -270,17 +271,8 @@ final class HTTPParserTests: XCTestCase {
     }
 }
 
-/// Deterministic PRNG for fuzz and property tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Random URL-ish tokens for fuzz and property tests.
+extension SplitMix64 {
     mutating func token(_ n: Int) -> String {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~")
         return String((0..<n).map { _ in alphabet[Int(next() % UInt64(alphabet.count))] })

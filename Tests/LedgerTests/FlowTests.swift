@@ -195,7 +195,7 @@ final class LedgerFuzzTests: XCTestCase {
         try h.ok(Keys.owner, .sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[{\"step_id\":\"x\",\"title\":\"X\"}]}")
         let tx = try h.sign(Keys.owner, .stepClaim, "{\"step_id\":\"x\"}")
         let base = Array(tx.envelope.prettyString.utf8)
-        var rng = SplitMix(seed: 99)
+        var rng = SplitMix64(seed: 99)
         var applied = 0
         for _ in 0..<1500 {
             var b = base

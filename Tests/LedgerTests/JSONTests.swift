@@ -1,5 +1,6 @@
 import XCTest
 @testable import Wire
+import Support
 
 final class JSONTests: XCTestCase {
     func parse(_ s: String) throws -> JSONValue { try JSONValue.parse(s) }
@@ -108,7 +109,7 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(try parse(v.prettyString), v)
     }
 
-    func randomValue(_ rng: inout SplitMix, depth: Int) -> JSONValue {
+    func randomValue(_ rng: inout SplitMix64, depth: Int) -> JSONValue {
         switch rng.next() % (depth > 3 ? 4 : 6) {
         case 0: return .null
         case 1: return .bool(rng.next() % 2 == 0)
@@ -128,7 +129,7 @@ final class JSONTests: XCTestCase {
     }
 
     func testRoundTripsRandomValues() throws {
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         for _ in 0..<2000 {
             let v = randomValue(&rng, depth: 0)
             let canon = v.canonicalBytes
@@ -142,7 +143,7 @@ final class JSONTests: XCTestCase {
     /// Mutation fuzz: random bytes and mutated valid documents never crash the parser; whatever
     /// parses re-serializes to a canonical fixed point.
     func testFuzzNeverCrashes() {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let seeds = ["{\"a\":[1,2,{\"b\":\"\\u00e9\\ud83d\\ude00\"}],\"c\":null,\"d\":true}", "[-0,123,\"x\\n\"]", "\"é€😀\""].map { Array($0.utf8) }
         var parsed = 0
         for i in 0..<20000 {
@@ -170,15 +171,3 @@ final class JSONTests: XCTestCase {
     }
 }
 
-/// Deterministic PRNG for reproducible fuzz loops.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,17 +1,7 @@
 import XCTest
 @testable import Wire
+import Support
 
-/// A small deterministic PRNG for fuzz loops (reproducible by seed).
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-}
 
 final class VarintTests: XCTestCase {
     func testKnownAnswers() throws {
@@ -25,7 +15,7 @@ final class VarintTests: XCTestCase {
     }
 
     func testRoundTrip() throws {
-        var rng = SplitMix(state: 1)
+        var rng = SplitMix64(seed: 1)
         for _ in 0..<10_000 {
             let v = UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64.random(in: 0...63, using: &rng)
             let e = Varint.encode(v)
@@ -66,7 +56,7 @@ final class ProtobufTests: XCTestCase {
     }
 
     func testFuzzNeverCrashes() {
-        var rng = SplitMix(state: 42)
+        var rng = SplitMix64(seed: 42)
         for _ in 0..<20_000 {
             let n = Int.random(in: 0..<40, using: &rng)
             let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
@@ -87,7 +77,7 @@ final class MultibaseTests: XCTestCase {
     }
 
     func testBaseNRoundTrip() {
-        var rng = SplitMix(state: 7)
+        var rng = SplitMix64(seed: 7)
         for _ in 0..<2000 {
             let n = Int.random(in: 0..<50, using: &rng)
             var b = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
