@@ -20,10 +20,17 @@ class Result:
 
 
 @pytest.fixture
-def p2pos(tmp_path):
+def env(tmp_path):
+    """A clean environment for the real binary: no P2POS_* leaking in, a private HOME."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
+    e["HOME"] = str(tmp_path / "home")
+    return e
+
+
+@pytest.fixture
+def p2pos(tmp_path, env):
     """Run the real binary with a clean environment (no P2POS_* leaking in)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
-    env["HOME"] = str(tmp_path / "home")
+    env = dict(env)
     env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
 
     def run(*args, input=None, extra_env=None, timeout=60):

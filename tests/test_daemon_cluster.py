@@ -1,18 +1,10 @@
 """A new system plus two joined nodes, as real processes on loopback."""
 import json
-import os
 import time
 
 import pytest
 
 from cluster import Node, api, make_cluster, wait_for
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
-    e["HOME"] = str(tmp_path / "home")
-    return e
 
 
 def test_three_nodes_healthy_degraded_and_back(tmp_path, env):

@@ -15,13 +15,6 @@ from cluster import Node, api, free_port, wait_for
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
-    e["HOME"] = str(tmp_path / "home")
-    return e
-
-
 def udp_free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))

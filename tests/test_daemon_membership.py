@@ -1,6 +1,5 @@
 """Snapshot validation over the control API and the push protocol, and control API bad input."""
 import json
-import os
 import socket
 import threading
 import time
@@ -10,13 +9,6 @@ import pytest
 
 import snaputil as su
 from cluster import Node, api, make_cluster, wait_for
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
-    e["HOME"] = str(tmp_path / "home")
-    return e
 
 
 @pytest.fixture

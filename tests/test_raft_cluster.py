@@ -1,6 +1,5 @@
 """Raft with real processes: leader kill -9, catch-up through a snapshot, a minority that never commits."""
 import json
-import os
 import sys
 import threading
 import time
@@ -13,13 +12,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "ledger"))
 import sign_tx  # noqa: E402  (the documented Python signer)
 
 from cluster import Node, api, make_cluster, wait_for
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
-    e["HOME"] = str(tmp_path / "home")
-    return e
 
 
 def new_tx(sk, cluster, i, prefix="s"):

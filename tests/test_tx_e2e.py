@@ -16,13 +16,6 @@ from test_raft_cluster import start_cluster, raft
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
-    e["HOME"] = str(tmp_path / "home")
-    return e
-
-
 def make_key(tmp_path, name, env):
     kv = dict(l.split("=", 1) for l in subprocess.run([binary(), "keygen"], capture_output=True, text=True, env=env).stdout.split())
     path = tmp_path / f"{name}.key"
