@@ -182,19 +182,13 @@ final class RaftFrameReader: @unchecked Sendable {
         buf.append(contentsOf: chunk)
         var frames: [[UInt8]] = []
         while pos < buf.count {
-            var len: UInt64 = 0
-            var shift: UInt64 = 0
-            var i = pos
-            var complete = false
-            while i < buf.count {
-                let b = buf[i]
-                i += 1
-                if shift > 56 { throw P2POSError("RAFT_FRAME", "length prefix too long") }
-                len |= UInt64(b & 0x7f) << shift
-                if b & 0x80 == 0 { complete = true; break }
-                shift += 7
+            let len: UInt64, n: Int
+            do { (len, n) = try Varint.decode(buf, at: pos) } catch WireError.truncated {
+                break   // the rest of the prefix has not arrived yet
+            } catch {
+                throw P2POSError("RAFT_FRAME", "bad length prefix: \(error)")
             }
-            guard complete else { break }
+            let i = pos + n
             guard len <= UInt64(maxFrame) else { throw P2POSError("RAFT_FRAME", "frame of \(len) bytes, limit \(maxFrame)") }
             let end = i + Int(len)
             guard end <= buf.count else { break }
