@@ -1021,16 +1021,20 @@ extension Consensus {
             }
             let body = req.body
             guard !body.isEmpty else { throw HTTPError(status: 400, code: "MALFORMED", message: "empty body; send one tx or {\"txs\":[…]}") }
-            // The common case, one tx: parse it once, with the tx's own limits, for admission too.
-            if body.count <= Tx.maxBytes, let one = try? JSONValue.parse(body, limits: Tx.parseLimits), one["txs"] == nil {
+            // Parsed once: with the tx's own (stricter) limits when it fits them — the common case,
+            // one tx, then reuses the value for admission — otherwise with the request's limits.
+            let strict = body.count <= Tx.maxBytes ? try? JSONValue.parse(body, limits: Tx.parseLimits) : nil
+            if let one = strict, one["txs"] == nil {
                 c.submitFast([body], parsed: one, wait: req.queryValue("wait") != "false") { results in
                     _ = responder.complete(singleTxResponse(results[0]))
                 }
                 return
             }
             let parsed: JSONValue
-            do { parsed = try JSONValue.parse(body, limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32)) } catch {
-                throw HTTPError(status: 400, code: "MALFORMED", message: "\(error)")
+            if let strict { parsed = strict } else {
+                do { parsed = try JSONValue.parse(body, limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32)) } catch {
+                    throw HTTPError(status: 400, code: "MALFORMED", message: "\(error)")
+                }
             }
             var txs: [[UInt8]] = []
             var batch = false
