@@ -616,8 +616,10 @@ public final class ControlServer: @unchecked Sendable {
                     self.wake()
                 }
                 let router = self.router
-                if request.body.count <= ControlServer.inlineBodyLimit && router.dispatchInline(request, responder: responder) { return }
-                handlerQueue.async { router.dispatch(request, responder: responder) }
+                let queue = handlerQueue
+                router.dispatch(request, responder: responder, inlineAllowed: request.body.count <= ControlServer.inlineBodyLimit) { work in
+                    queue.async(execute: work)
+                }
                 return
             case .handling, .writing, .lingering:
                 return

@@ -60,7 +60,7 @@ public final class Router: @unchecked Sendable {
     }
 
     /// Result of looking a request up.
-    public enum Match {
+    public enum Match: Sendable {
         case found(RouteHandler, params: [String: String], pattern: String)
         case methodNotAllowed(allowed: [String])
         case notFound
@@ -156,18 +156,25 @@ public final class Router: @unchecked Sendable {
         return .notFound
     }
 
-    /// Run `request` here if its route is an inline callback; false (nothing done) otherwise.
-    public func dispatchInline(_ request: HTTPRequest, responder: HTTPResponder) -> Bool {
-        guard case .found(.inlineCallback(let h), let params, _) = match(method: request.method, path: request.path) else { return false }
-        var req = request
-        req.pathParams = params
-        h(req, responder)
-        return true
-    }
-
     /// Route `request` and run its handler; `responder` receives exactly one response.
     public func dispatch(_ request: HTTPRequest, responder: HTTPResponder) {
-        switch match(method: request.method, path: request.path) {
+        run(request, match(method: request.method, path: request.path), responder: responder)
+    }
+
+    /// Route `request` once; run it here if `inlineAllowed` and its route is an inline callback,
+    /// otherwise hand the run to `offload` (the server's handler pool).
+    public func dispatch(_ request: HTTPRequest, responder: HTTPResponder, inlineAllowed: Bool,
+                         offload: (@escaping @Sendable () -> Void) -> Void) {
+        let m = match(method: request.method, path: request.path)
+        if inlineAllowed, case .found(.inlineCallback, _, _) = m {
+            run(request, m, responder: responder)
+        } else {
+            offload { self.run(request, m, responder: responder) }
+        }
+    }
+
+    private func run(_ request: HTTPRequest, _ m: Match, responder: HTTPResponder) {
+        switch m {
         case .badPath:
             responder.complete(.error(status: 400, code: "BAD_REQUEST", message: "malformed percent-encoding in path"))
         case .notFound:
