@@ -5,8 +5,8 @@ import Foundation
 /// slashes — the same text `JSONSerialization` writes with `.sortedKeys, .withoutEscapingSlashes`,
 /// at a fraction of its cost. Anything else (floating point, `NSNumber`, …) returns nil and the
 /// caller falls back to `JSONSerialization`.
-enum PlainJSON {
-    static func encode(_ value: Any) -> [UInt8]? {
+public enum PlainJSON {
+    public static func encode(_ value: Any) -> [UInt8]? {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         return write(value, into: &out, depth: 0) ? out : nil

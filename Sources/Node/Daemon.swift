@@ -808,6 +808,8 @@ final class Deadline: @unchecked Sendable {
 }
 
 func Out_json(_ obj: Any) -> String {
+    // The API's fast writer gives the same text for the plain values the daemon builds.
+    if obj is [String: Any] || obj is [Any], let b = PlainJSON.encode(obj) { return String(decoding: b, as: UTF8.self) }
     guard let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
     return String(decoding: d, as: UTF8.self)
 }
