@@ -156,21 +156,39 @@ extension Ledger {
     /// `{"format":…,"tables":{name:[[column values…]…]}}`, rows in primary-key order.
     /// Two nodes with the same applied entries produce identical bytes.
     public func snapshot() throws -> [UInt8] {
-        var tables = JSONObject()
-        for t in Ledger.tables {
-            let rows = try db.query("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)")
-            tables[t.name] = .array(try rows.map { row in
-                .array(try row.map { v -> JSONValue in
-                    switch v {
-                    case .null: return .null
-                    case .int(let i): return .int(i)
-                    case .text(let s): return .string(s)
+        // Streamed straight from the rows into canonical JSON (the bytes `canonicalBytes` of the
+        // equivalent JSONValue would give — tested): a snapshot is O(state), and building a value
+        // tree first cost more than reading the tables.
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 20)
+        out.append(contentsOf: "{\"format\":".utf8)
+        CanonicalJSON.appendString(Ledger.snapshotFormat, to: &out)
+        out.append(contentsOf: ",\"tables\":{".utf8)
+        // Canonical member order: names are ASCII, so UTF-16 order is byte order.
+        for (ti, t) in Ledger.tables.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }).enumerated() {
+            if ti > 0 { out.append(UInt8(ascii: ",")) }
+            CanonicalJSON.appendString(t.name, to: &out)
+            out.append(contentsOf: ":[".utf8)
+            var first = true
+            try db.forEachRow("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)") { row in
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                out.append(UInt8(ascii: "["))
+                for c in 0..<row.columnCount {
+                    if c > 0 { out.append(UInt8(ascii: ",")) }
+                    switch row.kind(c) {
+                    case .null: out.append(contentsOf: "null".utf8)
+                    case .int: CanonicalJSON.appendInt(row.int(c), to: &out)
+                    case .text: row.withText(c) { CanonicalJSON.appendString(utf8: $0, to: &out) }
                     case .double, .blob: throw LedgerError("snapshot: unexpected non-integer, non-text value in \(t.name)")
                     }
-                })
-            })
+                }
+                out.append(UInt8(ascii: "]"))
+            }
+            out.append(UInt8(ascii: "]"))
         }
-        return JSONValue.obj([("format", .string(Ledger.snapshotFormat)), ("tables", .object(tables))]).canonicalBytes
+        out.append(contentsOf: "}}".utf8)
+        return out
     }
 
     /// Replace the whole ledger state with a snapshot made by `snapshot()` (in one transaction).

@@ -30,6 +30,33 @@ public enum SQLValue: Equatable, Sendable {
 
 let SQLITE_TRANSIENT_PTR = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
+/// The current row of `SQLiteDB.forEachRow`.
+public struct SQLRowCursor {
+    public enum Kind: Sendable { case null, int, double, text, blob }
+    let stmt: OpaquePointer
+
+    public var columnCount: Int { Int(sqlite3_column_count(stmt)) }
+
+    public func kind(_ column: Int) -> Kind {
+        switch sqlite3_column_type(stmt, Int32(column)) {
+        case SQLITE_INTEGER: return .int
+        case SQLITE_FLOAT: return .double
+        case SQLITE_TEXT: return .text
+        case SQLITE_BLOB: return .blob
+        default: return .null
+        }
+    }
+
+    public func int(_ column: Int) -> Int64 { sqlite3_column_int64(stmt, Int32(column)) }
+
+    /// The column's text as UTF-8 bytes, valid only inside `body`.
+    public func withText<T>(_ column: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
+        let p = sqlite3_column_text(stmt, Int32(column))
+        let n = Int(sqlite3_column_bytes(stmt, Int32(column)))
+        return try body(UnsafeBufferPointer(start: p, count: p == nil ? 0 : n))
+    }
+}
+
 /// One SQLite connection. Not thread-safe: one owner (a serial queue or actor) uses it.
 public final class SQLiteDB: @unchecked Sendable {
     let handle: OpaquePointer
@@ -152,6 +179,21 @@ public final class SQLiteDB: @unchecked Sendable {
             rows.append(row)
         }
         return rows
+    }
+
+    /// Visit the rows of a query without copying them: `body` reads the current row through the
+    /// cursor, which is valid only during that call.
+    public func forEachRow(_ sql: String, _ params: [SQLValue] = [], _ body: (SQLRowCursor) throws -> Void) throws {
+        let stmt = try prepare(sql)
+        defer { sqlite3_reset(stmt) }
+        try bind(stmt, params)
+        let cursor = SQLRowCursor(stmt: stmt)
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc) }
+            try body(cursor)
+        }
     }
 
     /// Run `body` inside BEGIN IMMEDIATE … COMMIT (rolled back on error). One fsync per call.

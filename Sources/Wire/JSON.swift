@@ -450,12 +450,36 @@ extension JSONValue {
     }
 }
 
+/// Pieces of the canonical serializer for code that writes JSON incrementally (e.g. a large
+/// snapshot streamed from database rows) and must produce the same bytes as `canonicalBytes`.
+public enum CanonicalJSON {
+    /// Append `"…"` with the escaping `canonicalBytes` uses; `utf8` must be valid UTF-8.
+    public static func appendString(utf8: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        JSONWriter.writeString(utf8: utf8, into: &out)
+    }
+
+    public static func appendString(_ s: String, to out: inout [UInt8]) {
+        JSONWriter.writeString(s, into: &out)
+    }
+
+    /// Append an integer the way `canonicalBytes` writes `.int`.
+    public static func appendInt(_ n: Int64, to out: inout [UInt8]) {
+        out.append(contentsOf: String(n).utf8)
+    }
+}
+
 enum JSONWriter {
     static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
+        var s = s
+        s.withUTF8 { writeString(utf8: $0, into: &out) }
+    }
+
+    /// A string given as its UTF-8 bytes (assumed valid), escaped the same way.
+    static func writeString(utf8: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         out.append(0x22)
-        for c in s.utf8 {
+        for c in utf8 {
             switch c {
             case 0x22: out.append(0x5C); out.append(0x22)
             case 0x5C: out.append(0x5C); out.append(0x5C)

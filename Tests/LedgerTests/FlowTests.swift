@@ -87,6 +87,37 @@ final class FlowTests: XCTestCase {
         XCTAssertEqual(parsed["tables"]?.objectValue?.count, Ledger.tables.count)
     }
 
+    /// The snapshot is streamed from the rows; it must be byte-for-byte the canonical encoding of
+    /// the same tables built as a value tree — including strings that need escaping.
+    func testStreamedSnapshotMatchesValueTree() throws {
+        let a = try Harness()
+        try runFlow(a)
+        let odd = "q\"b\\s/\n\t\r\u{1}\u{1f}\u{7f} é ✓ 🙂 \u{2028}"
+        try a.ok(mallory, .sessionCreate, "{\"session_id\":\"odd\",\"title\":\(JSONValue.string(odd).canonicalString),\"steps\":[{\"step_id\":\"odd-1\",\"title\":\"\\u0002x\"}]}")
+        var tables = JSONObject()
+        for t in Ledger.tables {
+            tables[t.name] = .array(try a.db.query("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)").map { row in
+                .array(row.map { v -> JSONValue in
+                    switch v {
+                    case .int(let i): return .int(i)
+                    case .text(let s): return .string(s)
+                    default: return .null
+                    }
+                })
+            })
+        }
+        let reference = JSONValue.obj([("format", .string(Ledger.snapshotFormat)), ("tables", .object(tables))]).canonicalBytes
+        let streamed = try a.ledger.snapshot()
+        XCTAssertEqual(String(decoding: streamed, as: UTF8.self), String(decoding: reference, as: UTF8.self))
+        XCTAssertEqual(streamed, reference)
+        XCTAssertTrue(String(decoding: streamed, as: UTF8.self).contains("\\u0001"), "control characters are escaped")
+        // And it restores to the same state.
+        let b = try Harness()
+        try b.ledger.restore(streamed)
+        XCTAssertEqual(try b.ledger.snapshot(), streamed)
+        XCTAssertEqual(try b.ledger.session(id: "odd")?["title"], .string(odd))
+    }
+
     func testSnapshotRestore() throws {
         let a = try Harness()
         try runFlow(a)
