@@ -35,7 +35,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
     /// True when a comma-separated header (e.g. `Connection`) lists `token`.
     public func hasToken(_ name: String, _ token: String) -> Bool {
         values(name).contains { v in
-            v.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).caseInsensitiveEquals(token) }
+            v.split(separator: ",").contains { $0.trimmingOWS.caseInsensitiveEquals(token) }
         }
     }
 
@@ -47,6 +47,14 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionar
 }
 
 extension StringProtocol {
+    /// Without leading and trailing optional whitespace (RFC 9110 OWS: spaces and tabs).
+    var trimmingOWS: SubSequence {
+        var start = startIndex, end = endIndex
+        while start < end, self[start] == " " || self[start] == "\t" { start = index(after: start) }
+        while end > start, self[index(before: end)] == " " || self[index(before: end)] == "\t" { end = index(before: end) }
+        return self[start..<end]
+    }
+
     func caseInsensitiveEquals<S: StringProtocol>(_ other: S) -> Bool {
         let a = self.utf8, b = other.utf8
         guard a.count == b.count else { return false }
@@ -311,14 +319,29 @@ public enum HTTPStatus {
         }
     }
 
-    /// IMF-fixdate for the Date header, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+    /// IMF-fixdate for the Date header, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (the last one is
+    /// cached: every response in the same second carries the same text).
     public static func httpDate(_ secs: Int64) -> String {
+        dateLock.lock()
+        let cached = dateCache
+        dateLock.unlock()
+        if cached.secs == secs { return cached.text }
         var t = time_t(secs)
         var tmv = tm()
         gmtime_r(&t, &tmv)
         let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        return days[Int(tmv.tm_wday)] + ", " + String(format: "%02d", Int(tmv.tm_mday)) + " " + months[Int(tmv.tm_mon)] + " "
-            + String(format: "%04d %02d:%02d:%02d GMT", Int(tmv.tm_year) + 1900, Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec))
+        func pad(_ n: Int32, _ width: Int) -> String {
+            let s = String(n)
+            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        }
+        let text = days[Int(tmv.tm_wday)] + ", " + pad(tmv.tm_mday, 2) + " " + months[Int(tmv.tm_mon)] + " " + pad(tmv.tm_year + 1900, 4)
+            + " " + pad(tmv.tm_hour, 2) + ":" + pad(tmv.tm_min, 2) + ":" + pad(tmv.tm_sec, 2) + " GMT"
+        dateLock.lock()
+        dateCache = (secs, text)
+        dateLock.unlock()
+        return text
     }
+    private static let dateLock = NSLock()
+    nonisolated(unsafe) private static var dateCache: (secs: Int64, text: String) = (Int64.min, "")
 }

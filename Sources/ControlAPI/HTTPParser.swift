@@ -174,14 +174,14 @@ public enum HTTPParser {
         }
         var contentLength = 0
         let clValues = headers.values("Content-Length").flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }
-            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .map { String($0.trimmingOWS) }
         var chunked = false
         let teValues = headers.values("Transfer-Encoding")
         if !teValues.isEmpty {
             // RFC 9112 §6.1: both headers is a smuggling vector; reject instead of guessing.
             guard clValues.isEmpty else { return .failure(bad("both Transfer-Encoding and Content-Length")) }
             guard minor == 1 else { return .failure(bad("Transfer-Encoding in an HTTP/1.0 request")) }
-            let codings = teValues.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            let codings = teValues.flatMap { $0.split(separator: ",") }.map { $0.trimmingOWS.lowercased() }
             guard codings == ["chunked"] else {
                 return .failure(HTTPError(status: 501, code: "NOT_IMPLEMENTED", message: "only Transfer-Encoding: chunked is supported"))
             }

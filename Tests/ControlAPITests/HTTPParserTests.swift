@@ -214,6 +214,29 @@ final class HTTPParserTests: XCTestCase {
 
     func testHTTPDate() {
         XCTAssertEqual(HTTPStatus.httpDate(784111777), "Sun, 06 Nov 1994 08:49:37 GMT")
+        XCTAssertEqual(HTTPStatus.httpDate(0), "Thu, 01 Jan 1970 00:00:00 GMT")
+        // Against strftime (C locale) for many instants, each asked twice (the second from the cache).
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<2000 {
+            let secs = Int64(rng.next() % 4_102_444_800)    // 1970 … 2100
+            var t = time_t(secs)
+            var tmv = tm()
+            gmtime_r(&t, &tmv)
+            var buf = [CChar](repeating: 0, count: 64)
+            let n = strftime(&buf, buf.count, "%a, %d %b %Y %H:%M:%S GMT", &tmv)
+            let expected = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            XCTAssertEqual(HTTPStatus.httpDate(secs), expected)
+            XCTAssertEqual(HTTPStatus.httpDate(secs), expected)
+        }
+    }
+
+    func testOptionalWhitespaceTrim() {
+        XCTAssertEqual(String(" \t 12 \t".trimmingOWS), "12")
+        XCTAssertEqual(String("12".trimmingOWS), "12")
+        XCTAssertEqual(String(" \t ".trimmingOWS), "")
+        XCTAssertEqual(String("".trimmingOWS), "")
+        XCTAssertEqual(String(" a b ".trimmingOWS), "a b")
+        XCTAssertEqual(String("\n1\n".trimmingOWS), "\n1\n", "only spaces and tabs are OWS")
     }
 
     // MARK: mutation fuzzing
