@@ -521,14 +521,28 @@ public final class Consensus: @unchecked Sendable {
             commitLedger()
             return
         }
-        if !commitTimerArmed {
-            commitTimerArmed = true
-            applyQueue.asyncAfter(deadline: .now() + Consensus.ledgerCommitDelay) { [self] in
-                // Counted as apply work, so the raft queue does not apply inline behind it.
-                waitLock.withLock { applyBacklog += 1 }
-                defer { waitLock.withLock { applyBacklog -= 1 } }
-                commitTimerArmed = false
+        armCommitTimer(after: 2 * Consensus.ledgerCommitDelay)
+    }
+
+    /// The timer only covers a pause in applies: while they keep coming, the commit runs right
+    /// after one of them has answered its waiters (`scheduleLedgerCommit`), in the gap before the
+    /// next entry commits. A timer committing at the same deadline would land at a random moment
+    /// and make the next apply wait behind the commit, so it commits only a transaction that has
+    /// waited twice as long, and otherwise re-arms.
+    private func armCommitTimer(after seconds: Double) {
+        guard !commitTimerArmed else { return }
+        commitTimerArmed = true
+        applyQueue.asyncAfter(deadline: .now() + seconds) { [self] in
+            // Counted as apply work, so the raft queue does not apply inline behind it.
+            waitLock.withLock { applyBacklog += 1 }
+            defer { waitLock.withLock { applyBacklog -= 1 } }
+            commitTimerArmed = false
+            guard let since = ledger.pendingSince else { return }
+            let age = Double(Monotonic.nanos() &- since) / 1e9
+            if age >= 2 * Consensus.ledgerCommitDelay - 0.001 {
                 commitLedger()
+            } else {
+                armCommitTimer(after: 2 * Consensus.ledgerCommitDelay - age)
             }
         }
     }
@@ -556,6 +570,7 @@ public final class Consensus: @unchecked Sendable {
     private var ledgerApplied: UInt64 = 0
     /// P2POS_TRACE=1 prints per-batch apply timings (diagnostics for benchmarks).
     let trace = ProcessInfo.processInfo.environment["P2POS_TRACE"] == "1"
+
     private let roleLock = NSLock()
     private var cachedRole: RaftRole = .follower
     private var cachedLeader: String?
