@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Libp2p", dependencies: ["CSodium", "Identity", "Wire", "Support"], swiftSettings: strict),
         .target(name: "Membership", dependencies: ["Identity", "Wire", "Support"], swiftSettings: strict),
         .target(name: "Raft", dependencies: [], swiftSettings: strict),
-        .target(name: "RaftStorage", dependencies: ["Raft", "Storage", "Support"], swiftSettings: strict),
+        .target(name: "RaftStorage", dependencies: ["Raft", "Storage", "Identity", "Support"], swiftSettings: strict),
         .target(name: "Ledger", dependencies: ["Identity", "Wire", "Storage", "Support"], swiftSettings: strict),
         .target(name: "DNS", dependencies: ["CResolv", "Wire", "Support"], swiftSettings: strict),
         .target(name: "ControlAPI", dependencies: ["Support"], swiftSettings: strict),

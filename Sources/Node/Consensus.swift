@@ -619,13 +619,23 @@ public final class Consensus: @unchecked Sendable {
             } catch {
                 Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
             }
+            // The data is written (and fsynced) to its own file here, off the Raft queue, which
+            // then only records it: writing megabytes into raft.db there stalled every proposal
+            // for 50–200 ms per compaction.
+            var file: SnapshotFile? = nil
             if let (index, data) = result {
+                do { file = try storage.writeSnapshotFile(index: index, data: data) } catch {
+                    Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
+                }
+            }
+            if let (index, data) = result, let file {
                 queue.async { [self] in
                     do {
                         let meta = try node.compact(upTo: index, snapshotData: data)
-                        try storage.compact(snapshot: meta, data: data)
+                        try storage.compact(snapshot: meta, file: file)
                         Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
                     } catch {
+                        storage.discardSnapshotFile(file)
                         Log.warn("raft", "compact_failed", ["reason": "\(error)"])
                     }
                 }

@@ -1,13 +1,32 @@
 // Durable Raft state (hard state, log, snapshot) in SQLite. See docs/adr/0003-raft-storage.md.
+import Foundation
+import Identity
 import Raft
 import Storage
 import Support
+
+/// A snapshot's data written to its own file next to `raft.db` (see `RaftStorage.writeSnapshotFile`).
+public struct SnapshotFile: Sendable, Equatable {
+    public let name: String
+    public let sha256: String
+}
 
 /// Durable Raft hard state, log entries and latest snapshot in one SQLite database
 /// (WAL, synchronous=FULL). Every `save` is one transaction, so one fsync covers a whole
 /// `Ready` (group commit). Not thread-safe: one owner uses it.
 public final class RaftStorage {
     public let db: SQLiteDB
+    /// Where snapshot files live (the database's directory); nil for an in-memory database, whose
+    /// snapshots stay in the table.
+    public let dir: String?
+    /// Snapshot files are named `<database name>-snapshot-<index>-<random>.bin` (`raft-snapshot-…`
+    /// for raft.db), so databases sharing a directory keep apart.
+    let snapshotPrefix: String
+    /// Log rows at or below `truncateTarget` are garbage once a snapshot covers them; `save`
+    /// deletes them a chunk at a time so compaction never stalls the log on one big DELETE.
+    private var truncateTarget: UInt64 = 0
+    private var truncatedThrough: UInt64 = 0
+    static let truncateChunk: UInt64 = 2048
 
     /// Opens (creating if needed) the database file at `path`.
     /// The file is this process's alone (the daemon holds the data directory's lock), so SQLite
@@ -19,6 +38,13 @@ public final class RaftStorage {
     /// Uses an already open database (its tables are prefixed `raft_`).
     public init(db: SQLiteDB) throws {
         self.db = db
+        if db.path == ":memory:" || db.path.isEmpty {
+            dir = nil
+        } else {
+            let d = (db.path as NSString).deletingLastPathComponent
+            dir = d.isEmpty ? "." : d
+        }
+        snapshotPrefix = ((db.path as NSString).lastPathComponent as NSString).deletingPathExtension + "-snapshot-"
         try db.exec("""
             CREATE TABLE IF NOT EXISTS raft_hard_state (
                 k INTEGER PRIMARY KEY CHECK (k = 1),
@@ -30,13 +56,81 @@ public final class RaftStorage {
                 idx INTEGER NOT NULL,
                 term INTEGER NOT NULL,
                 conf BLOB NOT NULL,
-                data BLOB NOT NULL);
+                data BLOB NOT NULL,
+                file TEXT,
+                sha256 TEXT);
             CREATE TABLE IF NOT EXISTS raft_log (
                 idx INTEGER PRIMARY KEY,
                 term INTEGER NOT NULL,
                 kind INTEGER NOT NULL,
                 data BLOB NOT NULL);
             """)
+        // Databases made before snapshot files: add the columns (the old rows keep their data inline).
+        let columns = Set(try db.query("SELECT name FROM pragma_table_info('raft_snapshot')").compactMap { $0.first?.text })
+        if !columns.contains("file") { try db.exec("ALTER TABLE raft_snapshot ADD COLUMN file TEXT") }
+        if !columns.contains("sha256") { try db.exec("ALTER TABLE raft_snapshot ADD COLUMN sha256 TEXT") }
+        let snapRow = try db.query("SELECT idx, file FROM raft_snapshot WHERE k = 1").first
+        truncateTarget = snapRow?[0].int.map { UInt64(bitPattern: $0) } ?? 0
+        let minIdx = try db.query("SELECT MIN(idx) FROM raft_log").first?.first?.int.map { UInt64(bitPattern: $0) }
+        truncatedThrough = minIdx.map { $0 > 0 ? $0 - 1 : 0 } ?? truncateTarget
+        // Files left by a crash between writing a snapshot file and recording it.
+        removeSnapshotFiles(except: snapRow?[1].text)
+    }
+
+    // MARK: snapshot files
+
+    /// Write `data` to a new snapshot file in `dir` (temporary name, fsync, rename, fsync of the
+    /// directory), so it is durable before any database row refers to it. Safe on any thread
+    /// (it reads only immutable properties).
+    public func writeSnapshotFile(index: UInt64, data: [UInt8]) throws -> SnapshotFile {
+        guard let dir else { throw P2POSError("RAFT_STORAGE", "an in-memory database keeps snapshots in its table") }
+        let name = snapshotPrefix + "\(index)-\(UInt32.random(in: 0...UInt32.max)).bin"
+        let tmp = dir + "/" + name + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw P2POSError("RAFT_STORAGE", "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        var ok = true
+        data.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 { if errno == EINTR { continue }; ok = false; break }
+                off += n
+            }
+        }
+        if ok && fsync(fd) != 0 { ok = false }
+        let err = errno
+        close(fd)
+        guard ok, rename(tmp, dir + "/" + name) == 0 else {
+            unlink(tmp)
+            throw P2POSError("RAFT_STORAGE", "cannot write snapshot file \(tmp): \(String(cString: strerror(err)))")
+        }
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        return SnapshotFile(name: name, sha256: SHA256.hex(data))
+    }
+
+    /// Delete a snapshot file that was written but will not be recorded. Safe on any thread.
+    public func discardSnapshotFile(_ file: SnapshotFile) {
+        if let dir { unlink(dir + "/" + file.name) }
+    }
+
+    private func removeSnapshotFiles(except keep: String?) {
+        guard let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for n in names where n.hasPrefix(snapshotPrefix) && n != keep { unlink(dir + "/" + n) }
+    }
+
+    private func readSnapshotFile(_ name: String, sha256: String?) throws -> [UInt8] {
+        let path = (dir ?? ".") + "/" + name
+        guard let d = FileManager.default.contents(atPath: path) else {
+            throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): snapshot file \(path) is missing or unreadable",
+                             hint: "restore the data directory from a backup or re-join the node")
+        }
+        let data = [UInt8](d)
+        guard SHA256.hex(data) == sha256 else {
+            throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): snapshot file \(path) does not match its recorded SHA-256",
+                             hint: "restore the data directory from a backup or re-join the node")
+        }
+        return data
     }
 
     /// Persists one `Ready`'s durable part: snapshot first, then entries, then hard state.
@@ -48,35 +142,79 @@ public final class RaftStorage {
     /// replace any stored entry at or after `entries.first.index`.
     public func save(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil) throws {
         if hardState == nil && entries.isEmpty && snapshot == nil { return }
-        try db.transaction {
-            if let s = snapshot {
-                try writeSnapshot(s.metadata, data: s.data)
-                try db.run("DELETE FROM raft_log")
-            }
-            if let first = entries.first {
-                try db.run("DELETE FROM raft_log WHERE idx >= ?", [.int(i64(first.index))])
-                for e in entries {
-                    try db.run("INSERT INTO raft_log (idx, term, kind, data) VALUES (?, ?, ?, ?)",
-                               [.int(i64(e.index)), .int(i64(e.term)), .int(Int64(e.kind.rawValue)), .blob(e.data)])
+        // A received snapshot's data goes to its file before the transaction that records it.
+        let file = dir == nil ? nil : try snapshot.map { try writeSnapshotFile(index: $0.metadata.index, data: $0.data) }
+        var truncated = truncatedThrough
+        do {
+            try db.transaction {
+                if let s = snapshot {
+                    try writeSnapshot(s.metadata, data: s.data, file: file)
+                    try db.run("DELETE FROM raft_log")
+                    truncated = s.metadata.index
+                } else {
+                    truncated = try truncateChunk()
+                }
+                if let first = entries.first {
+                    try db.run("DELETE FROM raft_log WHERE idx >= ?", [.int(i64(first.index))])
+                    for e in entries {
+                        try db.run("INSERT INTO raft_log (idx, term, kind, data) VALUES (?, ?, ?, ?)",
+                                   [.int(i64(e.index)), .int(i64(e.term)), .int(Int64(e.kind.rawValue)), .blob(e.data)])
+                    }
+                }
+                if let hs = hardState {
+                    try db.run("""
+                        INSERT INTO raft_hard_state (k, term, vote, commit_index) VALUES (1, ?, ?, ?)
+                        ON CONFLICT(k) DO UPDATE SET term = excluded.term, vote = excluded.vote,
+                            commit_index = excluded.commit_index
+                        """, [.int(i64(hs.term)), hs.vote.map { .text($0) } ?? .null, .int(i64(hs.commit))])
                 }
             }
-            if let hs = hardState {
-                try db.run("""
-                    INSERT INTO raft_hard_state (k, term, vote, commit_index) VALUES (1, ?, ?, ?)
-                    ON CONFLICT(k) DO UPDATE SET term = excluded.term, vote = excluded.vote,
-                        commit_index = excluded.commit_index
-                    """, [.int(i64(hs.term)), hs.vote.map { .text($0) } ?? .null, .int(i64(hs.commit))])
-            }
+        } catch {
+            if let file { discardSnapshotFile(file) }
+            throw error
         }
+        // Only after the commit: the rows a recorded snapshot covers may go.
+        if let s = snapshot { truncateTarget = s.metadata.index }
+        truncatedThrough = truncated
+        if let file { removeSnapshotFiles(except: file.name) }
     }
 
-    /// Stores a snapshot the application took (after `RaftNode.compact`) and deletes the
-    /// entries it covers, in one transaction.
+    /// Inside a transaction: delete the next chunk of log rows a recorded snapshot made garbage;
+    /// returns how far the log is then truncated (the caller keeps it once the transaction commits).
+    private func truncateChunk() throws -> UInt64 {
+        guard truncatedThrough < truncateTarget else { return truncatedThrough }
+        let upTo = min(truncateTarget, truncatedThrough + RaftStorage.truncateChunk)
+        try db.run("DELETE FROM raft_log WHERE idx <= ?", [.int(i64(upTo))])
+        return upTo
+    }
+
+    /// Stores a snapshot the application took (after `RaftNode.compact`): its data in a file
+    /// (inline in the table for an in-memory database), the entries it covers deleted by later saves.
     public func compact(snapshot meta: SnapshotMetadata, data: [UInt8]) throws {
-        try db.transaction {
-            try writeSnapshot(meta, data: data)
-            try db.run("DELETE FROM raft_log WHERE idx <= ?", [.int(i64(meta.index))])
+        guard dir != nil else {
+            try db.transaction {
+                try writeSnapshot(meta, data: data, file: nil)
+                try db.run("DELETE FROM raft_log WHERE idx <= ?", [.int(i64(meta.index))])
+            }
+            truncateTarget = max(truncateTarget, meta.index)
+            truncatedThrough = max(truncatedThrough, meta.index)
+            return
         }
+        try compact(snapshot: meta, file: try writeSnapshotFile(index: meta.index, data: data))
+    }
+
+    /// Record a snapshot whose data is already durable in `file` (written off the Raft thread
+    /// with `writeSnapshotFile`). Only the small row changes here; the log entries it covers are
+    /// deleted a chunk per later `save`, and older snapshot files are removed.
+    public func compact(snapshot meta: SnapshotMetadata, file: SnapshotFile) throws {
+        do {
+            try db.transaction { try writeSnapshot(meta, data: [], file: file) }
+            truncateTarget = max(truncateTarget, meta.index)
+        } catch {
+            discardSnapshotFile(file)
+            throw error
+        }
+        removeSnapshotFiles(except: file.name)
     }
 
     /// Everything needed to construct a `RaftNode` after a restart.
@@ -86,14 +224,15 @@ public final class RaftStorage {
             state.hardState = HardState(term: try u64(row[0]), vote: row[1].text, commit: try u64(row[2]))
         }
         var from: UInt64 = 0
-        if let row = try db.query("SELECT idx, term, conf, data FROM raft_snapshot WHERE k = 1").first {
+        if let row = try db.query("SELECT idx, term, conf, data, file, sha256 FROM raft_snapshot WHERE k = 1").first {
             let conf: ConfState
             do { conf = try ConfState.decode(row[2].blob ?? []) } catch {
                 throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): stored snapshot configuration is unreadable (\(error))",
                                  hint: "restore the data directory from a backup or re-join the node")
             }
             let meta = SnapshotMetadata(index: try u64(row[0]), term: try u64(row[1]), conf: conf)
-            state.snapshot = Snapshot(metadata: meta, data: row[3].blob ?? [])
+            let data = try row[4].text.map { try readSnapshotFile($0, sha256: row[5].text) } ?? row[3].blob ?? []
+            state.snapshot = Snapshot(metadata: meta, data: data)
             from = meta.index
         }
         state.entries = try entries(after: from)
@@ -118,17 +257,19 @@ public final class RaftStorage {
 
     /// Index of the last stored entry (or of the snapshot when the log is empty).
     public func lastIndex() throws -> UInt64 {
-        if let v = try db.query("SELECT MAX(idx) FROM raft_log").first?.first?.int { return UInt64(bitPattern: v) }
-        if let v = try db.query("SELECT idx FROM raft_snapshot WHERE k = 1").first?.first?.int { return UInt64(bitPattern: v) }
-        return 0
+        // Rows below the snapshot may still await deletion, so take the larger of the two.
+        let log = try db.query("SELECT MAX(idx) FROM raft_log").first?.first?.int.map { UInt64(bitPattern: $0) } ?? 0
+        let snap = try db.query("SELECT idx FROM raft_snapshot WHERE k = 1").first?.first?.int.map { UInt64(bitPattern: $0) } ?? 0
+        return max(log, snap)
     }
 
-    private func writeSnapshot(_ meta: SnapshotMetadata, data: [UInt8]) throws {
+    private func writeSnapshot(_ meta: SnapshotMetadata, data: [UInt8], file: SnapshotFile?) throws {
         try db.run("""
-            INSERT INTO raft_snapshot (k, idx, term, conf, data) VALUES (1, ?, ?, ?, ?)
+            INSERT INTO raft_snapshot (k, idx, term, conf, data, file, sha256) VALUES (1, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(k) DO UPDATE SET idx = excluded.idx, term = excluded.term, conf = excluded.conf,
-                data = excluded.data
-            """, [.int(i64(meta.index)), .int(i64(meta.term)), .blob(meta.conf.encode()), .blob(data)])
+                data = excluded.data, file = excluded.file, sha256 = excluded.sha256
+            """, [.int(i64(meta.index)), .int(i64(meta.term)), .blob(meta.conf.encode()), .blob(file == nil ? data : []),
+                  file.map { .text($0.name) } ?? .null, file.map { .text($0.sha256) } ?? .null])
     }
 
     private func i64(_ v: UInt64) -> Int64 { Int64(bitPattern: v) }

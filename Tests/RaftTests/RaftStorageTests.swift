@@ -2,6 +2,7 @@ import Foundation
 import Raft
 import RaftStorage
 import Storage
+import Support
 import XCTest
 
 final class RaftStorageTests: XCTestCase {
@@ -116,5 +117,102 @@ final class RaftStorageTests: XCTestCase {
         try s.save(hardState: HardState(term: 1, vote: nil, commit: 0), entries: [])
         XCTAssertThrowsError(try RaftStorage(path: path).load(), "the file is locked by its one owner")
         withExtendedLifetime(s) {}
+    }
+
+    func snapshotFiles() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("raft-snapshot-") }.sorted()
+    }
+
+    func logRows(_ s: RaftStorage) throws -> Int {
+        Int(try s.db.query("SELECT COUNT(*) FROM raft_log").first?.first?.int ?? -1)
+    }
+
+    /// Compaction keeps the data in its own file and deletes the covered log rows a chunk per
+    /// later save; the state reads the same at every point and after a reopen.
+    func testSnapshotFileAndChunkedTruncation() throws {
+        let n = 3 * Int(2048) + 100
+        let meta = SnapshotMetadata(index: UInt64(n - 50), term: 1, conf: ConfState(voters: ["a"]))
+        let data = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        do {
+            let s = try RaftStorage(path: path)
+            try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: entries(1...UInt64(n), term: 1))
+            let file = try s.writeSnapshotFile(index: meta.index, data: data)
+            try s.compact(snapshot: meta, file: file)
+            XCTAssertEqual(try snapshotFiles(), [file.name])
+            XCTAssertEqual(try logRows(s), n, "nothing deleted by the compaction itself")
+            var st = try s.load()
+            XCTAssertEqual(st.snapshot, Snapshot(metadata: meta, data: data))
+            XCTAssertEqual(st.entries, entries(meta.index + 1...UInt64(n), term: 1))
+            XCTAssertEqual(try s.lastIndex(), UInt64(n))
+            // Each save deletes one chunk.
+            try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: [])
+            XCTAssertEqual(try logRows(s), n - 2048)
+            try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: entries(UInt64(n + 1)...UInt64(n + 1), term: 1))
+            XCTAssertEqual(try logRows(s), n + 1 - 2 * 2048)
+            st = try s.load()
+            XCTAssertEqual(st.entries, entries(meta.index + 1...UInt64(n + 1), term: 1))
+        }
+        // Reopen: the rest is deleted by the next saves; a stray temporary file and an unrecorded
+        // snapshot file (a crash before the row was written) are removed at open.
+        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-1-2.bin.tmp", contents: Data([1]))
+        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-9-9.bin", contents: Data([2]))
+        let s = try RaftStorage(path: path)
+        XCTAssertEqual(try snapshotFiles().count, 1)
+        XCTAssertEqual(try s.load().snapshot?.data, data)
+        for _ in 0..<3 { try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: []) }
+        XCTAssertEqual(try logRows(s), 51, "only entries after the snapshot remain")
+        XCTAssertEqual(try s.load().entries, entries(meta.index + 1...UInt64(n + 1), term: 1))
+        // A newer snapshot replaces the file.
+        let meta2 = SnapshotMetadata(index: UInt64(n), term: 1, conf: ConfState(voters: ["a"]))
+        try s.compact(snapshot: meta2, data: [7, 7])
+        XCTAssertEqual(try snapshotFiles().count, 1)
+        XCTAssertEqual(try s.load().snapshot, Snapshot(metadata: meta2, data: [7, 7]))
+    }
+
+    func testDamagedOrMissingSnapshotFileIsReported() throws {
+        let meta = SnapshotMetadata(index: 5, term: 1, conf: ConfState(voters: ["a"]))
+        do {
+            let s = try RaftStorage(path: path)
+            try s.save(hardState: HardState(term: 1, commit: 8), entries: entries(1...8, term: 1))
+            try s.compact(snapshot: meta, data: Array("state".utf8))
+        }
+        let name = try XCTUnwrap(try snapshotFiles().first)
+        let filePath = dir.path + "/" + name
+        try Data("stale".utf8).write(to: URL(fileURLWithPath: filePath))
+        XCTAssertThrowsError(try RaftStorage(path: path).load()) { e in
+            XCTAssertEqual((e as? P2POSError)?.code, "RAFT_STORAGE_CORRUPT")
+            XCTAssertTrue("\(e)".contains("SHA-256"), "\(e)")
+        }
+        try FileManager.default.removeItem(atPath: filePath)
+        XCTAssertThrowsError(try RaftStorage(path: path).load()) { e in
+            XCTAssertEqual((e as? P2POSError)?.code, "RAFT_STORAGE_CORRUPT")
+            XCTAssertTrue("\(e)".contains("missing"), "\(e)")
+        }
+    }
+
+    /// A raft.db written before snapshot files (data inline, no file columns) still loads, and
+    /// its next compaction moves to a file.
+    func testDatabaseWithInlineSnapshotStillLoads() throws {
+        do {
+            let db = try SQLiteDB(path: path)
+            try db.exec("""
+                CREATE TABLE raft_hard_state (k INTEGER PRIMARY KEY CHECK (k = 1), term INTEGER NOT NULL, vote TEXT, commit_index INTEGER NOT NULL);
+                CREATE TABLE raft_snapshot (k INTEGER PRIMARY KEY CHECK (k = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL, conf BLOB NOT NULL, data BLOB NOT NULL);
+                CREATE TABLE raft_log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL);
+                INSERT INTO raft_hard_state VALUES (1, 2, 'a', 6);
+                """)
+            try db.run("INSERT INTO raft_snapshot VALUES (1, 4, 2, ?, ?)", [.blob(ConfState(voters: ["a"]).encode()), .blob([4, 4])])
+            for e in entries(5...6, term: 2) {
+                try db.run("INSERT INTO raft_log VALUES (?, ?, 0, ?)", [.int(Int64(e.index)), .int(2), .blob(e.data)])
+            }
+        }
+        let s = try RaftStorage(path: path)
+        let st = try s.load()
+        XCTAssertEqual(st.snapshot, Snapshot(metadata: SnapshotMetadata(index: 4, term: 2, conf: ConfState(voters: ["a"])), data: [4, 4]))
+        XCTAssertEqual(st.entries, entries(5...6, term: 2))
+        XCTAssertEqual(st.hardState, HardState(term: 2, vote: "a", commit: 6))
+        try s.compact(snapshot: SnapshotMetadata(index: 6, term: 2, conf: ConfState(voters: ["a"])), data: [6])
+        XCTAssertEqual(try s.load().snapshot?.data, [6])
+        XCTAssertEqual(try snapshotFiles().count, 1)
     }
 }
