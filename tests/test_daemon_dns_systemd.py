@@ -23,6 +23,26 @@ def udp_free_port():
     return p
 
 
+def dns_ready(port, proc, timeout=10.0):
+    """True once dnsmasq answers a TXT query (any answer, NXDOMAIN included) on 127.0.0.1:port."""
+    query = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+             b"\x0bready-probe\x04test\x00\x00\x10\x00\x01")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.2)
+        try:
+            s.sendto(query, ("127.0.0.1", port))
+            reply, _ = s.recvfrom(512)
+            if reply[:2] == b"\x12\x34":
+                return True
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    return False
+
+
 @pytest.fixture
 def dnsmasq(tmp_path):
     if not (shutil.which("dnsmasq") or os.path.exists("/usr/sbin/dnsmasq")):
@@ -32,12 +52,15 @@ def dnsmasq(tmp_path):
     def start(records):
         zone = tmp_path / "zone.txt"
         zone.write_text("\n".join(f"{n} {t}" for n, t in records) + "\n")
-        port = udp_free_port()
-        p = subprocess.Popen(["sh", str(ROOT / "tests/dns/dnsmasq-zone.sh"), str(port), str(zone)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        time.sleep(0.3)
-        return f"127.0.0.1:{port}"
+        # A free port can be taken between the check and dnsmasq's bind: try a few.
+        for _ in range(5):
+            port = udp_free_port()
+            p = subprocess.Popen(["sh", str(ROOT / "tests/dns/dnsmasq-zone.sh"), str(port), str(zone)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(p)
+            if dns_ready(port, p):
+                return f"127.0.0.1:{port}"
+        pytest.fail("dnsmasq did not start answering queries")
 
     yield start
     for p in procs:
