@@ -143,6 +143,13 @@ def test_lagging_node_catches_up_through_snapshot(tmp_path, env):
         sc = api(c.sock, "GET", "/v1/p2p/stats")[1]
         assert sa["sessions"] == sc["sessions"] >= total
         assert api(c.sock, "GET", f"/v1/p2p/sessions/cu{total - 1}")[0] == 200
+        # The installed snapshot is one file next to raft.db, and a restart loads it from there.
+        snaps = sorted(p.name for p in pathlib.Path(c.dir).glob("raft-snapshot-*.bin"))
+        assert len(snaps) == 1, snaps
+        c.stop()
+        c.start()
+        wait_for(lambda: raft(c)["applied_index"] >= target, timeout=60, what="c after restart")
+        assert api(c.sock, "GET", f"/v1/p2p/sessions/cu{total - 1}")[0] == 200
     finally:
         for n in nodes:
             n.stop()
