@@ -114,9 +114,18 @@ public final class RaftStorage {
         if let dir { unlink(dir + "/" + file.name) }
     }
 
-    private func removeSnapshotFiles(except keep: String?) {
+    /// Remove snapshot files other than `keep`. At open (`below == nil`) every other file goes,
+    /// temporary ones included; later only finished files of an older index, because another
+    /// thread may be writing the next snapshot's file while this one is recorded.
+    private func removeSnapshotFiles(except keep: String?, below: UInt64? = nil) {
         guard let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
-        for n in names where n.hasPrefix(snapshotPrefix) && n != keep { unlink(dir + "/" + n) }
+        for n in names where n.hasPrefix(snapshotPrefix) && n != keep {
+            if let below {
+                let rest = n.dropFirst(snapshotPrefix.count)
+                guard n.hasSuffix(".bin"), let index = rest.split(separator: "-").first.flatMap({ UInt64($0) }), index < below else { continue }
+            }
+            unlink(dir + "/" + n)
+        }
     }
 
     private func readSnapshotFile(_ name: String, sha256: String?) throws -> [UInt8] {
@@ -176,7 +185,7 @@ public final class RaftStorage {
         // Only after the commit: the rows a recorded snapshot covers may go.
         if let s = snapshot { truncateTarget = s.metadata.index }
         truncatedThrough = truncated
-        if let file { removeSnapshotFiles(except: file.name) }
+        if let file, let s = snapshot { removeSnapshotFiles(except: file.name, below: s.metadata.index) }
     }
 
     /// Inside a transaction: delete the next chunk of log rows a recorded snapshot made garbage;
@@ -214,7 +223,7 @@ public final class RaftStorage {
             discardSnapshotFile(file)
             throw error
         }
-        removeSnapshotFiles(except: file.name)
+        removeSnapshotFiles(except: file.name, below: meta.index)
     }
 
     /// Everything needed to construct a `RaftNode` after a restart.

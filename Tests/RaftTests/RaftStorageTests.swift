@@ -162,10 +162,17 @@ final class RaftStorageTests: XCTestCase {
         for _ in 0..<3 { try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: []) }
         XCTAssertEqual(try logRows(s), 51, "only entries after the snapshot remain")
         XCTAssertEqual(try s.load().entries, entries(meta.index + 1...UInt64(n + 1), term: 1))
-        // A newer snapshot replaces the file.
+        // A newer snapshot replaces the file. A file of a higher index (another thread may be
+        // writing the next snapshot) is left alone; one of a lower index goes.
+        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-\(n + 100)-1.bin", contents: Data([3]))
+        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-\(n + 100)-2.bin.tmp", contents: Data([3]))
+        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-3-1.bin", contents: Data([4]))
         let meta2 = SnapshotMetadata(index: UInt64(n), term: 1, conf: ConfState(voters: ["a"]))
         try s.compact(snapshot: meta2, data: [7, 7])
-        XCTAssertEqual(try snapshotFiles().count, 1)
+        let files = try snapshotFiles()
+        XCTAssertEqual(files.count, 3, "\(files)")
+        XCTAssertTrue(files.contains("raft-snapshot-\(n + 100)-1.bin") && files.contains("raft-snapshot-\(n + 100)-2.bin.tmp"))
+        XCTAssertFalse(files.contains("raft-snapshot-3-1.bin"))
         XCTAssertEqual(try s.load().snapshot, Snapshot(metadata: meta2, data: [7, 7]))
     }
 
