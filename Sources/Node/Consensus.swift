@@ -633,12 +633,19 @@ public final class Consensus: @unchecked Sendable {
             }
             if let (index, data) = result, let file {
                 queue.async { [self] in
+                    let meta: SnapshotMetadata
+                    do { meta = try node.compact(upTo: index, snapshotData: data) } catch {
+                        // E.g. a snapshot received from the leader got past this index: never recorded.
+                        storage.discardSnapshotFile(file)
+                        Log.warn("raft", "compact_failed", ["reason": "\(error)"])
+                        return
+                    }
                     do {
-                        let meta = try node.compact(upTo: index, snapshotData: data)
                         try storage.compact(snapshot: meta, file: file)
                         Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
                     } catch {
-                        storage.discardSnapshotFile(file)
+                        // The file stays: a failed COMMIT may still have reached the WAL (an
+                        // unrecorded file is removed when raft.db is next opened).
                         Log.warn("raft", "compact_failed", ["reason": "\(error)"])
                     }
                 }

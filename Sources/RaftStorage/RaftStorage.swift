@@ -98,14 +98,22 @@ public final class RaftStorage {
             }
         }
         if ok && fsync(fd) != 0 { ok = false }
-        let err = errno
+        var err = errno
         close(fd)
-        guard ok, rename(tmp, dir + "/" + name) == 0 else {
+        if ok && rename(tmp, dir + "/" + name) != 0 { ok = false; err = errno }
+        guard ok else {
             unlink(tmp)
             throw P2POSError("RAFT_STORAGE", "cannot write snapshot file \(tmp): \(String(cString: strerror(err)))")
         }
+        // The rename must be durable before a row names the file.
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        guard dfd >= 0, fsync(dfd) == 0 else {
+            let e = errno
+            if dfd >= 0 { close(dfd) }
+            unlink(dir + "/" + name)
+            throw P2POSError("RAFT_STORAGE", "cannot sync directory \(dir) after writing \(name): \(String(cString: strerror(e)))")
+        }
+        close(dfd)
         return SnapshotFile(name: name, sha256: SHA256.hex(data))
     }
 
@@ -161,7 +169,7 @@ public final class RaftStorage {
                     try db.run("DELETE FROM raft_log")
                     truncated = s.metadata.index
                 } else {
-                    truncated = try truncateChunk()
+                    truncated = try truncateChunk(appending: entries.count)
                 }
                 if let first = entries.first {
                     try db.run("DELETE FROM raft_log WHERE idx >= ?", [.int(i64(first.index))])
@@ -178,10 +186,9 @@ public final class RaftStorage {
                         """, [.int(i64(hs.term)), hs.vote.map { .text($0) } ?? .null, .int(i64(hs.commit))])
                 }
             }
-        } catch {
-            if let file { discardSnapshotFile(file) }
-            throw error
         }
+        // (A failed COMMIT may still have reached the WAL, so a file it might name is never deleted
+        // here; opening the database removes files no row names.)
         // Only after the commit: the rows a recorded snapshot covers may go.
         if let s = snapshot { truncateTarget = s.metadata.index }
         truncatedThrough = truncated
@@ -190,9 +197,10 @@ public final class RaftStorage {
 
     /// Inside a transaction: delete the next chunk of log rows a recorded snapshot made garbage;
     /// returns how far the log is then truncated (the caller keeps it once the transaction commits).
-    private func truncateChunk() throws -> UInt64 {
+    private func truncateChunk(appending count: Int) throws -> UInt64 {
         guard truncatedThrough < truncateTarget else { return truncatedThrough }
-        let upTo = min(truncateTarget, truncatedThrough + RaftStorage.truncateChunk)
+        // At least twice what this save appends, so deletion never falls behind the log.
+        let upTo = min(truncateTarget, truncatedThrough + max(RaftStorage.truncateChunk, 2 * UInt64(count)))
         try db.run("DELETE FROM raft_log WHERE idx <= ?", [.int(i64(upTo))])
         return upTo
     }
@@ -216,13 +224,12 @@ public final class RaftStorage {
     /// with `writeSnapshotFile`). Only the small row changes here; the log entries it covers are
     /// deleted a chunk per later `save`, and older snapshot files are removed.
     public func compact(snapshot meta: SnapshotMetadata, file: SnapshotFile) throws {
-        do {
-            try db.transaction { try writeSnapshot(meta, data: [], file: file) }
-            truncateTarget = max(truncateTarget, meta.index)
-        } catch {
-            discardSnapshotFile(file)
-            throw error
+        // Truncation trusts the recorded index, so it only moves forward.
+        guard meta.index > truncateTarget else {
+            throw P2POSError("RAFT_STORAGE", "snapshot at index \(meta.index) is not after the recorded one at \(truncateTarget)")
         }
+        try db.transaction { try writeSnapshot(meta, data: [], file: file) }
+        truncateTarget = meta.index
         removeSnapshotFiles(except: file.name, below: meta.index)
     }
 

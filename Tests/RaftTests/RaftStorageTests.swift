@@ -174,6 +174,9 @@ final class RaftStorageTests: XCTestCase {
         XCTAssertTrue(files.contains("raft-snapshot-\(n + 100)-1.bin") && files.contains("raft-snapshot-\(n + 100)-2.bin.tmp"))
         XCTAssertFalse(files.contains("raft-snapshot-3-1.bin"))
         XCTAssertEqual(try s.load().snapshot, Snapshot(metadata: meta2, data: [7, 7]))
+        // Recording an older snapshot is refused (truncation trusts the recorded index).
+        XCTAssertThrowsError(try s.compact(snapshot: meta, data: [1]))
+        XCTAssertEqual(try s.load().snapshot, Snapshot(metadata: meta2, data: [7, 7]))
     }
 
     func testDamagedOrMissingSnapshotFileIsReported() throws {
