@@ -41,7 +41,7 @@ complete -c p2pos -n '__fish_seen_subcommand_from node; and __fish_seen_subcomma
 complete -c p2pos -n '__fish_seen_subcommand_from node; and __fish_seen_subcommand_from run' -l dev -d 'create and run a throwaway one-node system in ./p2pos-dev'
 complete -c p2pos -n '__fish_seen_subcommand_from node; and __fish_seen_subcommand_from run' -l help -s h -d 'show this help and exit'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and not __fish_seen_subcommand_from sign submit' -a 'sign' -d 'sign a transaction with a key file'
-complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from sign' -l key -r -F -d 'private key file (base64 libp2p protobuf, mode 0600)'
+complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from sign' -l key -r -F -d 'private key file (base64 libp2p protobuf, or p2pos keygen output; mode 0600)'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from sign' -l op -r -d 'operation, e.g. SESSION_CREATE'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from sign' -l payload -r -d 'payload object'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from sign' -l cluster-id -r -d 'cluster the tx is for (default: from config)'

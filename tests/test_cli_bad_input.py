@@ -99,3 +99,45 @@ def test_help_version_completions(p2pos):
     h = p2pos("init", "--help")
     assert h.code == 0 and h.out.startswith("Usage: p2pos init")
     assert "complete -F _p2pos p2pos" in p2pos("completions", "bash").out
+
+
+def test_tx_sign_takes_keygen_output_or_a_bare_key(p2pos, tmp_path):
+    """`p2pos keygen --out F` then `tx sign --key F` works; several keys without the node key, or
+    none, is one clear line and no output."""
+    env_file = tmp_path / "me.env"
+    assert p2pos("keygen", "--out", str(env_file)).code == 0
+    bare = tmp_path / "me.key"
+    kv = dict(l.split("=", 1) for l in env_file.read_text().split())
+    bare.write_text(kv["NODE_PRIV_B64"] + "\n")
+    os.chmod(bare, 0o600)
+    args = ["tx", "sign", "--cluster-id", "c1", "--op", "PARTICIPANT_JOIN", "--payload", '{"session_id":"s"}']
+    from_env = p2pos(*args, "--key", str(env_file))
+    from_bare = p2pos(*args, "--key", str(bare))
+    assert from_env.code == 0 and from_bare.code == 0, (from_env.err, from_bare.err)
+    assert json.loads(from_env.out)["public_key"] == json.loads(from_bare.out)["public_key"]
+
+    # --new-system output: the node key is the one taken.
+    full = tmp_path / "full.env"
+    assert p2pos("keygen", "--new-system", "--cluster-id", "c1", "--out", str(full)).code == 0
+    fkv = dict(l.split("=", 1) for l in full.read_text().split())
+    r = p2pos(*args, "--key", str(full))
+    assert r.code == 0, r.err
+    only_node = tmp_path / "node.key"
+    only_node.write_text(fkv["NODE_PRIV_B64"])
+    os.chmod(only_node, 0o600)
+    assert json.loads(r.out)["public_key"] == json.loads(p2pos(*args, "--key", str(only_node)).out)["public_key"]
+
+    # Without the node key the choice is ambiguous; without any key there is nothing to take.
+    amb = tmp_path / "amb.env"
+    amb.write_text("".join(f"{k}={v}\n" for k, v in fkv.items() if k != "NODE_PRIV_B64"))
+    os.chmod(amb, 0o600)
+    r = p2pos(*args, "--key", str(amb))
+    assert r.code == 1 and r.out == ""
+    line = one_line(r.err)
+    assert "several keys" in line and "SYSTEM_PRIV_B64" in line and "ADMIN_PRIV_B64" in line
+    none = tmp_path / "none.env"
+    none.write_text("FOO=bar\n")
+    os.chmod(none, 0o600)
+    r = p2pos(*args, "--key", str(none))
+    assert r.code == 1 and r.out == ""
+    assert "no *_PRIV_B64 key" in one_line(r.err)

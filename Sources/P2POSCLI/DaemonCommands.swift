@@ -146,7 +146,7 @@ func renderStatus(_ obj: [String: Any]) -> String {
     let config = try Paths.loadConfig(p)
     let keyPath = p.value("--admin-key").map(Paths.absolute) ?? config.dataDir + "/keys/admin.key"
     let adminKey: PrivateKey
-    do { adminKey = try PrivateKey(base64: try SecureFile.read(keyPath, what: "admin key file")) } catch let e as KeyError {
+    do { adminKey = try PrivateKey(base64: try keyFileBase64(keyPath, what: "admin key file", prefer: "ADMIN_PRIV_B64")) } catch let e as KeyError {
         throw CLIError(ExitCode.failure, "p2pos \(cmd): admin key file \(keyPath): \(e)")
     }
     guard let proof = config.adminProof else {

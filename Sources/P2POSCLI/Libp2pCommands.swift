@@ -6,7 +6,32 @@ import Support
 func keyArgument(_ p: ParsedArgs) throws -> String? {
     if let b = p.value("--key-b64") { return b }
     guard let f = p.value("--key") else { return nil }
-    return try SecureFile.read(Paths.absolute(f), what: "key file").trimmingCharacters(in: .whitespacesAndNewlines)
+    return try keyFileBase64(Paths.absolute(f), what: "key file", prefer: "NODE_PRIV_B64")
+}
+
+/// The base64 private key in a key file: the file is either the bare key (base64 libp2p
+/// protobuf, the format Go/libp2p nodes and `keys/*.key` use) or the KEY=VALUE output of
+/// `p2pos keygen`, whose one `*_PRIV_B64` line — or the `prefer`red one — is taken. Several keys
+/// without a preferred one is an error naming them, never a guess.
+func keyFileBase64(_ path: String, what: String, prefer: String) throws -> String {
+    let text = try SecureFile.read(path, what: what).trimmingCharacters(in: .whitespacesAndNewlines)
+    let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+    let isEnv = lines.contains { l in l.range(of: "^[A-Z0-9_]+=", options: .regularExpression) != nil }
+    guard isEnv else { return text }
+    var keys: [(name: String, value: String)] = []
+    for l in lines {
+        guard let eq = l.firstIndex(of: "=") else { continue }
+        let name = String(l[..<eq])
+        if name.hasSuffix("_PRIV_B64") { keys.append((name, String(l[l.index(after: eq)...]))) }
+    }
+    if let k = keys.first(where: { $0.name == prefer }) { return k.value }
+    if keys.count == 1 { return keys[0].value }
+    if keys.isEmpty {
+        throw P2POSError("KEY_FILE", "\(what) \(path) has KEY=VALUE lines but no *_PRIV_B64 key",
+                         hint: "give a file holding one base64 private key, or the output of 'p2pos keygen'")
+    }
+    throw P2POSError("KEY_FILE", "\(what) \(path) holds several keys (\(keys.map(\.name).joined(separator: ", "))) and none is \(prefer)",
+                     hint: "write the one to use into its own file, e.g. grep '^\(keys[0].name)=' \(path) | cut -d= -f2- > signer.key")
 }
 
 let outLine: @Sendable (String) -> Void = { Out.print($0) }

@@ -118,7 +118,7 @@ public enum CommandTable {
                     options: [Common.config, Common.dataDir, OptionSpec("--dev", "create and run a throwaway one-node system in ./p2pos-dev")],
                     handler: nodeRunHandler),
         CommandSpec(["tx", "sign"], "sign a transaction with a key file",
-                    options: [OptionSpec("--key", value: "FILE", "private key file (base64 libp2p protobuf, mode 0600)", complete: ["file"]),
+                    options: [OptionSpec("--key", value: "FILE", "private key file (base64 libp2p protobuf, or p2pos keygen output; mode 0600)", complete: ["file"]),
                               OptionSpec("--op", value: "OP", "operation, e.g. SESSION_CREATE"),
                               OptionSpec("--payload", value: "JSON", "payload object"),
                               OptionSpec("--cluster-id", value: "ID", "cluster the tx is for (default: from config)"),

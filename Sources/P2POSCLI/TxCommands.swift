@@ -19,7 +19,7 @@ func readInput(_ src: String?, cmd: String) throws -> String {
     let cmd = "tx sign"
     guard let keyPath = p.value("--key") else { throw CLIError.usage(cmd, "--key FILE is required") }
     let key: PrivateKey
-    do { key = try PrivateKey(base64: try SecureFile.read(Paths.absolute(keyPath), what: "key file")) } catch let e as KeyError {
+    do { key = try PrivateKey(base64: try keyFileBase64(Paths.absolute(keyPath), what: "key file", prefer: "NODE_PRIV_B64")) } catch let e as KeyError {
         throw CLIError(ExitCode.failure, "p2pos \(cmd): key file \(keyPath): \(e)")
     }
     var cluster = p.value("--cluster-id") ?? ""
