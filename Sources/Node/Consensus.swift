@@ -210,6 +210,11 @@ public final class Consensus: @unchecked Sendable {
     let storage: RaftStorage
     public let ledger: Ledger
     let ledgerDB: SQLiteDB
+    /// Frames in ledger.db's WAL after the apply connection's last commit.
+    private var ledgerWAL: WALFrameCounter!
+    /// Checkpoint bookkeeping (on `snapshotQueue`).
+    private var checkpointedFrames = 0
+    private var lastCheckpoint: UInt64 = 0
     unowned let daemon: Daemon
     let selfID: String
     let maxVoters: Int
@@ -245,7 +250,7 @@ public final class Consensus: @unchecked Sendable {
         // Apply commits in groups (see `scheduleLedgerCommit`) and leaves WAL checkpoints to a
         // background timer; SQLite's own checkpoint stays as a safety net for a large WAL.
         ledger.deferCommits = true
-        try ledgerDB.exec("PRAGMA wal_autocheckpoint=16384")
+        ledgerWAL = ledgerDB.observeWAL(autocheckpoint: 16384)
         readLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
         snapshotLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
         var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
@@ -307,15 +312,23 @@ public final class Consensus: @unchecked Sendable {
         timer = t
         t.resume()
         let cp = DispatchSource.makeTimerSource(queue: snapshotQueue)
-        // Every 0.2 s: each checkpoint's burst of page writes stalls the Raft fsyncs that overlap
-        // it, so smaller, more frequent ones keep the tail down (16 clients: p99 ~26 ms at 0.2 s
-        // vs ~40 ms at 0.5 s, same throughput; 0.1 s cost throughput). See docs/benchmarks.md.
-        cp.schedule(deadline: .now() + 0.2, repeating: 0.2, leeway: .milliseconds(5))
+        cp.schedule(deadline: .now() + 0.05, repeating: 0.05, leeway: .milliseconds(5))
         cp.setEventHandler { [self] in
-            // Copy committed WAL pages into ledger.db off the apply path (PASSIVE: never waits).
+            // Copy committed WAL pages into ledger.db off the apply path (PASSIVE: never waits),
+            // once 16 MiB of log has accumulated, or after a second with anything new. Each
+            // checkpoint's page writes and fsyncs stall the Raft fsyncs that overlap them: under
+            // load small, frequent checkpoints keep that tail short (every ~0.2 s at 16 clients),
+            // while at low rates fewer checkpoints mean fewer fsyncs (measured: docs/benchmarks.md).
+            let frames = ledgerWAL.frames
+            if frames < checkpointedFrames { checkpointedFrames = 0 }    // the log restarted
+            let grown = frames - checkpointedFrames
+            let now = Monotonic.nanos()
+            guard grown >= 4096 || (grown > 0 && now &- lastCheckpoint >= 1_000_000_000) else { return }
             do { try snapshotLedger.db.exec("PRAGMA wal_checkpoint(PASSIVE)") } catch {
                 Log.debug("ledger", "checkpoint_failed", ["reason": "\(error)"])
             }
+            checkpointedFrames = frames
+            lastCheckpoint = now
         }
         checkpointTimer = cp
         cp.resume()

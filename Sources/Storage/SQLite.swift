@@ -30,6 +30,31 @@ public enum SQLValue: Equatable, Sendable {
 
 let SQLITE_TRANSIENT_PTR = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
+/// How many frames the write-ahead log of a connection held after its last commit (updated by
+/// SQLite's WAL hook on the committing thread; read from any thread).
+public final class WALFrameCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    /// Frames at which the committing connection checkpoints by itself (SQLite's own
+    /// `wal_autocheckpoint`, which the hook replaces); 0 for never.
+    let autocheckpoint: Int32
+
+    init(autocheckpoint: Int32) { self.autocheckpoint = autocheckpoint }
+
+    public var frames: Int { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ n: Int) { lock.lock(); value = n; lock.unlock() }
+}
+
+private func walHook(_ ctx: UnsafeMutableRawPointer?, _ db: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ frames: Int32) -> Int32 {
+    guard let ctx else { return SQLITE_OK }
+    let counter = Unmanaged<WALFrameCounter>.fromOpaque(ctx).takeUnretainedValue()
+    counter.set(Int(frames))
+    if counter.autocheckpoint > 0 && frames >= counter.autocheckpoint {
+        _ = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+    }
+    return SQLITE_OK
+}
+
 /// The current row of `SQLiteDB.forEachRow`.
 public struct SQLRowCursor {
     public enum Kind: Sendable { case null, int, double, text, blob }
@@ -180,6 +205,17 @@ public final class SQLiteDB: @unchecked Sendable {
         }
         return rows
     }
+
+    /// Count WAL frames after each commit of this connection (see `WALFrameCounter`), so another
+    /// thread can decide when a checkpoint is worth it. Replaces `PRAGMA wal_autocheckpoint`; the
+    /// connection still checkpoints by itself once the log reaches `autocheckpoint` frames.
+    public func observeWAL(autocheckpoint: Int32) -> WALFrameCounter {
+        let counter = WALFrameCounter(autocheckpoint: autocheckpoint)
+        walCounter = counter
+        sqlite3_wal_hook(handle, walHook, Unmanaged.passUnretained(counter).toOpaque())
+        return counter
+    }
+    private var walCounter: WALFrameCounter?
 
     /// Visit the rows of a query without copying them: `body` reads the current row through the
     /// cursor, which is valid only during that call.

@@ -1,0 +1,46 @@
+import Foundation
+import XCTest
+@testable import Storage
+
+final class SQLiteTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// The WAL hook reports the log's frames after every commit; the connection checkpoints by
+    /// itself at `autocheckpoint` frames (so the next write restarts the log), as SQLite's own
+    /// wal_autocheckpoint did.
+    func testWALFrameCounter() throws {
+        let db = try SQLiteDB(path: dir.appendingPathComponent("a.db").path, synchronous: "NORMAL")
+        let wal = db.observeWAL(autocheckpoint: 0)
+        XCTAssertEqual(wal.frames, 0)
+        try db.exec("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)")
+        let afterCreate = wal.frames
+        XCTAssertGreaterThan(afterCreate, 0)
+        var last = afterCreate
+        for i in 0..<20 {
+            try db.run("INSERT INTO t VALUES (?, ?)", [.int(Int64(i)), .blob([UInt8](repeating: 7, count: 3000))])
+            XCTAssertGreaterThan(wal.frames, last, "each commit adds frames")
+            last = wal.frames
+        }
+        // With a limit, the committing connection checkpoints and the log starts over.
+        let db2 = try SQLiteDB(path: dir.appendingPathComponent("b.db").path, synchronous: "NORMAL")
+        let wal2 = db2.observeWAL(autocheckpoint: 8)
+        try db2.exec("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)")
+        var peak = 0
+        var restarted = false
+        for i in 0..<40 {
+            try db2.run("INSERT INTO t VALUES (?, ?)", [.int(Int64(i)), .blob([UInt8](repeating: 7, count: 3000))])
+            if wal2.frames < peak { restarted = true }
+            peak = max(peak, wal2.frames)
+        }
+        XCTAssertTrue(restarted, "the log restarted after a checkpoint")
+        XCTAssertLessThan(peak, 8 + 4, "never far past the limit (peak \(peak))")
+        XCTAssertEqual(try db2.query("SELECT COUNT(*) FROM t").first?.first?.int, 40)
+    }
+}
