@@ -74,6 +74,21 @@ public struct SQLRowCursor {
 
     public func int(_ column: Int) -> Int64 { sqlite3_column_int64(stmt, Int32(column)) }
 
+    /// The column as a value (copied).
+    public func value(_ column: Int) -> SQLValue {
+        let c = Int32(column)
+        switch kind(column) {
+        case .int: return .int(sqlite3_column_int64(stmt, c))
+        case .double: return .double(sqlite3_column_double(stmt, c))
+        case .text: return .text(String(cString: sqlite3_column_text(stmt, c)))
+        case .blob:
+            let len = Int(sqlite3_column_bytes(stmt, c))
+            guard len > 0, let p = sqlite3_column_blob(stmt, c) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: p, count: len)))
+        case .null: return .null
+        }
+    }
+
     /// The column's text as UTF-8 bytes, valid only inside `body`.
     public func withText<T>(_ column: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
         let p = sqlite3_column_text(stmt, Int32(column))
@@ -176,33 +191,8 @@ public final class SQLiteDB: @unchecked Sendable {
 
     /// Query rows as arrays of values.
     public func query(_ sql: String, _ params: [SQLValue] = []) throws -> [[SQLValue]] {
-        let stmt = try prepare(sql)
-        defer { sqlite3_reset(stmt) }
-        try bind(stmt, params)
         var rows: [[SQLValue]] = []
-        while true {
-            let rc = sqlite3_step(stmt)
-            if rc == SQLITE_DONE { break }
-            guard rc == SQLITE_ROW else { throw error(rc) }
-            let n = sqlite3_column_count(stmt)
-            var row: [SQLValue] = []
-            row.reserveCapacity(Int(n))
-            for c in 0..<n {
-                switch sqlite3_column_type(stmt, c) {
-                case SQLITE_INTEGER: row.append(.int(sqlite3_column_int64(stmt, c)))
-                case SQLITE_FLOAT: row.append(.double(sqlite3_column_double(stmt, c)))
-                case SQLITE_TEXT: row.append(.text(String(cString: sqlite3_column_text(stmt, c))))
-                case SQLITE_BLOB:
-                    let len = Int(sqlite3_column_bytes(stmt, c))
-                    if len == 0 { row.append(.blob([])) } else {
-                        let p = sqlite3_column_blob(stmt, c)!
-                        row.append(.blob(Array(UnsafeRawBufferPointer(start: p, count: len))))
-                    }
-                default: row.append(.null)
-                }
-            }
-            rows.append(row)
-        }
+        try forEachRow(sql, params) { row in rows.append((0..<row.columnCount).map(row.value)) }
         return rows
     }
 
