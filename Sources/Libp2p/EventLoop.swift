@@ -89,7 +89,6 @@ final class EventLoop: @unchecked Sendable {
         wakePending = true
         lock.unlock()
         // The loop thread itself needs no wake-up: it runs pending work before it waits again.
-        // The loop thread itself needs no wake-up: it runs pending work before it waits again.
         if needWake && !inLoop {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)

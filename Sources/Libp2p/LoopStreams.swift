@@ -4,7 +4,7 @@ import Support
 import Wire
 
 /// Listener side of multistream-select, pushed byte chunks on the event loop (no task per
-/// stream): the same exchange as `StreamNegotiation.listen`.
+/// stream): answer the header, then up to 16 proposals with `na` until one is supported.
 final class ListenNegotiation {
     enum Outcome { case pending, picked(String, rest: [UInt8]), failed(String) }
     private var buf: [UInt8] = []

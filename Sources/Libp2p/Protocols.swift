@@ -30,22 +30,6 @@ enum StreamNegotiation {
             try await s.write(Multistream.encode(protocols[i]))
         }
     }
-
-    /// Listener: answer proposals until one is supported; nil if the remote gives up.
-    static func listen(_ s: Libp2pStream, supports: @Sendable (String) -> Bool) async throws -> String? {
-        guard let header = try await readMessage(s) else { return nil }
-        guard header == Multistream.protocolID else { throw Libp2pError.protocolViolation("bad multistream header") }
-        try await s.write(Multistream.encode(Multistream.protocolID))
-        for _ in 0..<16 {
-            guard let p = try await readMessage(s) else { return nil }
-            if p != "ls" && supports(p) {
-                try await s.write(Multistream.encode(p))
-                return p
-            }
-            try await s.write(Multistream.encode(Multistream.na))
-        }
-        throw Libp2pError.protocolViolation("too many protocol proposals")
-    }
 }
 
 /// Built-in protocols: identify, ping, perf, and an echo protocol for tests.
