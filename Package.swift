@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "RaftStorage", dependencies: ["Raft", "Storage", "Identity", "Support"], swiftSettings: strict),
         .target(name: "Ledger", dependencies: ["Identity", "Wire", "Storage", "Support"], swiftSettings: strict),
         .target(name: "DNS", dependencies: ["CResolv", "Wire", "Support"], swiftSettings: strict),
-        .target(name: "ControlAPI", dependencies: ["Support"], swiftSettings: strict),
+        .target(name: "ControlAPI", dependencies: ["Wire", "Support"], swiftSettings: strict),
         .target(name: "Node", dependencies: ["Libp2p", "Membership", "Raft", "RaftStorage", "Ledger", "DNS", "ControlAPI", "Storage", "Identity", "Wire", "Support"], swiftSettings: strict),
         .target(name: "P2POSCLI", dependencies: ["Node", "Libp2p", "Membership", "Ledger", "DNS", "ControlAPI", "Storage", "Identity", "Wire", "Support"], swiftSettings: strict),
         .executableTarget(name: "p2pos", dependencies: ["P2POSCLI"], swiftSettings: strict),

@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 
 /// A fast writer for the plain Swift values handlers build (`[String: Any]`, `[Any]`, `String`,
 /// `Int`, `Int64`, `UInt64`, `UInt32`, `Int32`, `Bool`, `NSNull`), with sorted keys and unescaped
@@ -29,26 +30,11 @@ public enum PlainJSON {
             }
             out.append(UInt8(ascii: "}"))
         case let a as [Any] where type(of: value) == [Any].self:
-            out.append(UInt8(ascii: "["))
-            for (i, v) in a.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                guard write(v, into: &out, depth: depth + 1) else { return false }
-            }
-            out.append(UInt8(ascii: "]"))
+            return writeArray(a, into: &out, depth: depth)
         case let a as [String] where type(of: value) == [String].self:
-            out.append(UInt8(ascii: "["))
-            for (i, v) in a.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                writeString(v, into: &out)
-            }
-            out.append(UInt8(ascii: "]"))
+            return writeArray(a, into: &out, depth: depth)
         case let a as [[String: Any]] where type(of: value) == [[String: Any]].self:
-            out.append(UInt8(ascii: "["))
-            for (i, v) in a.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                guard write(v, into: &out, depth: depth + 1) else { return false }
-            }
-            out.append(UInt8(ascii: "]"))
+            return writeArray(a, into: &out, depth: depth)
         case let b as Bool where type(of: value) == Bool.self:
             out.append(contentsOf: Array((b ? "true" : "false").utf8))
         case let n as Int where type(of: value) == Int.self:
@@ -69,6 +55,16 @@ public enum PlainJSON {
         return true
     }
 
+    private static func writeArray<T>(_ a: [T], into out: inout [UInt8], depth: Int) -> Bool {
+        out.append(UInt8(ascii: "["))
+        for (i, v) in a.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            guard write(v, into: &out, depth: depth + 1) else { return false }
+        }
+        out.append(UInt8(ascii: "]"))
+        return true
+    }
+
     /// Keys in JSONSerialization's order (case-insensitive, numeric, locale collation). Keys of
     /// lowercase letters and underscores — every key this project writes — sort the same by bytes.
     private static func sortedKeys(_ d: [String: Any]) -> [String] {
@@ -79,26 +75,9 @@ public enum PlainJSON {
         }
     }
 
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-
+    /// JSONSerialization escapes strings exactly as the canonical writer does (", \, the named
+    /// control characters, other controls as \u00xx; nothing else) — PlainJSONTests check it.
     private static func writeString(_ s: String, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(b)
-            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
-            case 0x0a: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case 0x0d: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case 0x08: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "b"))
-            case 0x0c: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "f"))
-            case 0..<0x20:
-                out.append(contentsOf: Array("\\u00".utf8))
-                out.append(hex[Int(b >> 4)])
-                out.append(hex[Int(b & 15)])
-            default: out.append(b)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
+        CanonicalJSON.appendString(s, to: &out)
     }
 }
