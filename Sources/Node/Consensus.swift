@@ -520,9 +520,14 @@ public final class Consensus: @unchecked Sendable {
     /// Run `body` on the apply queue (it owns the ledger connection), counted as apply work so
     /// the raft queue does not apply inline behind it.
     func onApplyQueue<T>(_ body: () throws -> T) rethrows -> T {
+        try countedAsApplyWork { try applyQueue.sync(execute: body) }
+    }
+
+    /// Run `body` counted in `applyBacklog`, so the raft queue does not apply inline behind it.
+    private func countedAsApplyWork<T>(_ body: () throws -> T) rethrows -> T {
         waitLock.withLock { applyBacklog += 1 }
         defer { waitLock.withLock { applyBacklog -= 1 } }
-        return try applyQueue.sync(execute: body)
+        return try body()
     }
 
     /// Apply queue: the ledger's open write transaction is committed once it is 20 ms old or
@@ -549,16 +554,15 @@ public final class Consensus: @unchecked Sendable {
         guard !commitTimerArmed else { return }
         commitTimerArmed = true
         applyQueue.asyncAfter(deadline: .now() + seconds) { [self] in
-            // Counted as apply work, so the raft queue does not apply inline behind it.
-            waitLock.withLock { applyBacklog += 1 }
-            defer { waitLock.withLock { applyBacklog -= 1 } }
-            commitTimerArmed = false
-            guard let since = ledger.pendingSince else { return }
-            let age = Double(Monotonic.nanos() &- since) / 1e9
-            if age >= 2 * Consensus.ledgerCommitDelay - 0.001 {
-                commitLedger()
-            } else {
-                armCommitTimer(after: 2 * Consensus.ledgerCommitDelay - age)
+            countedAsApplyWork {
+                commitTimerArmed = false
+                guard let since = ledger.pendingSince else { return }
+                let age = Double(Monotonic.nanos() &- since) / 1e9
+                if age >= 2 * Consensus.ledgerCommitDelay - 0.001 {
+                    commitLedger()
+                } else {
+                    armCommitTimer(after: 2 * Consensus.ledgerCommitDelay - age)
+                }
             }
         }
     }
