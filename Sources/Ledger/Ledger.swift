@@ -87,14 +87,29 @@ public final class Ledger: @unchecked Sendable {
         guard pendingSince != nil else { return }
         pendingSince = nil
         pendingEntries = 0
-        try db.run("COMMIT")
+        do { try db.run("COMMIT") } catch {
+            known = nil
+            throw error
+        }
     }
+
+    /// Forget what `known` holds (the tables were replaced).
+    func forgetKnown() { known = nil }
+
+    /// The last applied index and next event sequence as of the last successful write on this
+    /// connection (the only writer), so a batch need not read them back; nil = read them.
+    private var known: (last: UInt64, nextSeq: Int64?)? = nil
 
     /// Run `body` in a write transaction: its own, or the open deferred one.
     func write<T>(entries: Int, _ body: () throws -> T) throws -> T {
         guard deferCommits else {
-            try commitPending()
-            return try db.transaction(body)
+            do {
+                try commitPending()
+                return try db.transaction(body)
+            } catch {
+                known = nil
+                throw error
+            }
         }
         if pendingSince == nil {
             try db.run("BEGIN IMMEDIATE")
@@ -106,6 +121,7 @@ public final class Ledger: @unchecked Sendable {
             return r
         } catch {
             // A storage failure: everything since BEGIN is gone and will be replayed.
+            known = nil
             pendingSince = nil
             pendingEntries = 0
             _ = try? db.run("ROLLBACK")
@@ -191,7 +207,9 @@ public final class Ledger: @unchecked Sendable {
     /// Record that a non-tx raft entry (no-op, configuration change) at `raftIndex` was applied.
     public func markApplied(raftIndex: UInt64) throws {
         try write(entries: 1) {
-            if raftIndex > (try lastAppliedIndex()) { try setLastApplied(raftIndex) }
+            let last = try known?.last ?? lastAppliedIndex()
+            if raftIndex > last { try setLastApplied(raftIndex) }
+            known = (max(last, raftIndex), known?.nextSeq)
         }
     }
 
@@ -210,11 +228,13 @@ public final class Ledger: @unchecked Sendable {
         try write(entries: entries.count) {
             var out: [TxResult] = []
             out.reserveCapacity(entries.count)
-            let start = try lastAppliedIndex()
-            var batch = BatchState(last: start)
+            let start = try known?.last ?? lastAppliedIndex()
+            var batch = BatchState(last: start, nextSeq: known?.nextSeq)
+            known = nil    // until this batch has succeeded
             for e in entries { out.append(try applyInTransaction(e.txBytes, e.raftIndex, decoded: e.decoded, &batch)) }
             if let through = appliedThrough, through > batch.last { batch.last = through }
             if batch.last != start { try setLastApplied(batch.last) }
+            known = (batch.last, batch.nextSeq)
             return out
         }
     }
@@ -290,27 +310,25 @@ public final class Ledger: @unchecked Sendable {
         }
         try db.run("INSERT INTO ledger_nonces(signer, nonce, tx_id) VALUES (?, ?, ?)", [.text(tx.signer), .text(tx.nonce), .text(tx.txID)])
 
-        try db.run("SAVEPOINT ledger_tx")
-        var result: TxResult
+        // The rules only read; a rejection comes before any write of this tx (see ApplyContext).
+        let result: TxResult
         do {
-            let ctx = ApplyContext(db: db, tx: tx, raftIndex: Int64(raftIndex))
-            let (sessionID, message) = try ctx.run()
-            let seq: Int64
-            if let n = batch.nextSeq { seq = n } else {
-                seq = (try db.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_events").first?.first?.int) ?? 1
-            }
+            let outcome = try ApplyContext(db: db, tx: tx, raftIndex: Int64(raftIndex)).run()
+            for w in outcome.writes { try db.run(w.sql, w.params) }
+            let seq = try batch.nextSeq ?? nextEventSeq()
             try db.run("INSERT INTO ledger_events(seq, raft_index, op, actor, tx_id, session_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [.int(seq), .int(Int64(raftIndex)), .text(tx.op.rawValue), .text(tx.signer), .text(tx.txID), .text(sessionID), .text(tx.ts)])
-            try db.run("RELEASE ledger_tx")
+                       [.int(seq), .int(Int64(raftIndex)), .text(tx.op.rawValue), .text(tx.signer), .text(tx.txID), .text(outcome.sessionID), .text(tx.ts)])
             batch.nextSeq = seq + 1
-            result = TxResult(txID: tx.txID, status: .applied, code: nil, message: message, raftIndex: raftIndex, eventSeq: seq, duplicate: false)
+            result = TxResult(txID: tx.txID, status: .applied, code: nil, message: outcome.message, raftIndex: raftIndex, eventSeq: seq, duplicate: false)
         } catch let r as TxRejection {
-            try db.run("ROLLBACK TO ledger_tx")
-            try db.run("RELEASE ledger_tx")
             result = .rejected(r, txID: tx.txID, raftIndex: raftIndex)
         }
         try record(tx, result)
         return result
+    }
+
+    func nextEventSeq() throws -> Int64 {
+        (try db.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_events").first?.first?.int) ?? 1
     }
 
     private func record(_ tx: Tx, _ r: TxResult) throws {
@@ -320,12 +338,31 @@ public final class Ledger: @unchecked Sendable {
     }
 }
 
-/// Business rules of one tx, run inside a savepoint: any thrown rejection rolls back its writes.
+/// Business rules of one tx, in two phases: `run()` only reads and either throws a rejection or
+/// returns the writes the tx makes; the caller then performs them. A rejection therefore never
+/// follows a write, so no per-tx savepoint (and no page copy into its journal) is needed.
 struct ApplyContext {
     let db: SQLiteDB
     let tx: Tx
     let raftIndex: Int64
     var signer: String { tx.signer }
+
+    /// One planned statement.
+    struct Write {
+        let sql: String
+        let params: [SQLValue]
+        init(_ sql: String, _ params: [SQLValue]) {
+            self.sql = sql
+            self.params = params
+        }
+    }
+
+    /// What an accepted tx does: its session, its success message and its writes, in order.
+    struct Outcome {
+        let sessionID: String
+        let message: String
+        let writes: [Write]
+    }
 
     struct Step {
         let stepID: String
@@ -368,33 +405,37 @@ struct ApplyContext {
         }
     }
 
-    /// Runs the op; returns the session it belongs to and a success message.
-    func run() throws -> (String, String) {
+    /// Checks the op against the current state (reads only). Throws the rejection, or returns
+    /// the writes to perform.
+    func run() throws -> Outcome {
         switch tx.operation {
         case .sessionCreate(let sessionID, let title, let steps):
             guard try sessionOwner(sessionID) == nil else { throw fail(.alreadyExists, "session \"\(sessionID)\" already exists") }
             for s in steps where try exists("SELECT 1 FROM ledger_steps WHERE step_id = ?", [.text(s.stepID)]) {
                 throw fail(.alreadyExists, "step \"\(s.stepID)\" already exists")
             }
-            try db.run("""
-                INSERT INTO ledger_sessions(session_id, title, owner, status, step_count, resolved_count, created_index, completed_index, created_tx)
-                VALUES (?, ?, ?, 'open', ?, 0, ?, NULL, ?)
-                """, [.text(sessionID), .text(title), .text(signer), .int(Int64(steps.count)), .int(raftIndex), .text(tx.txID)])
-            try db.run("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)])
+            var w = [
+                Write("""
+                    INSERT INTO ledger_sessions(session_id, title, owner, status, step_count, resolved_count, created_index, completed_index, created_tx)
+                    VALUES (?, ?, ?, 'open', ?, 0, ?, NULL, ?)
+                    """, [.text(sessionID), .text(title), .text(signer), .int(Int64(steps.count)), .int(raftIndex), .text(tx.txID)]),
+                Write("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)]),
+            ]
             for (i, s) in steps.enumerated() {
-                try db.run("""
+                w.append(Write("""
                     INSERT INTO ledger_steps(step_id, session_id, position, title, status, claimant, outcome, updated_index, resolved_index)
                     VALUES (?, ?, ?, ?, 'open', NULL, NULL, ?, NULL)
-                    """, [.text(s.stepID), .text(sessionID), .int(Int64(i)), .text(s.title), .int(raftIndex)])
+                    """, [.text(s.stepID), .text(sessionID), .int(Int64(i)), .text(s.title), .int(raftIndex)]))
             }
-            return (sessionID, "session \(sessionID) created with \(steps.count) steps")
+            return Outcome(sessionID: sessionID, message: "session \(sessionID) created with \(steps.count) steps", writes: w)
 
         case .participantJoin(let sessionID):
             guard let s = try sessionOwner(sessionID) else { throw fail(.notFound, "session \"\(sessionID)\" does not exist") }
             guard s.status != "completed" else { throw fail(.sessionCompleted, "session \"\(sessionID)\" is completed") }
             guard !(try isParticipant(sessionID, signer)) else { throw fail(.alreadyExists, "signer already joined session \"\(sessionID)\"") }
-            try db.run("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)])
-            return (sessionID, "joined session \(sessionID)")
+            return Outcome(sessionID: sessionID, message: "joined session \(sessionID)", writes: [
+                Write("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)]),
+            ])
 
         case .stepClaim(let stepID):
             let s = try liveStep(stepID)
@@ -402,8 +443,9 @@ struct ApplyContext {
             if let c = s.claimant {
                 throw fail(.stepClaimed, c == signer ? "step \"\(stepID)\" is already claimed by the signer" : "step \"\(stepID)\" is already claimed by another participant")
             }
-            try db.run("UPDATE ledger_steps SET status = 'claimed', claimant = ?, updated_index = ? WHERE step_id = ?", [.text(signer), .int(raftIndex), .text(stepID)])
-            return (s.sessionID, "step \(stepID) claimed")
+            return Outcome(sessionID: s.sessionID, message: "step \(stepID) claimed", writes: [
+                Write("UPDATE ledger_steps SET status = 'claimed', claimant = ?, updated_index = ? WHERE step_id = ?", [.text(signer), .int(raftIndex), .text(stepID)]),
+            ])
 
         case .stepRelease(let stepID):
             let s = try liveStep(stepID)
@@ -412,16 +454,18 @@ struct ApplyContext {
                 let isOwner = try sessionOwner(s.sessionID)?.owner == signer
                 if !(isOwner && s.claimant != nil) { try requireClaimant(s) }
             }
-            try db.run("UPDATE ledger_steps SET status = 'open', claimant = NULL, updated_index = ? WHERE step_id = ?", [.int(raftIndex), .text(stepID)])
-            return (s.sessionID, "step \(stepID) released")
+            return Outcome(sessionID: s.sessionID, message: "step \(stepID) released", writes: [
+                Write("UPDATE ledger_steps SET status = 'open', claimant = NULL, updated_index = ? WHERE step_id = ?", [.int(raftIndex), .text(stepID)]),
+            ])
 
         case .stepHandoff(let stepID, let to):
             let s = try liveStep(stepID)
             try requireClaimant(s)
             guard to != signer else { throw fail(.malformed, "STEP_HANDOFF: \"to\" is the signer; the step is already theirs") }
             guard try isParticipant(s.sessionID, to) else { throw fail(.notParticipant, "handoff target is not a participant of session \"\(s.sessionID)\"") }
-            try db.run("UPDATE ledger_steps SET claimant = ?, updated_index = ? WHERE step_id = ?", [.text(to), .int(raftIndex), .text(stepID)])
-            return (s.sessionID, "step \(stepID) handed off")
+            return Outcome(sessionID: s.sessionID, message: "step \(stepID) handed off", writes: [
+                Write("UPDATE ledger_steps SET claimant = ?, updated_index = ? WHERE step_id = ?", [.text(to), .int(raftIndex), .text(stepID)]),
+            ])
 
         case .artifactAdd(let stepID, let artifactID, let kind, let uri, let sha256):
             let s = try liveStep(stepID)
@@ -429,9 +473,10 @@ struct ApplyContext {
             guard !(try exists("SELECT 1 FROM ledger_artifacts WHERE artifact_id = ?", [.text(artifactID)])) else {
                 throw fail(.alreadyExists, "artifact \"\(artifactID)\" already exists")
             }
-            try db.run("INSERT INTO ledger_artifacts(artifact_id, step_id, kind, uri, sha256, added_by, added_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [.text(artifactID), .text(stepID), .text(kind), .text(uri), sha256.map { .text($0) } ?? .null, .text(signer), .int(raftIndex)])
-            return (s.sessionID, "artifact \(artifactID) added to step \(stepID)")
+            return Outcome(sessionID: s.sessionID, message: "artifact \(artifactID) added to step \(stepID)", writes: [
+                Write("INSERT INTO ledger_artifacts(artifact_id, step_id, kind, uri, sha256, added_by, added_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      [.text(artifactID), .text(stepID), .text(kind), .text(uri), sha256.map { .text($0) } ?? .null, .text(signer), .int(raftIndex)]),
+            ])
 
         case .decisionOpen(let stepID, let decisionID, let question, let options, let quorum):
             let s = try liveStep(stepID)
@@ -447,11 +492,12 @@ struct ApplyContext {
                 throw fail(.decisionOpen, "step \"\(stepID)\" already has the open decision \"\(open)\"")
             }
             let optionsJSON = JSONValue.array(options.map { .string($0) }).canonicalString
-            try db.run("""
-                INSERT INTO ledger_decisions(decision_id, step_id, question, options, quorum, status, outcome, opened_by, opened_index, decided_index)
-                VALUES (?, ?, ?, ?, ?, 'open', NULL, ?, ?, NULL)
-                """, [.text(decisionID), .text(stepID), .text(question), .text(optionsJSON), .int(quorum), .text(signer), .int(raftIndex)])
-            return (s.sessionID, "decision \(decisionID) opened on step \(stepID)")
+            return Outcome(sessionID: s.sessionID, message: "decision \(decisionID) opened on step \(stepID)", writes: [
+                Write("""
+                    INSERT INTO ledger_decisions(decision_id, step_id, question, options, quorum, status, outcome, opened_by, opened_index, decided_index)
+                    VALUES (?, ?, ?, ?, ?, 'open', NULL, ?, ?, NULL)
+                    """, [.text(decisionID), .text(stepID), .text(question), .text(optionsJSON), .int(quorum), .text(signer), .int(raftIndex)]),
+            ])
 
         case .voteCast(let decisionID, let option):
             guard let d = try db.query("""
@@ -468,13 +514,14 @@ struct ApplyContext {
             }
             let options = ((try? JSONValue.parse(d[0].text ?? "[]"))?.arrayValue ?? []).compactMap(\.stringValue)
             guard options.contains(where: { Limits.same($0, option) }) else { throw fail(.badOption, "\"\(Limits.clip(option))\" is not an option of decision \"\(decisionID)\"") }
-            try db.run("INSERT INTO ledger_votes(decision_id, voter, option, cast_index) VALUES (?, ?, ?, ?)", [.text(decisionID), .text(signer), .text(option), .int(raftIndex)])
-            let count = try db.query("SELECT COUNT(*) FROM ledger_votes WHERE decision_id = ? AND option = ?", [.text(decisionID), .text(option)]).first?.first?.int ?? 0
+            var w = [Write("INSERT INTO ledger_votes(decision_id, voter, option, cast_index) VALUES (?, ?, ?, ?)", [.text(decisionID), .text(signer), .text(option), .int(raftIndex)])]
+            // The votes for this option once this one is in (the signer has not voted yet).
+            let count = (try db.query("SELECT COUNT(*) FROM ledger_votes WHERE decision_id = ? AND option = ?", [.text(decisionID), .text(option)]).first?.first?.int ?? 0) + 1
             if count >= (d[1].int ?? Int64.max) {
-                try db.run("UPDATE ledger_decisions SET status = 'decided', outcome = ?, decided_index = ? WHERE decision_id = ?", [.text(option), .int(raftIndex), .text(decisionID)])
-                return (sessionID, "vote recorded; decision \(decisionID) decided: \(option)")
+                w.append(Write("UPDATE ledger_decisions SET status = 'decided', outcome = ?, decided_index = ? WHERE decision_id = ?", [.text(option), .int(raftIndex), .text(decisionID)]))
+                return Outcome(sessionID: sessionID, message: "vote recorded; decision \(decisionID) decided: \(option)", writes: w)
             }
-            return (sessionID, "vote recorded")
+            return Outcome(sessionID: sessionID, message: "vote recorded", writes: w)
 
         case .stepResolve(let stepID, let outcome):
             let s = try liveStep(stepID)
@@ -486,14 +533,19 @@ struct ApplyContext {
                let decided = latest[1].text, !Limits.same(decided, outcome) {
                 throw fail(.outcomeMismatch, "outcome must be \"\(Limits.clip(decided))\", as decision \"\(latest[0].text ?? "")\" decided")
             }
-            try db.run("UPDATE ledger_steps SET status = 'resolved', outcome = ?, updated_index = ?, resolved_index = ? WHERE step_id = ?",
-                       [.text(outcome), .int(raftIndex), .int(raftIndex), .text(stepID)])
-            try db.run("UPDATE ledger_sessions SET resolved_count = resolved_count + 1 WHERE session_id = ?", [.text(s.sessionID)])
-            let changed = try db.run("""
-                UPDATE ledger_sessions SET status = 'completed', completed_index = ?
-                WHERE session_id = ? AND resolved_count = step_count AND status <> 'completed'
-                """, [.int(raftIndex), .text(s.sessionID)])
-            return (s.sessionID, changed > 0 ? "step \(stepID) resolved; session \(s.sessionID) completed" : "step \(stepID) resolved")
+            // The step is live (not resolved), so this resolve raises resolved_count by one.
+            let completes = try db.query("SELECT resolved_count, step_count, status FROM ledger_sessions WHERE session_id = ?", [.text(s.sessionID)]).first
+                .map { ($0[0].int ?? 0) + 1 == $0[1].int && $0[2].text != "completed" } ?? false
+            var w = [
+                Write("UPDATE ledger_steps SET status = 'resolved', outcome = ?, updated_index = ?, resolved_index = ? WHERE step_id = ?",
+                      [.text(outcome), .int(raftIndex), .int(raftIndex), .text(stepID)]),
+                Write("UPDATE ledger_sessions SET resolved_count = resolved_count + 1 WHERE session_id = ?", [.text(s.sessionID)]),
+            ]
+            if completes {
+                w.append(Write("UPDATE ledger_sessions SET status = 'completed', completed_index = ? WHERE session_id = ?", [.int(raftIndex), .text(s.sessionID)]))
+                return Outcome(sessionID: s.sessionID, message: "step \(stepID) resolved; session \(s.sessionID) completed", writes: w)
+            }
+            return Outcome(sessionID: s.sessionID, message: "step \(stepID) resolved", writes: w)
         }
     }
 }

@@ -201,6 +201,7 @@ extension Ledger {
             throw LedgerError("not a \(Ledger.snapshotFormat) snapshot")
         }
         try commitPending()
+        forgetKnown()
         try db.transaction {
             for t in Ledger.tables {
                 let columns = try db.query("SELECT name FROM pragma_table_info(?)", [.text(t.name)]).count

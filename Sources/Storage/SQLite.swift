@@ -230,7 +230,7 @@ public final class SQLiteDB: @unchecked Sendable {
             try run("COMMIT")
             return r
         } catch {
-            try? run("ROLLBACK")
+            _ = try? run("ROLLBACK")
             throw error
         }
     }

@@ -6,7 +6,9 @@ import Wire
 @testable import Ledger
 
 /// Apply cost on a file database, as the daemon uses it. Runs only with P2POS_PERF=1
-/// (a measurement, not a check): `P2POS_PERF=1 swift test -c release --filter ApplyPerfTests`.
+/// (a measurement, not a check): `P2POS_PERF=1 swift test -c release --filter ApplyPerfTests`;
+/// P2POS_PERF_BATCH entries per batch, P2POS_PERF_COMMIT=N for deferred commits every N entries
+/// as the daemon runs them. Prints wall and thread-CPU µs per tx.
 final class ApplyPerfTests: XCTestCase {
     func testApplyThroughput() throws {
         guard ProcessInfo.processInfo.environment["P2POS_PERF"] == "1" else { throw XCTSkip("set P2POS_PERF=1") }
@@ -16,6 +18,9 @@ final class ApplyPerfTests: XCTestCase {
         let db = try SQLiteDB(path: dir.appendingPathComponent("ledger.db").path, synchronous: "NORMAL")
         if let pragmas = ProcessInfo.processInfo.environment["P2POS_PERF_PRAGMAS"] { try db.exec(pragmas) }
         let ledger = try Ledger(db: db, clusterID: Harness.cluster)
+        // As the daemon runs it: deferred commits, one commit per P2POS_PERF_COMMIT entries.
+        let commitEvery = Int(ProcessInfo.processInfo.environment["P2POS_PERF_COMMIT"] ?? "0") ?? 0
+        ledger.deferCommits = commitEvery > 0
         let key = PrivateKey.generate()
         let n = Int(ProcessInfo.processInfo.environment["P2POS_PERF_N"] ?? "20000") ?? 20000
         let batch = Int(ProcessInfo.processInfo.environment["P2POS_PERF_BATCH"] ?? "1") ?? 1
@@ -28,13 +33,18 @@ final class ApplyPerfTests: XCTestCase {
         }
         for t in txs { try SignatureMemo.shared.verify(t) }
         let t0 = Monotonic.nanos()
+        var c0 = timespec(); clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0)
         var i = 0
         while i < n {
             let part = txs[i..<min(n, i + batch)].enumerated().map { LedgerEntry(raftIndex: UInt64(i + $0.offset + 1), txBytes: $0.element.encoded, decoded: $0.element) }
             let rs = try ledger.applyBatch(part)
+            if commitEvery > 0 && ledger.pendingEntries >= commitEvery { try ledger.commitPending() }
             XCTAssertEqual(rs.last?.status, .applied)
             i += batch
         }
+        var c1 = timespec(); clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1)
+        let cpuUS = Double((c1.tv_sec - c0.tv_sec) * 1_000_000_000 + (c1.tv_nsec - c0.tv_nsec)) / 1000 / Double(n)
+        print("APPLY cpu_us_per_tx=\(String(format: "%.1f", cpuUS))")
         let us = Double(Monotonic.nanos() - t0) / 1000 / Double(n)
         print("APPLY n=\(n) batch=\(batch) us_per_tx=\(String(format: "%.1f", us))")
     }

@@ -132,11 +132,19 @@ final class FlowTests: XCTestCase {
         let replay = try c.ledger.apply(txBytes: a.entries[0].txBytes, raftIndex: a.index + 1)
         XCTAssertTrue(replay.duplicate)
         XCTAssertEqual(replay.raftIndex, 1)
+        // The applied index and event sequence continue from the snapshot, not from what c had
+        // applied before the restore (the ledger remembers both between batches).
+        let eventsInSnapshot = try a.ledger.nextEventSeq() - 1
+        let fresh = try c.sign(mallory, .sessionCreate, "{\"session_id\":\"after\",\"title\":\"x\",\"steps\":[{\"step_id\":\"a1\",\"title\":\"A\"}]}")
+        let applied = try c.ledger.apply(txBytes: fresh.encoded, raftIndex: a.index + 2)
+        XCTAssertEqual(applied.status, .applied)
+        XCTAssertEqual(applied.eventSeq, eventsInSnapshot + 1)
+        XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index + 2)
         // Bad snapshots are refused and change nothing.
         XCTAssertThrowsError(try c.ledger.restore(Array("{}".utf8)))
         XCTAssertThrowsError(try c.ledger.restore(Array("{\"format\":\"p2pos-ledger-snapshot/1\",\"tables\":{}}".utf8)))
         XCTAssertThrowsError(try c.ledger.restore(Array(snap.dropLast())))
-        XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index + 1)
+        XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index + 2)
         XCTAssertEqual(try c.ledger.session(id: "rel-1")?["status"], .string("completed"))
     }
 
