@@ -88,17 +88,24 @@ public final class Ledger: @unchecked Sendable {
         pendingSince = nil
         pendingEntries = 0
         do { try db.run("COMMIT") } catch {
-            known = nil
+            forgetKnown()
             throw error
         }
     }
 
-    /// Forget what `known` holds (the tables were replaced).
-    func forgetKnown() { known = nil }
+    /// Forget what `known` and `counters` hold (a write failed, or the tables were replaced):
+    /// they are read back from the tables when next needed.
+    func forgetKnown() {
+        known = nil
+        counters = nil
+    }
 
     /// The last applied index and next event sequence as of the last successful write on this
     /// connection (the only writer), so a batch need not read them back; nil = read them.
     private var known: (last: UInt64, nextSeq: Int64?)? = nil
+    /// Row counts kept up to date by apply on this connection, so `stats()` does not scan the
+    /// tables; nil = count them (once) when asked.
+    var counters: LedgerCounters? = nil
 
     /// Run `body` in a write transaction: its own, or the open deferred one.
     func write<T>(entries: Int, _ body: () throws -> T) throws -> T {
@@ -107,7 +114,7 @@ public final class Ledger: @unchecked Sendable {
                 try commitPending()
                 return try db.transaction(body)
             } catch {
-                known = nil
+                forgetKnown()
                 throw error
             }
         }
@@ -121,7 +128,7 @@ public final class Ledger: @unchecked Sendable {
             return r
         } catch {
             // A storage failure: everything since BEGIN is gone and will be replayed.
-            known = nil
+            forgetKnown()
             pendingSince = nil
             pendingEntries = 0
             _ = try? db.run("ROLLBACK")
@@ -306,6 +313,7 @@ public final class Ledger: @unchecked Sendable {
             let r = TxResult.rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"),
                                       txID: tx.txID, raftIndex: raftIndex)
             try record(tx, r)
+            counters?.txsRejected += 1
             return r
         }
         try db.run("INSERT INTO ledger_nonces(signer, nonce, tx_id) VALUES (?, ?, ?)", [.text(tx.signer), .text(tx.nonce), .text(tx.txID)])
@@ -320,8 +328,10 @@ public final class Ledger: @unchecked Sendable {
                        [.int(seq), .int(Int64(raftIndex)), .text(tx.op.rawValue), .text(tx.signer), .text(tx.txID), .text(outcome.sessionID), .text(tx.ts)])
             batch.nextSeq = seq + 1
             result = TxResult(txID: tx.txID, status: .applied, code: nil, message: outcome.message, raftIndex: raftIndex, eventSeq: seq, duplicate: false)
+            counters?.add(outcome.counts)
         } catch let r as TxRejection {
             result = .rejected(r, txID: tx.txID, raftIndex: raftIndex)
+            counters?.txsRejected += 1
         }
         try record(tx, result)
         return result
@@ -357,11 +367,24 @@ struct ApplyContext {
         }
     }
 
-    /// What an accepted tx does: its session, its success message and its writes, in order.
+    /// What an accepted tx does: its session, its success message, its writes in order, and how
+    /// they change the row counts (`LedgerCounters`; the event and the applied record included).
     struct Outcome {
         let sessionID: String
         let message: String
         let writes: [Write]
+        let counts: LedgerCounters
+
+        init(sessionID: String, message: String, writes: [Write], counts change: (inout LedgerCounters) -> Void = { _ in }) {
+            self.sessionID = sessionID
+            self.message = message
+            self.writes = writes
+            var c = LedgerCounters()
+            c.events = 1
+            c.txsApplied = 1
+            change(&c)
+            self.counts = c
+        }
     }
 
     struct Step {
@@ -427,7 +450,12 @@ struct ApplyContext {
                     VALUES (?, ?, ?, ?, 'open', NULL, NULL, ?, NULL)
                     """, [.text(s.stepID), .text(sessionID), .int(Int64(i)), .text(s.title), .int(raftIndex)]))
             }
-            return Outcome(sessionID: sessionID, message: "session \(sessionID) created with \(steps.count) steps", writes: w)
+            return Outcome(sessionID: sessionID, message: "session \(sessionID) created with \(steps.count) steps", writes: w) {
+                $0.sessions = 1
+                $0.participants = 1
+                $0.steps = Int64(steps.count)
+                $0.stepsOpen = Int64(steps.count)
+            }
 
         case .participantJoin(let sessionID):
             guard let s = try sessionOwner(sessionID) else { throw fail(.notFound, "session \"\(sessionID)\" does not exist") }
@@ -435,7 +463,7 @@ struct ApplyContext {
             guard !(try isParticipant(sessionID, signer)) else { throw fail(.alreadyExists, "signer already joined session \"\(sessionID)\"") }
             return Outcome(sessionID: sessionID, message: "joined session \(sessionID)", writes: [
                 Write("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)]),
-            ])
+            ]) { $0.participants = 1 }
 
         case .stepClaim(let stepID):
             let s = try liveStep(stepID)
@@ -445,7 +473,10 @@ struct ApplyContext {
             }
             return Outcome(sessionID: s.sessionID, message: "step \(stepID) claimed", writes: [
                 Write("UPDATE ledger_steps SET status = 'claimed', claimant = ?, updated_index = ? WHERE step_id = ?", [.text(signer), .int(raftIndex), .text(stepID)]),
-            ])
+            ]) {
+                $0.stepsOpen = -1
+                $0.stepsClaimed = 1
+            }
 
         case .stepRelease(let stepID):
             let s = try liveStep(stepID)
@@ -456,7 +487,11 @@ struct ApplyContext {
             }
             return Outcome(sessionID: s.sessionID, message: "step \(stepID) released", writes: [
                 Write("UPDATE ledger_steps SET status = 'open', claimant = NULL, updated_index = ? WHERE step_id = ?", [.int(raftIndex), .text(stepID)]),
-            ])
+            ]) {
+                // Only a claimed step gets here (the claimant, or the owner when someone holds it).
+                $0.stepsClaimed = -1
+                $0.stepsOpen = 1
+            }
 
         case .stepHandoff(let stepID, let to):
             let s = try liveStep(stepID)
@@ -476,7 +511,7 @@ struct ApplyContext {
             return Outcome(sessionID: s.sessionID, message: "artifact \(artifactID) added to step \(stepID)", writes: [
                 Write("INSERT INTO ledger_artifacts(artifact_id, step_id, kind, uri, sha256, added_by, added_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
                       [.text(artifactID), .text(stepID), .text(kind), .text(uri), sha256.map { .text($0) } ?? .null, .text(signer), .int(raftIndex)]),
-            ])
+            ]) { $0.artifacts = 1 }
 
         case .decisionOpen(let stepID, let decisionID, let question, let options, let quorum):
             let s = try liveStep(stepID)
@@ -497,7 +532,10 @@ struct ApplyContext {
                     INSERT INTO ledger_decisions(decision_id, step_id, question, options, quorum, status, outcome, opened_by, opened_index, decided_index)
                     VALUES (?, ?, ?, ?, ?, 'open', NULL, ?, ?, NULL)
                     """, [.text(decisionID), .text(stepID), .text(question), .text(optionsJSON), .int(quorum), .text(signer), .int(raftIndex)]),
-            ])
+            ]) {
+                $0.decisions = 1
+                $0.decisionsOpen = 1
+            }
 
         case .voteCast(let decisionID, let option):
             guard let d = try db.query("""
@@ -519,9 +557,12 @@ struct ApplyContext {
             let count = (try db.query("SELECT COUNT(*) FROM ledger_votes WHERE decision_id = ? AND option = ?", [.text(decisionID), .text(option)]).first?.first?.int ?? 0) + 1
             if count >= (d[1].int ?? Int64.max) {
                 w.append(Write("UPDATE ledger_decisions SET status = 'decided', outcome = ?, decided_index = ? WHERE decision_id = ?", [.text(option), .int(raftIndex), .text(decisionID)]))
-                return Outcome(sessionID: sessionID, message: "vote recorded; decision \(decisionID) decided: \(option)", writes: w)
+                return Outcome(sessionID: sessionID, message: "vote recorded; decision \(decisionID) decided: \(option)", writes: w) {
+                    $0.votes = 1
+                    $0.decisionsOpen = -1
+                }
             }
-            return Outcome(sessionID: sessionID, message: "vote recorded", writes: w)
+            return Outcome(sessionID: sessionID, message: "vote recorded", writes: w) { $0.votes = 1 }
 
         case .stepResolve(let stepID, let outcome):
             let s = try liveStep(stepID)
@@ -543,9 +584,13 @@ struct ApplyContext {
             ]
             if completes {
                 w.append(Write("UPDATE ledger_sessions SET status = 'completed', completed_index = ? WHERE session_id = ?", [.int(raftIndex), .text(s.sessionID)]))
-                return Outcome(sessionID: s.sessionID, message: "step \(stepID) resolved; session \(s.sessionID) completed", writes: w)
             }
-            return Outcome(sessionID: s.sessionID, message: "step \(stepID) resolved", writes: w)
+            // The resolver is the claimant, so the step was claimed.
+            return Outcome(sessionID: s.sessionID, message: completes ? "step \(stepID) resolved; session \(s.sessionID) completed" : "step \(stepID) resolved", writes: w) {
+                $0.stepsClaimed = -1
+                $0.stepsResolved = 1
+                if completes { $0.sessionsCompleted = 1 }
+            }
         }
     }
 }

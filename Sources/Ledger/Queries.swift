@@ -14,29 +14,6 @@ extension Ledger {
         }
     }
 
-    private func count(_ sql: String) throws -> Int64 { try db.query(sql).first?.first?.int ?? 0 }
-
-    /// Counters over the whole ledger.
-    public func stats() throws -> JSONValue {
-        .obj([
-            ("last_applied_index", .int(Int64(try lastAppliedIndex()))),
-            ("sessions", .int(try count("SELECT COUNT(*) FROM ledger_sessions"))),
-            ("sessions_completed", .int(try count("SELECT COUNT(*) FROM ledger_sessions WHERE status = 'completed'"))),
-            ("participants", .int(try count("SELECT COUNT(*) FROM ledger_participants"))),
-            ("steps", .int(try count("SELECT COUNT(*) FROM ledger_steps"))),
-            ("steps_open", .int(try count("SELECT COUNT(*) FROM ledger_steps WHERE status = 'open'"))),
-            ("steps_claimed", .int(try count("SELECT COUNT(*) FROM ledger_steps WHERE status = 'claimed'"))),
-            ("steps_resolved", .int(try count("SELECT COUNT(*) FROM ledger_steps WHERE status = 'resolved'"))),
-            ("artifacts", .int(try count("SELECT COUNT(*) FROM ledger_artifacts"))),
-            ("decisions", .int(try count("SELECT COUNT(*) FROM ledger_decisions"))),
-            ("decisions_open", .int(try count("SELECT COUNT(*) FROM ledger_decisions WHERE status = 'open'"))),
-            ("votes", .int(try count("SELECT COUNT(*) FROM ledger_votes"))),
-            ("events", .int(try count("SELECT COUNT(*) FROM ledger_events"))),
-            ("txs_applied", .int(try count("SELECT COUNT(*) FROM ledger_applied WHERE status = 'applied'"))),
-            ("txs_rejected", .int(try count("SELECT COUNT(*) FROM ledger_applied WHERE status = 'rejected'"))),
-        ])
-    }
-
     private func stepJSON(_ r: [SQLValue]) -> JSONValue {
         // step_id, session_id, position, title, status, claimant, outcome, updated_index, resolved_index
         .obj([

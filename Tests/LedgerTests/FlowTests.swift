@@ -200,6 +200,7 @@ extension FlowTests {
             // A second connection (opened first: opening writes the schema) sees only commits.
             let other = try Ledger(db: try SQLiteDB(path: path, synchronous: "NORMAL"), clusterID: Harness.cluster)
             l.deferCommits = true
+            _ = try l.currentCounters()
             firstResults += try l.applyBatch(Array(entries[..<split]))
             XCTAssertNotNil(l.pendingSince)
             try l.commitPending()
@@ -208,6 +209,8 @@ extension FlowTests {
             XCTAssertEqual(l.pendingEntries, entries.count - split)
             XCTAssertEqual(try l.lastAppliedIndex(), UInt64(entries.count), "this connection sees its own applied state")
             XCTAssertEqual(try other.lastAppliedIndex(), UInt64(split))
+            XCTAssertEqual(try l.currentCounters(), try LedgerCounters.count(l.db), "counts kept through batches match the tables")
+            XCTAssertEqual(try l.currentCounters(), try LedgerCounters.count(ref.db))
             // "Crash": the connection goes away without COMMIT.
         }
         let db = try SQLiteDB(path: path, synchronous: "NORMAL")

@@ -21,6 +21,8 @@ final class Harness {
         db = try SQLiteDB(path: path)
         ledger = try Ledger(db: db, clusterID: Harness.cluster)
         index = try ledger.lastAppliedIndex()
+        // Load the row counts now, so every apply below keeps them up to date in memory.
+        _ = try ledger.currentCounters()
     }
 
     static func payload(_ text: String) -> JSONObject {
@@ -39,7 +41,10 @@ final class Harness {
     func applyBytes(_ bytes: [UInt8]) throws -> TxResult {
         index += 1
         entries.append(LedgerEntry(raftIndex: index, txBytes: bytes))
-        return try ledger.apply(txBytes: bytes, raftIndex: index)
+        let r = try ledger.apply(txBytes: bytes, raftIndex: index)
+        XCTAssertNotNil(ledger.counters, "apply keeps the loaded counts")
+        XCTAssertEqual(try ledger.currentCounters(), try LedgerCounters.count(db), "counts kept by apply match the tables after \(r.code?.rawValue ?? r.status.rawValue)")
+        return r
     }
 
     @discardableResult
