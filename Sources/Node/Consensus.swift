@@ -263,6 +263,8 @@ public final class Consensus: @unchecked Sendable {
             try ledger.restore(snap.data)
         }
         rc.applied = max(try ledger.lastAppliedIndex(), initial.snapshot?.metadata.index ?? 0)
+        // Count the ledger's rows once now; apply keeps the counts, so `/v1/p2p/stats` never scans.
+        _ = try ledger.currentCounters()
         // The ledger may have applied past the last persisted commit index (commit-only changes are
         // not fsynced); applied entries were committed, so the commit index is at least that.
         let lastLogIndex = initial.entries.last?.index ?? initial.snapshot?.metadata.index ?? 0
