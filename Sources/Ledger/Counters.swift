@@ -74,11 +74,13 @@ public struct LedgerCounters: Equatable, Sendable {
 }
 
 extension Ledger {
-    /// The row counts: kept by apply on this connection, counted from the tables when missing.
+    /// The row counts. With `keepsCounters` (the instance that applies), apply keeps them and the
+    /// tables are counted only when they are missing; otherwise they are counted on every call,
+    /// since another connection's applies would not update them.
     public func currentCounters() throws -> LedgerCounters {
         if let c = counters { return c }
         let c = try LedgerCounters.count(db)
-        counters = c
+        if keepsCounters { counters = c }
         return c
     }
 

@@ -88,6 +88,9 @@ public final class Ledger: @unchecked Sendable {
         pendingSince = nil
         pendingEntries = 0
         do { try db.run("COMMIT") } catch {
+            // SQLite may keep the transaction open after a failed COMMIT: end it, so the next
+            // BEGIN works and nothing reads the rows that were not committed.
+            _ = try? db.run("ROLLBACK")
             forgetKnown()
             throw error
         }
@@ -103,8 +106,11 @@ public final class Ledger: @unchecked Sendable {
     /// The last applied index and next event sequence as of the last successful write on this
     /// connection (the only writer), so a batch need not read them back; nil = read them.
     private var known: (last: UInt64, nextSeq: Int64?)? = nil
-    /// Row counts kept up to date by apply on this connection, so `stats()` does not scan the
-    /// tables; nil = count them (once) when asked.
+    /// Set on the instance that applies: it keeps the row counts up to date (`counters`), so
+    /// `stats()` does not scan the tables.
+    public var keepsCounters = false
+    /// Row counts kept up to date by apply on this connection (with `keepsCounters`); nil = count
+    /// them (once) when asked.
     var counters: LedgerCounters? = nil
 
     /// Run `body` in a write transaction: its own, or the open deferred one.

@@ -205,5 +205,7 @@ extension Ledger {
                 throw LedgerError("snapshot has ledger schema version \(version ?? "none"), this node uses \(Ledger.schemaVersion)")
             }
         }
+        // Count the restored rows now (not at the next stats request, on the apply queue).
+        if keepsCounters { _ = try currentCounters() }
     }
 }

@@ -264,6 +264,7 @@ public final class Consensus: @unchecked Sendable {
         }
         rc.applied = max(try ledger.lastAppliedIndex(), initial.snapshot?.metadata.index ?? 0)
         // Count the ledger's rows once now; apply keeps the counts, so `/v1/p2p/stats` never scans.
+        ledger.keepsCounters = true
         _ = try ledger.currentCounters()
         // The ledger may have applied past the last persisted commit index (commit-only changes are
         // not fsynced); applied entries were committed, so the commit index is at least that.

@@ -22,6 +22,7 @@ final class Harness {
         ledger = try Ledger(db: db, clusterID: Harness.cluster)
         index = try ledger.lastAppliedIndex()
         // Load the row counts now, so every apply below keeps them up to date in memory.
+        ledger.keepsCounters = true
         _ = try ledger.currentCounters()
     }
 

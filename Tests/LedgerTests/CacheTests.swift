@@ -1,0 +1,111 @@
+import XCTest
+import Identity
+import Storage
+import Support
+import Wire
+@testable import Ledger
+
+/// What the applying instance remembers between batches (the applied index, the next event
+/// sequence, the row counts) stays equal to what the tables say: after failed writes, mixed
+/// batches and restores.
+final class CacheTests: XCTestCase {
+    func setup(_ h: Harness) throws {
+        try h.ok(Keys.owner, .sessionCreate, "{\"session_id\":\"s\",\"title\":\"t\",\"steps\":[{\"step_id\":\"x\",\"title\":\"X\"}]}")
+        try h.ok(Keys.owner, .stepClaim, "{\"step_id\":\"x\"}")
+    }
+
+    /// A trigger makes the artifact insert fail: a storage error, not a rejection.
+    func breakArtifacts(_ h: Harness) throws {
+        try h.db.exec("CREATE TEMP TRIGGER boom BEFORE INSERT ON ledger_artifacts BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    }
+
+    func testFailedWriteForgetsWhatItRemembered() throws {
+        let h = try Harness()
+        try setup(h)
+        try breakArtifacts(h)
+        let t = try h.sign(Keys.owner, .artifactAdd, "{\"step_id\":\"x\",\"artifact_id\":\"a\",\"kind\":\"k\",\"uri\":\"u\"}")
+        XCTAssertThrowsError(try h.ledger.apply(txBytes: t.encoded, raftIndex: 3))
+        XCTAssertNil(h.ledger.counters)
+        XCTAssertEqual(try h.ledger.lastAppliedIndex(), 2)
+        try h.db.exec("DROP TRIGGER boom")
+        let r = try h.ledger.apply(txBytes: t.encoded, raftIndex: 3)
+        XCTAssertEqual(r.status, .applied)
+        XCTAssertEqual(r.eventSeq, 3)
+        XCTAssertEqual(try h.ledger.currentCounters(), try LedgerCounters.count(h.db))
+    }
+
+    func testFailedDeferredBatchRollsBackEarlierBatchesAndForgets() throws {
+        let h = try Harness()
+        try setup(h)
+        try breakArtifacts(h)
+        h.ledger.deferCommits = true
+        let j = try h.sign(Keys.alice, .participantJoin, "{\"session_id\":\"s\"}")
+        _ = try h.ledger.applyBatch([LedgerEntry(raftIndex: 3, txBytes: j.encoded)])
+        XCTAssertNotNil(h.ledger.counters)
+        let t = try h.sign(Keys.owner, .artifactAdd, "{\"step_id\":\"x\",\"artifact_id\":\"a\",\"kind\":\"k\",\"uri\":\"u\"}")
+        XCTAssertThrowsError(try h.ledger.applyBatch([LedgerEntry(raftIndex: 4, txBytes: t.encoded)]))
+        XCTAssertNil(h.ledger.counters)
+        XCTAssertNil(h.ledger.pendingSince)
+        XCTAssertEqual(try h.ledger.lastAppliedIndex(), 2, "the uncommitted batch at 3 is rolled back too")
+        try h.db.exec("DROP TRIGGER boom")
+        _ = try h.ledger.currentCounters()
+        let rs = try h.ledger.applyBatch([LedgerEntry(raftIndex: 3, txBytes: j.encoded), LedgerEntry(raftIndex: 4, txBytes: t.encoded)])
+        XCTAssertEqual(rs.map(\.eventSeq), [3, 4])
+        XCTAssertEqual(try h.ledger.currentCounters(), try LedgerCounters.count(h.db))
+        try h.ledger.commitPending()
+    }
+
+    /// One deferred batch with applied, rejected, REPLAYED and duplicate txs, `appliedThrough`
+    /// and `markApplied`: the same counts as applying one by one.
+    func testMixedBatchKeepsCounts() throws {
+        let a = try Harness()
+        try setup(a)
+        let b = try Harness()
+        _ = try b.ledger.applyBatch(a.entries)
+        try a.ok(Keys.owner, .artifactAdd, "{\"step_id\":\"x\",\"artifact_id\":\"a\",\"kind\":\"k\",\"uri\":\"u\"}")
+        try a.reject(.notParticipant, Keys.alice, .stepClaim, "{\"step_id\":\"x\"}")
+        try a.ok(Keys.owner, .stepResolve, "{\"step_id\":\"x\",\"outcome\":\"o\"}")
+        try a.apply(Keys.owner, .stepResolve, "{\"step_id\":\"x\",\"outcome\":\"o\"}")
+        try a.apply(Keys.owner, .stepResolve, "{\"step_id\":\"x\",\"outcome\":\"o\"}", nonce: "n1")
+        let rest = Array(a.entries[2...]) + [a.entries[3]]
+        b.ledger.deferCommits = true
+        _ = try b.ledger.applyBatch(rest, appliedThrough: 10)
+        try b.ledger.markApplied(raftIndex: 11)
+        XCTAssertEqual(try b.ledger.currentCounters(), try LedgerCounters.count(b.db))
+        XCTAssertEqual(try b.ledger.currentCounters(), try LedgerCounters.count(a.db))
+        XCTAssertEqual(try b.ledger.currentCounters().txsRejected, 3)
+        try b.ledger.commitPending()
+        XCTAssertEqual(try b.ledger.lastAppliedIndex(), 11)
+    }
+
+    func testRestoreRecountsWithATransactionOpen() throws {
+        let a = try Harness()
+        try setup(a)
+        try a.ok(Keys.owner, .stepResolve, "{\"step_id\":\"x\",\"outcome\":\"o\"}")
+        let snap = try a.ledger.snapshot()
+        let b = try Harness()
+        b.ledger.deferCommits = true
+        try b.ok(Keys.mallory, .sessionCreate, "{\"session_id\":\"junk\",\"title\":\"x\",\"steps\":[{\"step_id\":\"j\",\"title\":\"J\"}]}")
+        XCTAssertNotNil(b.ledger.pendingSince)
+        try b.ledger.restore(snap)
+        XCTAssertNotNil(b.ledger.counters, "counted during the restore, not at the next stats request")
+        XCTAssertEqual(try b.ledger.currentCounters(), try LedgerCounters.count(a.db))
+        XCTAssertEqual(try b.ledger.currentCounters().sessionsCompleted, 1)
+    }
+
+    /// An instance that does not apply (another connection) counts on every request, so it
+    /// never answers from counts that the applying connection has moved past.
+    func testNonApplyingInstanceCountsEveryTime() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.db").path
+        let h = try Harness(path: path)
+        let reader = try Ledger(db: try SQLiteDB(path: path, synchronous: "NORMAL"), clusterID: Harness.cluster)
+        XCTAssertEqual(try reader.currentCounters().sessions, 0)
+        try setup(h)
+        XCTAssertEqual(try reader.currentCounters().sessions, 1)
+        XCTAssertEqual(try reader.currentCounters().stepsClaimed, 1)
+        XCTAssertNil(reader.counters)
+    }
+}
