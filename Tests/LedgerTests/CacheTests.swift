@@ -93,6 +93,16 @@ final class CacheTests: XCTestCase {
         XCTAssertEqual(try b.ledger.currentCounters().sessionsCompleted, 1)
     }
 
+    /// `add` (written out field by field for speed) covers every counted column.
+    func testAddCoversEveryColumn() {
+        var d = LedgerCounters()
+        for (i, c) in LedgerCounters.columns.enumerated() { d[keyPath: c.field] = Int64(i + 1) }
+        var sum = d
+        sum.add(d)
+        for (i, c) in LedgerCounters.columns.enumerated() { XCTAssertEqual(sum[keyPath: c.field], 2 * Int64(i + 1), c.name) }
+        XCTAssertEqual(LedgerCounters.columns.count, 14)
+    }
+
     /// An instance that does not apply (another connection) counts on every request, so it
     /// never answers from counts that the applying connection has moved past.
     func testNonApplyingInstanceCountsEveryTime() throws {
