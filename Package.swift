@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity", "Wire"]),
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "Identity"]),
-        .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftStorage", "Storage", "Support"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftStorage", "Storage", "Identity", "Support"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "Identity", "Storage", "Wire", "Support"]),
         .testTarget(name: "DNSTests", dependencies: ["DNS"]),
         .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "Support"]),

@@ -31,6 +31,30 @@ public enum SHA256 {
     }
 
     public static func hex(_ bytes: [UInt8]) -> String { Hex.encode(hash(bytes)) }
+
+    /// SHA-256 of bytes that arrive in pieces (e.g. a file written a chunk at a time).
+    public struct Hasher {
+        private var state = crypto_hash_sha256_state()
+
+        public init() {
+            Sodium.initialize()
+            _ = crypto_hash_sha256_init(&state)
+        }
+
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+            _ = crypto_hash_sha256_update(&state, base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+        }
+
+        public mutating func finalize() -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: 32)
+            _ = crypto_hash_sha256_final(&state, &out)
+            return out
+        }
+
+        /// `finalize()` as lowercase hex.
+        public mutating func finalizeHex() -> String { Hex.encode(finalize()) }
+    }
 }
 
 /// Why a key could not be decoded.

@@ -133,11 +133,25 @@ extension Ledger {
     /// `{"format":…,"tables":{name:[[column values…]…]}}`, rows in primary-key order.
     /// Two nodes with the same applied entries produce identical bytes.
     public func snapshot() throws -> [UInt8] {
+        var all: [UInt8] = []
+        try snapshot { all.append(contentsOf: $0) }
+        return all
+    }
+
+    /// `snapshot()` handed to `sink` a piece at a time (pieces of about `chunk` bytes), so a
+    /// large state never has to fit in memory at once. Read inside one transaction for a
+    /// consistent view.
+    public func snapshot(chunk: Int = 1 << 20, to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         // Streamed straight from the rows into canonical JSON (the bytes `canonicalBytes` of the
         // equivalent JSONValue would give — tested): a snapshot is O(state), and building a value
         // tree first cost more than reading the tables.
         var out: [UInt8] = []
-        out.reserveCapacity(1 << 20)
+        out.reserveCapacity(chunk + 4096)
+        func flush(_ force: Bool) throws {
+            guard force ? !out.isEmpty : out.count >= chunk else { return }
+            try out.withUnsafeBytes(sink)
+            out.removeAll(keepingCapacity: true)
+        }
         out.append(contentsOf: "{\"format\":".utf8)
         CanonicalJSON.appendString(Ledger.snapshotFormat, to: &out)
         out.append(contentsOf: ",\"tables\":{".utf8)
@@ -161,49 +175,93 @@ extension Ledger {
                     }
                 }
                 out.append(UInt8(ascii: "]"))
+                try flush(false)
             }
             out.append(UInt8(ascii: "]"))
         }
         out.append(contentsOf: "}}".utf8)
-        return out
+        try flush(true)
     }
 
     /// Replace the whole ledger state with a snapshot made by `snapshot()` (in one transaction).
     public func restore(_ bytes: [UInt8]) throws {
-        let value: JSONValue
-        do { value = try JSONValue.parse(bytes, limits: JSONLimits(maxBytes: Int.max, maxDepth: 8)) } catch {
-            throw LedgerError("snapshot is not valid JSON: \(error)")
-        }
-        guard value["format"]?.stringValue == Ledger.snapshotFormat, case .object(let tables)? = value["tables"] else {
-            throw LedgerError("not a \(Ledger.snapshotFormat) snapshot")
-        }
+        try bytes.withUnsafeBytes { try restore(buffer: $0) }
+    }
+
+    /// `restore` from bytes anywhere in memory (e.g. a mapped snapshot file). The snapshot is read
+    /// a row at a time, never as one JSON value tree (which would take several times its size in
+    /// memory). A malformed snapshot is refused and the transaction rolled back: nothing changes.
+    public func restore(buffer: UnsafeRawBufferPointer) throws {
         try commitPending()
         forgetKnown()
-        try db.transaction {
-            for t in Ledger.tables {
-                let columns = try db.query("SELECT name FROM pragma_table_info(?)", [.text(t.name)]).count
-                try db.run("DELETE FROM \(t.name)")
-                guard let rows = tables[t.name]?.arrayValue else { throw LedgerError("snapshot lacks table \(t.name)") }
-                let sql = "INSERT INTO \(t.name) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))"
-                for row in rows {
-                    guard let cells = row.arrayValue, cells.count == columns else {
-                        throw LedgerError("snapshot row of \(t.name) does not have \(columns) columns")
-                    }
-                    try db.run(sql, try cells.map { c -> SQLValue in
-                        switch c {
-                        case .null: return .null
-                        case .int(let i): return .int(i)
-                        case .string(let s): return .text(s)
-                        default: throw LedgerError("snapshot cell of \(t.name) has type \(c.typeName)")
+        let buf = UnsafeBufferPointer(start: buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), count: buffer.count)
+        var columnsOf: [String: Int] = [:]
+        for t in Ledger.tables {
+            columnsOf[t.name] = try db.query("SELECT name FROM pragma_table_info(?)", [.text(t.name)]).count
+        }
+        do {
+            try db.transaction {
+                for t in Ledger.tables { try db.run("DELETE FROM \(t.name)") }
+                var cur = JSONCursor(buf, maxDepth: 8)
+                var format: String? = nil
+                var keys = Set<String>()
+                var tablesSeen = Set<String>()
+                try cur.expect(UInt8(ascii: "{"))
+                var firstKey = true
+                while try cur.next(close: UInt8(ascii: "}"), first: &firstKey) {
+                    let key = try cur.string()
+                    guard keys.insert(key).inserted else { throw LedgerError("snapshot has member \(key) twice") }
+                    try cur.expect(UInt8(ascii: ":"))
+                    switch key {
+                    case "format":
+                        format = try cur.value(depth: 2).stringValue
+                    case "tables":
+                        try cur.expect(UInt8(ascii: "{"))
+                        var firstTable = true
+                        while try cur.next(close: UInt8(ascii: "}"), first: &firstTable) {
+                            let name = try cur.string()
+                            guard tablesSeen.insert(name).inserted else { throw LedgerError("snapshot has table \(name) twice") }
+                            try cur.expect(UInt8(ascii: ":"))
+                            guard let columns = columnsOf[name] else {
+                                _ = try cur.value(depth: 3)    // not a table of this schema: ignored
+                                continue
+                            }
+                            let sql = "INSERT INTO \(name) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))"
+                            try cur.expect(UInt8(ascii: "["))
+                            var firstRow = true
+                            while try cur.next(close: UInt8(ascii: "]"), first: &firstRow) {
+                                guard case .array(let cells) = try cur.value(depth: 4), cells.count == columns else {
+                                    throw LedgerError("snapshot row of \(name) does not have \(columns) columns")
+                                }
+                                try db.run(sql, try cells.map { c -> SQLValue in
+                                    switch c {
+                                    case .null: return .null
+                                    case .int(let i): return .int(i)
+                                    case .string(let s): return .text(s)
+                                    default: throw LedgerError("snapshot cell of \(name) has type \(c.typeName)")
+                                    }
+                                })
+                            }
                         }
-                    })
+                    default:
+                        _ = try cur.value(depth: 2)    // unknown member: ignored
+                    }
+                }
+                try cur.expectEnd()
+                guard format == Ledger.snapshotFormat, keys.contains("tables") else {
+                    throw LedgerError("not a \(Ledger.snapshotFormat) snapshot")
+                }
+                for t in Ledger.tables where !tablesSeen.contains(t.name) {
+                    throw LedgerError("snapshot lacks table \(t.name)")
+                }
+                _ = try lastAppliedIndex()
+                let version = try db.query("SELECT value FROM ledger_meta WHERE key = 'schema_version'").first?.first?.text
+                guard version == Ledger.schemaVersion else {
+                    throw LedgerError("snapshot has ledger schema version \(version ?? "none"), this node uses \(Ledger.schemaVersion)")
                 }
             }
-            _ = try lastAppliedIndex()
-            let version = try db.query("SELECT value FROM ledger_meta WHERE key = 'schema_version'").first?.first?.text
-            guard version == Ledger.schemaVersion else {
-                throw LedgerError("snapshot has ledger schema version \(version ?? "none"), this node uses \(Ledger.schemaVersion)")
-            }
+        } catch let e as JSONError {
+            throw LedgerError("snapshot is not valid JSON: \(e)")
         }
         // Count the restored rows now (not at the next stats request, on the apply queue).
         if keepsCounters { _ = try currentCounters() }

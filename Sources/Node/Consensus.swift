@@ -253,6 +253,9 @@ public final class Consensus: @unchecked Sendable {
         ledgerWAL = ledgerDB.observeWAL(autocheckpoint: 16384)
         readLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
         snapshotLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
+        // This connection only scans whole tables (snapshots) and checkpoints: pages it reads are
+        // not read again soon, so a large page cache would only hold memory.
+        try snapshotLedger.db.exec("PRAGMA cache_size=-2048")
         var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
         rc.heartbeatTick = 1
         rc.electionTick = max(3, electionMs / max(10, heartbeatMs))
@@ -260,7 +263,8 @@ public final class Consensus: @unchecked Sendable {
         let applied = try ledger.lastAppliedIndex()
         // The ledger commits with its own fsync; entries up to `applied` are already in it.
         if let snap = initial.snapshot, applied < snap.metadata.index {
-            try ledger.restore(snap.data)
+            let l: Ledger = ledger
+            try snap.data.withUnsafeBytes { try l.restore(buffer: $0) }
         }
         rc.applied = max(try ledger.lastAppliedIndex(), initial.snapshot?.metadata.index ?? 0)
         // Count the ledger's rows once now; apply keeps the counts, so `/v1/p2p/stats` never scans.
@@ -386,12 +390,18 @@ public final class Consensus: @unchecked Sendable {
                 let commitOnly = rd.entries.isEmpty && rd.snapshot == nil
                     && rd.hardState.map { $0.term == durableHardState.term && $0.vote == durableHardState.vote } ?? true
                 if rd.mustPersist && !commitOnly {
-                    try storage.save(hardState: rd.hardState ?? node.hardState, entries: rd.entries, snapshot: rd.snapshot)
+                    let file = try storage.save(hardState: rd.hardState ?? node.hardState, entries: rd.entries, snapshot: rd.snapshot)
                     durableHardState = rd.hardState ?? node.hardState
+                    // Serve the installed snapshot to others from its file, not from the heap.
+                    if let file, let snap = rd.snapshot {
+                        do { node.replaceSnapshotData(index: snap.metadata.index, with: try storage.mapSnapshotFile(file.name, sha256: nil)) } catch {
+                            Log.warn("raft", "snapshot_map_failed", ["reason": "\(error)"])
+                        }
+                    }
                 }
                 if let snap = rd.snapshot {
                     applyQueue.async { [self] in
-                        do { try ledger.restore(snap.data) } catch {
+                        do { try snap.data.withUnsafeBytes { try ledger.restore(buffer: $0) } } catch {
                             Log.error("ledger", "restore_failed", ["reason": "\(error)"])
                             fatalError("ledger restore failed: \(error)")
                         }
@@ -633,25 +643,38 @@ public final class Consensus: @unchecked Sendable {
         guard !snapshotInFlight, applied > lastSnapshotIndex + snapshotEvery, logBytesSinceSnapshot >= lastSnapshotBytes / 2 else { return }
         snapshotInFlight = true
         snapshotQueue.async { [self] in
-            var result: (UInt64, [UInt8])? = nil
+            // The state is streamed from one read transaction straight into the snapshot file,
+            // which is then mapped: no copy of the whole state is ever held on the heap. The read
+            // transaction ends before the fsync, so it holds back WAL checkpoints no longer than
+            // the reading takes. Writing the file here, off the Raft queue, matters: writing
+            // megabytes into raft.db there stalled every proposal for 50–200 ms per compaction.
+            var result: (index: UInt64, file: SnapshotFile, data: SnapshotData)? = nil
             do {
+                var index: UInt64 = 0
+                var writer: SnapshotFileWriter? = nil
                 try snapshotLedger.db.exec("BEGIN")
-                defer { try? snapshotLedger.db.exec("COMMIT") }
-                let index = try snapshotLedger.lastAppliedIndex()
-                result = (index, try snapshotLedger.snapshot())
+                do {
+                    index = try snapshotLedger.lastAppliedIndex()
+                    let w = try storage.createSnapshotFile(index: index)
+                    writer = w
+                    try snapshotLedger.snapshot { try w.write($0) }
+                } catch {
+                    writer?.abandon()
+                    try? snapshotLedger.db.exec("COMMIT")
+                    throw error
+                }
+                try? snapshotLedger.db.exec("COMMIT")
+                if let w = writer {
+                    let file = try w.finish()
+                    do { result = (index, file, try storage.mapSnapshotFile(file.name, sha256: nil)) } catch {
+                        storage.discardSnapshotFile(file)
+                        throw error
+                    }
+                }
             } catch {
                 Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
             }
-            // The data is written (and fsynced) to its own file here, off the Raft queue, which
-            // then only records it: writing megabytes into raft.db there stalled every proposal
-            // for 50–200 ms per compaction.
-            var file: SnapshotFile? = nil
-            if let (index, data) = result {
-                do { file = try storage.writeSnapshotFile(index: index, data: data) } catch {
-                    Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
-                }
-            }
-            if let (index, data) = result, let file {
+            if let (index, file, data) = result {
                 queue.async { [self] in
                     let meta: SnapshotMetadata
                     do { meta = try node.compact(upTo: index, snapshotData: data) } catch {
@@ -670,7 +693,7 @@ public final class Consensus: @unchecked Sendable {
                     }
                 }
             }
-            let done = result.map { ($0.0, $0.1.count) }
+            let done = result.map { ($0.index, $0.data.count) }
             applyQueue.async { [self] in
                 if let (index, bytes) = done, index > lastSnapshotIndex {
                     lastSnapshotIndex = index

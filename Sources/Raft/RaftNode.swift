@@ -195,6 +195,11 @@ public struct RaftNode: Sendable {
     /// compacts its stored log the same way.
     @discardableResult
     public mutating func compact(upTo index: UInt64, snapshotData: [UInt8]) throws(RaftError) -> SnapshotMetadata {
+        try compact(upTo: index, snapshotData: SnapshotData(snapshotData))
+    }
+
+    @discardableResult
+    public mutating func compact(upTo index: UInt64, snapshotData: SnapshotData) throws(RaftError) -> SnapshotMetadata {
         guard index > log.snapshotIndex else { throw .invalidCompaction("index \(index) already compacted") }
         guard index <= log.applied else { throw .invalidCompaction("index \(index) not applied yet") }
         guard let t = log.term(index) else { throw .invalidCompaction("no entry at \(index)") }
@@ -202,6 +207,16 @@ public struct RaftNode: Sendable {
         log.compact(to: index)
         snapshot = Snapshot(metadata: meta, data: snapshotData)
         return meta
+    }
+
+    /// The host now holds the current snapshot's bytes in another form (e.g. mapped from the
+    /// file it stored them in) and offers them so the heap copy can go. Ignored (false) unless
+    /// `index` is the current snapshot's and the size matches.
+    @discardableResult
+    public mutating func replaceSnapshotData(index: UInt64, with data: SnapshotData) -> Bool {
+        guard snapshot.metadata.index == index, index > 0, snapshot.data.count == data.count else { return false }
+        snapshot.data = data
+        return true
     }
 
     /// Feeds one message from a peer. Stale, malformed or unexpected messages are ignored.
@@ -618,7 +633,7 @@ public struct RaftNode: Sendable {
         let off = Int(min(pr.snapshotOffset, UInt64(data.count)))
         let end = min(data.count, off + max(1, config.snapshotChunkBytes))
         let chunk = SnapshotChunk(metadata: snapshot.metadata, offset: UInt64(off), totalSize: UInt64(data.count),
-                                  data: Array(data[off..<end]))
+                                  data: data.bytes(off..<end))
         send(RaftMessage(type: .snapshot, from: id, to: peer, term: term, snapshot: chunk))
         pr.snapshotChunkOut = true
     }

@@ -110,11 +110,78 @@ public struct SnapshotMetadata: Equatable, Sendable {
 /// A state-machine snapshot: metadata plus the application's opaque bytes.
 public struct Snapshot: Equatable, Sendable {
     public var metadata: SnapshotMetadata
-    public var data: [UInt8]
+    public var data: SnapshotData
 
-    public init(metadata: SnapshotMetadata, data: [UInt8]) {
+    public init(metadata: SnapshotMetadata, data: SnapshotData) {
         self.metadata = metadata
         self.data = data
+    }
+
+    public init(metadata: SnapshotMetadata, data: [UInt8]) {
+        self.init(metadata: metadata, data: SnapshotData(data))
+    }
+}
+
+/// A snapshot's bytes, immutable: either an array on the heap or a read-only region the host
+/// mapped from a file (so a node does not keep its whole state in memory to serve
+/// InstallSnapshot; the kernel pages it in and out). The core only reads it.
+public struct SnapshotData: Equatable, Sendable, ExpressibleByArrayLiteral {
+    /// Owns a mapped region and releases it (e.g. `munmap`) when the last copy goes.
+    final class Region: @unchecked Sendable {
+        let base: UnsafeRawPointer
+        let count: Int
+        let release: @Sendable () -> Void
+        init(base: UnsafeRawPointer, count: Int, release: @escaping @Sendable () -> Void) {
+            self.base = base
+            self.count = count
+            self.release = release
+        }
+        deinit { release() }
+    }
+
+    private let heap: [UInt8]
+    private let region: Region?
+
+    public init(_ bytes: [UInt8]) {
+        heap = bytes
+        region = nil
+    }
+
+    public init(arrayLiteral elements: UInt8...) { self.init(elements) }
+
+    /// `count` readable bytes at `base`, valid until `release` is called (once, when no copy of
+    /// this value is left). The bytes must not change while mapped.
+    public init(mapping base: UnsafeRawPointer, count: Int, release: @escaping @Sendable () -> Void) {
+        heap = []
+        region = Region(base: base, count: count, release: release)
+    }
+
+    /// Whether the bytes live in a mapped region rather than on the heap.
+    public var isMapped: Bool { region != nil }
+
+    public var count: Int { region?.count ?? heap.count }
+    public var isEmpty: Bool { count == 0 }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let region { return try body(UnsafeRawBufferPointer(start: region.base, count: region.count)) }
+        return try heap.withUnsafeBytes(body)
+    }
+
+    /// A copy of the bytes in `range` (clamped to the data).
+    public func bytes(_ range: Range<Int>) -> [UInt8] {
+        let lo = max(0, min(range.lowerBound, count)), hi = max(lo, min(range.upperBound, count))
+        if region == nil { return Array(heap[lo..<hi]) }
+        return withUnsafeBytes { Array($0[lo..<hi]) }
+    }
+
+    /// All the bytes as an array (a copy when mapped).
+    public var array: [UInt8] { region == nil ? heap : bytes(0..<count) }
+
+    public static func == (a: SnapshotData, b: SnapshotData) -> Bool {
+        if a.region == nil && b.region == nil { return a.heap == b.heap }
+        if let ra = a.region, let rb = b.region, ra === rb { return true }
+        guard a.count == b.count else { return false }
+        return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in pa.elementsEqual(pb) } }
     }
 }
 

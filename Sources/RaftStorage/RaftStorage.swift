@@ -79,42 +79,64 @@ public final class RaftStorage {
 
     // MARK: snapshot files
 
-    /// Write `data` to a new snapshot file in `dir` (temporary name, fsync, rename, fsync of the
-    /// directory), so it is durable before any database row refers to it. Safe on any thread
-    /// (it reads only immutable properties).
-    public func writeSnapshotFile(index: UInt64, data: [UInt8]) throws -> SnapshotFile {
+    /// Start a new snapshot file in `dir` under a temporary name; the caller writes the data a
+    /// piece at a time and then `finish`es it (fsync, rename, fsync of the directory), so it is
+    /// durable before any database row refers to it. Safe on any thread (it reads only
+    /// immutable properties).
+    public func createSnapshotFile(index: UInt64) throws -> SnapshotFileWriter {
         guard let dir else { throw P2POSError("RAFT_STORAGE", "an in-memory database keeps snapshots in its table") }
-        let name = snapshotPrefix + "\(index)-\(UInt32.random(in: 0...UInt32.max)).bin"
-        let tmp = dir + "/" + name + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw P2POSError("RAFT_STORAGE", "cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = true
-        data.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 { if errno == EINTR { continue }; ok = false; break }
-                off += n
+        return try SnapshotFileWriter(dir: dir, name: snapshotPrefix + "\(index)-\(UInt32.random(in: 0...UInt32.max)).bin")
+    }
+
+    /// Write `data` to a new snapshot file (see `createSnapshotFile`). Safe on any thread.
+    public func writeSnapshotFile(index: UInt64, data: SnapshotData) throws -> SnapshotFile {
+        let w = try createSnapshotFile(index: index)
+        do {
+            try data.withUnsafeBytes { try w.write($0) }
+            return try w.finish()
+        } catch {
+            w.abandon()
+            throw error
+        }
+    }
+
+    public func writeSnapshotFile(index: UInt64, data: [UInt8]) throws -> SnapshotFile {
+        try writeSnapshotFile(index: index, data: SnapshotData(data))
+    }
+
+    /// The bytes of a finished snapshot file, mapped read-only rather than read onto the heap (the
+    /// file never changes once written). With `sha256`, the contents are checked against it.
+    /// Safe on any thread.
+    public func mapSnapshotFile(_ name: String, sha256: String?) throws -> SnapshotData {
+        let path = (dir ?? ".") + "/" + name
+        let corrupt = { (why: String) in
+            P2POSError("RAFT_STORAGE_CORRUPT", "\(self.db.path): snapshot file \(path) \(why)",
+                       hint: "restore the data directory from a backup or re-join the node")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw corrupt("is missing or unreadable (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw corrupt("cannot be examined (\(String(cString: strerror(errno))))") }
+        let size = Int(st.st_size)
+        let data: SnapshotData
+        if size == 0 {
+            data = SnapshotData([])
+        } else {
+            guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+                throw corrupt("cannot be mapped (\(String(cString: strerror(errno))))")
+            }
+            let addr = UInt(bitPattern: p)
+            data = SnapshotData(mapping: UnsafeRawPointer(p), count: size) {
+                munmap(UnsafeMutableRawPointer(bitPattern: addr), size)
             }
         }
-        if ok && fsync(fd) != 0 { ok = false }
-        var err = errno
-        close(fd)
-        if ok && rename(tmp, dir + "/" + name) != 0 { ok = false; err = errno }
-        guard ok else {
-            unlink(tmp)
-            throw P2POSError("RAFT_STORAGE", "cannot write snapshot file \(tmp): \(String(cString: strerror(err)))")
+        if let sha256 {
+            var h = SHA256.Hasher()
+            data.withUnsafeBytes { h.update($0) }
+            guard h.finalizeHex() == sha256 else { throw corrupt("does not match its recorded SHA-256") }
         }
-        // The rename must be durable before a row names the file.
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dfd >= 0, fsync(dfd) == 0 else {
-            let e = errno
-            if dfd >= 0 { close(dfd) }
-            unlink(dir + "/" + name)
-            throw P2POSError("RAFT_STORAGE", "cannot sync directory \(dir) after writing \(name): \(String(cString: strerror(e)))")
-        }
-        close(dfd)
-        return SnapshotFile(name: name, sha256: SHA256.hex(data))
+        return data
     }
 
     /// Delete a snapshot file that was written but will not be recorded. Safe on any thread.
@@ -136,29 +158,18 @@ public final class RaftStorage {
         }
     }
 
-    private func readSnapshotFile(_ name: String, sha256: String?) throws -> [UInt8] {
-        let path = (dir ?? ".") + "/" + name
-        guard let d = FileManager.default.contents(atPath: path) else {
-            throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): snapshot file \(path) is missing or unreadable",
-                             hint: "restore the data directory from a backup or re-join the node")
-        }
-        let data = [UInt8](d)
-        guard SHA256.hex(data) == sha256 else {
-            throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): snapshot file \(path) does not match its recorded SHA-256",
-                             hint: "restore the data directory from a backup or re-join the node")
-        }
-        return data
-    }
-
     /// Persists one `Ready`'s durable part: snapshot first, then entries, then hard state.
-    public func save(_ rd: Ready) throws {
+    @discardableResult
+    public func save(_ rd: Ready) throws -> SnapshotFile? {
         try save(hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot)
     }
 
     /// Writes everything in one transaction. A snapshot replaces the whole stored log; entries
-    /// replace any stored entry at or after `entries.first.index`.
-    public func save(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil) throws {
-        if hardState == nil && entries.isEmpty && snapshot == nil { return }
+    /// replace any stored entry at or after `entries.first.index`. Returns the file a snapshot's
+    /// data went to (nil without a snapshot or for an in-memory database).
+    @discardableResult
+    public func save(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil) throws -> SnapshotFile? {
+        if hardState == nil && entries.isEmpty && snapshot == nil { return nil }
         // A received snapshot's data goes to its file before the transaction that records it.
         let file = dir == nil ? nil : try snapshot.map { try writeSnapshotFile(index: $0.metadata.index, data: $0.data) }
         var truncated = truncatedThrough
@@ -193,6 +204,7 @@ public final class RaftStorage {
         if let s = snapshot { truncateTarget = s.metadata.index }
         truncatedThrough = truncated
         if let file, let s = snapshot { removeSnapshotFiles(except: file.name, below: s.metadata.index) }
+        return file
     }
 
     /// Inside a transaction: delete the next chunk of log rows a recorded snapshot made garbage;
@@ -208,6 +220,10 @@ public final class RaftStorage {
     /// Stores a snapshot the application took (after `RaftNode.compact`): its data in a file
     /// (inline in the table for an in-memory database), the entries it covers deleted by later saves.
     public func compact(snapshot meta: SnapshotMetadata, data: [UInt8]) throws {
+        try compact(snapshot: meta, data: SnapshotData(data))
+    }
+
+    public func compact(snapshot meta: SnapshotMetadata, data: SnapshotData) throws {
         guard dir != nil else {
             try db.transaction {
                 try writeSnapshot(meta, data: data, file: nil)
@@ -247,7 +263,7 @@ public final class RaftStorage {
                                  hint: "restore the data directory from a backup or re-join the node")
             }
             let meta = SnapshotMetadata(index: try u64(row[0]), term: try u64(row[1]), conf: conf)
-            let data = try row[4].text.map { try readSnapshotFile($0, sha256: row[5].text) } ?? row[3].blob ?? []
+            let data = try row[4].text.map { try mapSnapshotFile($0, sha256: row[5].text) } ?? SnapshotData(row[3].blob ?? [])
             state.snapshot = Snapshot(metadata: meta, data: data)
             from = meta.index
         }
@@ -279,12 +295,12 @@ public final class RaftStorage {
         return max(log, snap)
     }
 
-    private func writeSnapshot(_ meta: SnapshotMetadata, data: [UInt8], file: SnapshotFile?) throws {
+    private func writeSnapshot(_ meta: SnapshotMetadata, data: SnapshotData, file: SnapshotFile?) throws {
         try db.run("""
             INSERT INTO raft_snapshot (k, idx, term, conf, data, file, sha256) VALUES (1, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(k) DO UPDATE SET idx = excluded.idx, term = excluded.term, conf = excluded.conf,
                 data = excluded.data, file = excluded.file, sha256 = excluded.sha256
-            """, [.int(i64(meta.index)), .int(i64(meta.term)), .blob(meta.conf.encode()), .blob(file == nil ? data : []),
+            """, [.int(i64(meta.index)), .int(i64(meta.term)), .blob(meta.conf.encode()), .blob(file == nil ? data.array : []),
                   file.map { .text($0.name) } ?? .null, file.map { .text($0.sha256) } ?? .null])
     }
 
@@ -296,5 +312,75 @@ public final class RaftStorage {
                              hint: "restore the data directory from a backup or re-join the node")
         }
         return UInt64(bitPattern: i)
+    }
+}
+
+/// One snapshot file being written (see `RaftStorage.createSnapshotFile`): bytes go to a
+/// temporary file and into its SHA-256; `finish` makes it durable under its final name,
+/// `abandon` removes it. One thread uses it at a time.
+public final class SnapshotFileWriter {
+    let dir: String
+    let name: String
+    let tmp: String
+    private var fd: Int32
+    private var hasher = SHA256.Hasher()
+    /// Bytes written so far.
+    public private(set) var size = 0
+
+    init(dir: String, name: String) throws {
+        self.dir = dir
+        self.name = name
+        tmp = dir + "/" + name + ".tmp"
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw P2POSError("RAFT_STORAGE", "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { abandon() }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { throw P2POSError("RAFT_STORAGE", "snapshot file \(tmp) is already closed") }
+        var off = 0
+        while off < bytes.count {
+            let n = Foundation.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw P2POSError("RAFT_STORAGE", "cannot write snapshot file \(tmp): \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
+        hasher.update(bytes)
+        size += bytes.count
+    }
+
+    /// fsync, rename to the final name, fsync the directory. On failure nothing is left behind.
+    public func finish() throws -> SnapshotFile {
+        guard fd >= 0 else { throw P2POSError("RAFT_STORAGE", "snapshot file \(tmp) is already closed") }
+        var err: Int32 = 0
+        if fsync(fd) != 0 { err = errno }
+        close(fd)
+        fd = -1
+        if err == 0 && rename(tmp, dir + "/" + name) != 0 { err = errno }
+        guard err == 0 else {
+            unlink(tmp)
+            throw P2POSError("RAFT_STORAGE", "cannot write snapshot file \(tmp): \(String(cString: strerror(err)))")
+        }
+        // The rename must be durable before a row names the file.
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0, fsync(dfd) == 0 else {
+            let e = errno
+            if dfd >= 0 { close(dfd) }
+            unlink(dir + "/" + name)
+            throw P2POSError("RAFT_STORAGE", "cannot sync directory \(dir) after writing \(name): \(String(cString: strerror(e)))")
+        }
+        close(dfd)
+        return SnapshotFile(name: name, sha256: hasher.finalizeHex())
+    }
+
+    /// Close and delete the unfinished file (nothing after `finish`).
+    public func abandon() {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+        unlink(tmp)
     }
 }

@@ -106,6 +106,9 @@ public final class SQLiteDB: @unchecked Sendable {
     /// Open (creating if needed). WAL journal, `synchronous` FULL by default so a commit is durable.
     /// `exclusive`: this connection is the file's only user (no other connection or process opens
     /// it), so SQLite takes its file lock once instead of per transaction and needs no shared memory.
+    /// Bytes a WAL file is truncated to when it restarts (`PRAGMA journal_size_limit`).
+    public static let walSizeLimit = 32 << 20
+
     public init(path: String, synchronous: String = "FULL", exclusive: Bool = false) throws {
         var h: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
@@ -125,6 +128,9 @@ public final class SQLiteDB: @unchecked Sendable {
         try exec("PRAGMA synchronous=\(synchronous)")
         try exec("PRAGMA foreign_keys=ON")
         try exec("PRAGMA cache_size=-32768")      // 32 MiB page cache
+        // After a burst grew the WAL (e.g. while a long read held back checkpoints), truncate it
+        // to this size when it next restarts instead of keeping its high-water mark on disk.
+        try exec("PRAGMA journal_size_limit=\(SQLiteDB.walSizeLimit)")
         try exec("PRAGMA temp_store=MEMORY")
     }
 

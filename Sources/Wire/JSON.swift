@@ -181,6 +181,70 @@ extension JSONValue {
     }
 }
 
+/// Reads one large JSON document a piece at a time (e.g. a snapshot of many rows), so the
+/// document never becomes one value tree in memory. The same rules as `JSONValue.parse` apply to
+/// every value it returns; the caller walks the structure around them. The buffer must stay
+/// valid while the cursor is used.
+public struct JSONCursor {
+    private var p: JSONParser
+
+    public init(_ buf: UnsafeBufferPointer<UInt8>, maxDepth: Int = 64) {
+        p = JSONParser(buf: buf, maxDepth: maxDepth)
+    }
+
+    /// Byte offset of the next unread byte.
+    public var offset: Int { p.pos }
+
+    /// The next byte after whitespace, without consuming it (nil at the end).
+    public mutating func peek() -> UInt8? {
+        p.skipWhitespace()
+        return p.pos < p.buf.count ? p.buf[p.pos] : nil
+    }
+
+    /// Consume `c` (after whitespace) or throw.
+    public mutating func expect(_ c: UInt8) throws(JSONError) {
+        guard let n = peek() else {
+            throw JSONError(.unexpectedEnd, at: p.pos, "expected '\(Character(Unicode.Scalar(c)))', input ends")
+        }
+        guard n == c else {
+            throw JSONError(.unexpectedCharacter, at: p.pos, "expected '\(Character(Unicode.Scalar(c)))', found \(p.describe(n))")
+        }
+        p.pos += 1
+    }
+
+    /// Inside an array or object whose opening bracket was consumed: true when another element
+    /// follows (consuming the ',' before it), false after consuming `close`. Pass the same
+    /// `first` variable (initially true) for every element of one container.
+    public mutating func next(close: UInt8, first: inout Bool) throws(JSONError) -> Bool {
+        guard let n = peek() else { throw JSONError(.unexpectedEnd, at: p.pos, "input ends inside a container") }
+        if n == close { p.pos += 1; return false }
+        if first { first = false; return true }
+        guard n == UInt8(ascii: ",") else {
+            throw JSONError(.unexpectedCharacter, at: p.pos, "expected ',' or '\(Character(Unicode.Scalar(close)))', found \(p.describe(n))")
+        }
+        p.pos += 1
+        return true
+    }
+
+    /// A string value (e.g. an object key).
+    public mutating func string() throws(JSONError) -> String {
+        guard let n = peek() else { throw JSONError(.unexpectedEnd, at: p.pos, "expected a string, input ends") }
+        guard n == UInt8(ascii: "\"") else { throw JSONError(.unexpectedCharacter, at: p.pos, "expected a string, found \(p.describe(n))") }
+        return try p.parseString()
+    }
+
+    /// One complete value, nested at most `maxDepth` levels below `depth`.
+    public mutating func value(depth: Int = 1) throws(JSONError) -> JSONValue {
+        p.skipWhitespace()
+        return try p.parseValue(depth: depth)
+    }
+
+    /// Only whitespace may remain.
+    public mutating func expectEnd() throws(JSONError) {
+        if peek() != nil { throw JSONError(.trailingData, at: p.pos, "unexpected data after the JSON value") }
+    }
+}
+
 struct JSONParser {
     let buf: UnsafeBufferPointer<UInt8>
     let maxDepth: Int

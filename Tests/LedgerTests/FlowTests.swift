@@ -111,6 +111,15 @@ final class FlowTests: XCTestCase {
         XCTAssertEqual(String(decoding: streamed, as: UTF8.self), String(decoding: reference, as: UTF8.self))
         XCTAssertEqual(streamed, reference)
         XCTAssertTrue(String(decoding: streamed, as: UTF8.self).contains("\\u0001"), "control characters are escaped")
+        // Handed out in pieces (as the daemon writes it to its snapshot file): the same bytes,
+        // in pieces of about the chunk size.
+        for chunk in [1, 64, 1 << 20] {
+            var pieces: [[UInt8]] = []
+            try a.ledger.snapshot(chunk: chunk) { pieces.append(Array($0)) }
+            XCTAssertEqual(Array(pieces.joined()), reference, "chunk \(chunk)")
+            XCTAssertFalse(pieces.contains { $0.isEmpty })
+            if chunk == 64 { XCTAssertGreaterThan(pieces.count, reference.count / 256, "flushed as it goes") }
+        }
         // And it restores to the same state.
         let b = try Harness()
         try b.ledger.restore(streamed)
@@ -146,6 +155,41 @@ final class FlowTests: XCTestCase {
         XCTAssertThrowsError(try c.ledger.restore(Array(snap.dropLast())))
         XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index + 2)
         XCTAssertEqual(try c.ledger.session(id: "rel-1")?["status"], .string("completed"))
+    }
+
+    /// Restore reads the snapshot a row at a time; every malformed or truncated snapshot is
+    /// refused with a clear error and leaves the state exactly as it was.
+    func testRestoreRefusesMalformedSnapshotsAndChangesNothing() throws {
+        let a = try Harness()
+        try runFlow(a)
+        let snap = try a.ledger.snapshot()
+        let c = try Harness()
+        try c.ok(mallory, .sessionCreate, "{\"session_id\":\"keep\",\"title\":\"x\",\"steps\":[{\"step_id\":\"k\",\"title\":\"K\"}]}")
+        let before = try c.ledger.snapshot()
+        func refused(_ bytes: [UInt8], _ why: String, file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertThrowsError(try c.ledger.restore(bytes), why, file: file, line: line) { e in
+                XCTAssertTrue(e is LedgerError, "\(why): \(e)", file: file, line: line)
+            }
+            XCTAssertEqual(try c.ledger.snapshot(), before, "\(why): state changed", file: file, line: line)
+        }
+        let text = String(decoding: snap, as: UTF8.self)
+        // Every truncation point (sampled) fails.
+        for cut in stride(from: 0, to: snap.count, by: max(1, snap.count / 97)) { refused(Array(snap[..<cut]), "cut at \(cut)") }
+        refused(snap + Array(" x".utf8), "trailing data")
+        refused(Array(text.replacingOccurrences(of: "{\"format\":", with: "{\"format\":\"x\",\"format\":").utf8), "duplicate member")
+        refused(Array(text.replacingOccurrences(of: "\"ledger_votes\":[", with: "\"ledger_votes\":[],\"ledger_votes\":[").utf8), "duplicate table")
+        refused(Array(text.replacingOccurrences(of: "p2pos-ledger-snapshot/1", with: "p2pos-ledger-snapshot/9").utf8), "other format")
+        refused(Array(text.replacingOccurrences(of: "\"ledger_votes\":[", with: "\"ledger_vote\":[").utf8), "a table missing")
+        refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[[", with: "\"ledger_meta\":[[\"extra\",").utf8), "row with too many columns")
+        refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[[", with: "\"ledger_meta\":[[true,").utf8), "a boolean cell")
+        refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[", with: "\"ledger_meta\":[1,").utf8), "a row that is not an array")
+        refused(Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"tables\":{\"ledger_meta\":[[[[[[[[1]]]]]]]],").utf8), "nested too deep")
+        refused(Array("[]".utf8), "not an object")
+        refused([], "empty")
+        // Unknown members and unknown tables are ignored, as before.
+        let extra = Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"note\":{\"a\":[1]},\"tables\":{\"ledger_future\":[[1,2]],").utf8)
+        try c.ledger.restore(extra)
+        XCTAssertEqual(try c.ledger.snapshot(), snap)
     }
 
     func testRestartResumesAndStaleIndexes() throws {

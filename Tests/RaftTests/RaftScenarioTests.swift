@@ -156,13 +156,50 @@ final class RaftScenarioTests: XCTestCase {
         XCTAssertNil(c.nodes["a"]!.entry(at: applied))
         c.heal()
         c.tickAll(40)
-        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data, snapData)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data.array, snapData)
         XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.metadata.index, applied)
         let chunks = c.deliveredLog.filter { $0.type == .snapshot && $0.to == "c" }
         XCTAssertGreaterThanOrEqual(chunks.count, (snapData.count + 6) / 7)
         XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
         try c.propose("a", "after")
         XCTAssertEqual(c.appliedData("c").last, Array("after".utf8))
+    }
+
+    /// The host can swap the snapshot's heap bytes for the same bytes held elsewhere (the daemon
+    /// maps its snapshot file); chunks are then cut from the new storage, which is released when
+    /// a later compaction replaces the snapshot. A swap for another index or size is refused.
+    func testSnapshotDataReplacedByMappedRegion() throws {
+        let c = TestCluster(voters: three) { $0.snapshotChunkBytes = 5 }
+        c.elect("a")
+        c.isolate("c")
+        for k in 0..<20 { try c.propose("a", "p\(k)") }
+        let applied = c.nodes["a"]!.appliedIndex
+        let image = Array("image-at-\(applied)-with-some-more-bytes".utf8)
+        try c.nodes["a"]!.compact(upTo: applied, snapshotData: image)
+        final class Flag: @unchecked Sendable { var released = 0 }
+        let flag = Flag()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: image.count, alignment: 1)
+        buffer.copyBytes(from: image)
+        let addr = UInt(bitPattern: buffer.baseAddress!)
+        var region: SnapshotData? = SnapshotData(mapping: UnsafeRawPointer(buffer.baseAddress!), count: image.count) {
+            flag.released += 1
+            UnsafeMutableRawPointer(bitPattern: addr)!.deallocate()
+        }
+        XCTAssertFalse(c.nodes["a"]!.replaceSnapshotData(index: applied - 1, with: region!), "other index")
+        XCTAssertFalse(c.nodes["a"]!.replaceSnapshotData(index: applied, with: SnapshotData(image + [0])), "other size")
+        XCTAssertTrue(c.nodes["a"]!.replaceSnapshotData(index: applied, with: region!))
+        region = nil
+        XCTAssertEqual(flag.released, 0, "the node keeps the region alive")
+        c.heal()
+        c.tickAll(40)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data.array, image)
+        XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
+        // The next compaction drops the region.
+        for k in 0..<3 { try c.propose("a", "q\(k)") }
+        c.snapshotsInstalled = [:]
+        c.deliveredLog = []
+        try c.nodes["a"]!.compact(upTo: c.nodes["a"]!.appliedIndex, snapshotData: [1, 2, 3])
+        XCTAssertEqual(flag.released, 1)
     }
 
     func testCompactionErrors() throws {
@@ -413,7 +450,7 @@ final class RaftScenarioTests: XCTestCase {
         c.load("c", c.disks["c"]!)
         c.dropIf = nil
         c.tickAll(40)
-        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data, data)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data.array, data)
         XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Identity
 import Raft
 import RaftStorage
 import Storage
@@ -158,7 +159,7 @@ final class RaftStorageTests: XCTestCase {
         FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-9-9.bin", contents: Data([2]))
         let s = try RaftStorage(path: path)
         XCTAssertEqual(try snapshotFiles().count, 1)
-        XCTAssertEqual(try s.load().snapshot?.data, data)
+        XCTAssertEqual(try s.load().snapshot?.data.array, data)
         for _ in 0..<3 { try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: []) }
         XCTAssertEqual(try logRows(s), 51, "only entries after the snapshot remain")
         XCTAssertEqual(try s.load().entries, entries(meta.index + 1...UInt64(n + 1), term: 1))
@@ -224,5 +225,55 @@ final class RaftStorageTests: XCTestCase {
         try s.compact(snapshot: SnapshotMetadata(index: 6, term: 2, conf: ConfState(voters: ["a"])), data: [6])
         XCTAssertEqual(try s.load().snapshot?.data, [6])
         XCTAssertEqual(try snapshotFiles().count, 1)
+    }
+
+    /// A snapshot file written a piece at a time hashes and reads back like one written whole;
+    /// a loaded snapshot is mapped from its file, not copied onto the heap; an abandoned file
+    /// leaves nothing behind.
+    func testStreamedSnapshotFileIsMappedOnLoad() throws {
+        let data = (0..<300_001).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let s = try RaftStorage(path: path)
+        try s.save(hardState: HardState(term: 1, commit: 4), entries: entries(1...4, term: 1))
+        let w = try s.createSnapshotFile(index: 3)
+        var off = 0
+        for piece in [1, 0, 4095, 65536, 100_000] {
+            try data[off..<off + piece].withUnsafeBytes { try w.write($0) }
+            off += piece
+        }
+        try data[off...].withUnsafeBytes { try w.write($0) }
+        XCTAssertEqual(w.size, data.count)
+        let file = try w.finish()
+        XCTAssertEqual(file.sha256, SHA256.hex(data))
+        XCTAssertThrowsError(try w.write(UnsafeRawBufferPointer(start: nil, count: 0)), "a finished file takes no more bytes")
+        let meta = SnapshotMetadata(index: 3, term: 1, conf: ConfState(voters: ["a"]))
+        try s.compact(snapshot: meta, file: file)
+        let mapped = try s.mapSnapshotFile(file.name, sha256: file.sha256)
+        XCTAssertTrue(mapped.isMapped)
+        XCTAssertEqual(mapped, SnapshotData(data), "mapped and heap bytes compare equal")
+        XCTAssertNotEqual(mapped, SnapshotData(Array(data.dropLast())))
+        XCTAssertEqual(mapped.bytes(299_990..<400_000), Array(data[299_990...]), "ranges are clamped to the data")
+        XCTAssertEqual(mapped.bytes(-5..<2), Array(data[0..<2]))
+        XCTAssertThrowsError(try s.mapSnapshotFile(file.name, sha256: String(repeating: "0", count: 64))) { e in
+            XCTAssertEqual((e as? P2POSError)?.code, "RAFT_STORAGE_CORRUPT")
+        }
+        let loaded = try XCTUnwrap(try s.load().snapshot)
+        XCTAssertTrue(loaded.data.isMapped)
+        XCTAssertEqual(loaded, Snapshot(metadata: meta, data: data))
+        // An abandoned writer removes its temporary file; so does dropping it unfinished.
+        let before = try snapshotFiles()
+        let a = try s.createSnapshotFile(index: 9)
+        try data.withUnsafeBytes { try a.write($0) }
+        XCTAssertEqual(try snapshotFiles().count, before.count + 1)
+        a.abandon()
+        XCTAssertEqual(try snapshotFiles(), before)
+        do {
+            let b = try s.createSnapshotFile(index: 10)
+            try data.withUnsafeBytes { try b.write($0) }
+        }
+        XCTAssertEqual(try snapshotFiles(), before)
+        // An empty snapshot file maps to empty data.
+        let e = try s.createSnapshotFile(index: 11).finish()
+        XCTAssertEqual(try s.mapSnapshotFile(e.name, sha256: e.sha256).count, 0)
+        s.discardSnapshotFile(e)
     }
 }

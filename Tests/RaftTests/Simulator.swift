@@ -160,7 +160,7 @@ final class Simulator {
             fatalError("restart of \(n.id) failed: \(error)")
         }
         // The state machine restarts from the snapshot on disk.
-        n.applied = decodeIDs(n.disk.snapshot?.data ?? [])
+        n.applied = decodeIDs(n.disk.snapshot?.data.array ?? [])
         n.appliedIndex = n.disk.snapshot?.metadata.index ?? 0
         n.lastTicked = now
     }
@@ -404,7 +404,7 @@ final class Simulator {
         for m in rd.messages { send(m) }
         // 3. apply
         if let s = rd.snapshot {
-            let ids = decodeIDs(s.data)
+            let ids = decodeIDs(s.data.array)
             guard ids.count <= canon.count, Array(canon.prefix(ids.count)) == ids else {
                 throw SimFailure(description: "STATE MACHINE SAFETY: snapshot at \(s.metadata.index) on \(n.id) is not a prefix of the applied history")
             }

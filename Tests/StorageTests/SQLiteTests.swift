@@ -43,4 +43,36 @@ final class SQLiteTests: XCTestCase {
         XCTAssertLessThan(peak, 8 + 4, "never far past the limit (peak \(peak))")
         XCTAssertEqual(try db2.query("SELECT COUNT(*) FROM t").first?.first?.int, 40)
     }
+
+    /// A burst that grew the WAL past `walSizeLimit` (a long read held back its restart) does not
+    /// leave the file at that size: once checkpointed, the next write restarts the log and
+    /// truncates the file to the limit.
+    func testWALFileShrinksAfterABurst() throws {
+        let path = dir.appendingPathComponent("w.db").path
+        let db = try SQLiteDB(path: path, synchronous: "NORMAL")
+        let reader = try SQLiteDB(path: path, synchronous: "NORMAL")
+        try db.exec("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)")
+        try db.run("INSERT INTO t VALUES (0, x'00')")
+        func walSize() throws -> Int {
+            (try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? NSNumber)?.intValue ?? -1
+        }
+        // A reader holds its snapshot while many commits go by: the log cannot restart.
+        try reader.exec("BEGIN")
+        _ = try reader.query("SELECT COUNT(*) FROM t")
+        let blob = [UInt8](repeating: 7, count: 4000)
+        var k: Int64 = 1
+        while try walSize() <= SQLiteDB.walSizeLimit + (4 << 20) {
+            try db.transaction {
+                for _ in 0..<200 {
+                    try db.run("INSERT INTO t VALUES (?, ?)", [.int(k), .blob(blob)])
+                    k += 1
+                }
+            }
+        }
+        try reader.exec("COMMIT")
+        try db.exec("PRAGMA wal_checkpoint(PASSIVE)")
+        try db.run("INSERT INTO t VALUES (?, ?)", [.int(k), .blob(blob)])
+        XCTAssertLessThanOrEqual(try walSize(), SQLiteDB.walSizeLimit)
+        XCTAssertEqual(try db.query("SELECT COUNT(*) FROM t").first?.first?.int, k + 1, "nothing lost")
+    }
 }
