@@ -262,6 +262,17 @@ final class LocalCluster {
 
     func socket(_ i: Int) -> String { dirs[i] + "/p2pos.sock" }
 
+    /// Each running node's peak resident set so far (`VmHWM` in /proc, KiB → MiB); nil where
+    /// unknown (not Linux, or the node exited).
+    func peakRSSMiB() -> [Int?] {
+        procs.map { p in
+            guard p.isRunning, let text = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8),
+                  let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+                  let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+            return (kb + 512) / 1024
+        }
+    }
+
     func stop() {
         for p in procs where p.isRunning { p.terminate() }
         for p in procs { p.waitUntilExit() }
@@ -413,6 +424,11 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         }
         ours[c] = r
         lines.append(fmtRow("p2pos", c, r))
+    }
+    let rss = cluster.peakRSSMiB()
+    if rss.allSatisfy({ $0 != nil }) {
+        report["p2pos_peak_rss_mib"] = rss.map { $0! }
+        lines.append("p2pos peak RSS per node (MiB): " + rss.map { "\($0!)" }.joined(separator: " / "))
     }
     cluster.stop()
     if compare == "etcd" {

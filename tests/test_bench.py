@@ -1,0 +1,20 @@
+"""`p2pos bench tx` end to end: a real 3-node cluster, signed txs, a JSON report."""
+import json
+
+
+def test_bench_tx_reports_throughput_latency_and_memory(p2pos, tmp_path):
+    r = p2pos("bench", "tx", "--nodes", "3", "--clients", "1,2", "--duration", "1s",
+              "--compare", "none", "--json", extra_env={"TMPDIR": str(tmp_path)}, timeout=240)
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["kind"] == "tx" and report["nodes"] == 3 and report["fsync"] is True
+    assert [lvl["clients"] for lvl in report["levels"]] == [1, 2]
+    for lvl in report["levels"]:
+        ours = lvl["p2pos"]
+        assert ours["ops"] > 0 and ours["errors"] == 0, lvl
+        assert 0 < ours["p50_ms"] <= ours["p95_ms"] <= ours["p99_ms"], lvl
+        assert "etcd" not in lvl
+    rss = report["p2pos_peak_rss_mib"]
+    assert len(rss) == 3 and all(5 < m < 2048 for m in rss), rss
+    # The cluster's data directories are removed afterwards.
+    assert not list(tmp_path.glob("p2pos-bench-*"))
