@@ -10,7 +10,9 @@ struct PendingRead: Sendable {
 struct IncomingSnapshot: Sendable {
     var metadata: SnapshotMetadata
     var totalSize: UInt64
-    var buffer: [UInt8]
+    var received: UInt64 = 0
+    /// The bytes so far (empty when the host stages them).
+    var buffer: [UInt8] = []
 }
 
 /// One Raft node. Feed it with `step`, `tick`, `propose`…; drain it with `ready()` /
@@ -43,6 +45,11 @@ public struct RaftNode: Sendable {
     var persistedHardState: HardState
     var snapshotToInstall: Snapshot?
     var incoming: IncomingSnapshot?
+    /// Received chunks for the host to stage (`stageIncomingSnapshots`), until the next `ready()`.
+    var stagedChunks: [SnapshotChunk] = []
+    /// Set while the current snapshot's bytes are with the host (staged, not yet handed back
+    /// with `replaceSnapshotData`): their size. No snapshot is sent meanwhile.
+    var stagedSnapshotSize: UInt64?
     var transferee: NodeID?
     var pendingConfIndex: UInt64 = 0
     var readSeq: UInt64 = 0
@@ -206,6 +213,7 @@ public struct RaftNode: Sendable {
         let meta = SnapshotMetadata(index: index, term: t, conf: confAt(index))
         log.compact(to: index)
         snapshot = Snapshot(metadata: meta, data: snapshotData)
+        stagedSnapshotSize = nil
         return meta
     }
 
@@ -214,10 +222,15 @@ public struct RaftNode: Sendable {
     /// `index` is the current snapshot's and the size matches.
     @discardableResult
     public mutating func replaceSnapshotData(index: UInt64, with data: SnapshotData) -> Bool {
-        guard snapshot.metadata.index == index, index > 0, snapshot.data.count == data.count else { return false }
+        let size = stagedSnapshotSize ?? UInt64(snapshot.data.count)
+        guard snapshot.metadata.index == index, index > 0, size == UInt64(data.count) else { return false }
         snapshot.data = data
+        stagedSnapshotSize = nil
         return true
     }
+
+    /// Whether the current snapshot's bytes are still with the host (see `stageIncomingSnapshots`).
+    public var snapshotDataPending: Bool { stagedSnapshotSize != nil }
 
     /// Feeds one message from a peer. Stale, malformed or unexpected messages are ignored.
     public mutating func step(_ m: RaftMessage) {
@@ -303,7 +316,7 @@ public struct RaftNode: Sendable {
     /// Whether `ready()` would return anything.
     public var hasReady: Bool {
         if role == .leader && (pendingBroadcast || pendingHeartbeat) { return true }
-        if !msgs.isEmpty || !readStates.isEmpty || snapshotToInstall != nil { return true }
+        if !msgs.isEmpty || !readStates.isEmpty || snapshotToInstall != nil || !stagedChunks.isEmpty { return true }
         if hardState != persistedHardState || log.stable < log.lastIndex { return true }
         return log.committed > max(log.applied, log.snapshotIndex)
     }
@@ -321,6 +334,8 @@ public struct RaftNode: Sendable {
         if hs != persistedHardState { rd.hardState = hs }
         rd.entries = log.unstableEntries
         rd.snapshot = snapshotToInstall
+        rd.snapshotChunks = stagedChunks
+        stagedChunks = []
         rd.messages = msgs
         msgs = []
         rd.readStates = readStates
@@ -514,27 +529,35 @@ public struct RaftNode: Sendable {
             return
         }
         if c.offset == 0 {
-            incoming = IncomingSnapshot(metadata: meta, totalSize: c.totalSize, buffer: [])
+            incoming = IncomingSnapshot(metadata: meta, totalSize: c.totalSize)
         }
-        guard var inc = incoming, inc.metadata == meta, inc.totalSize == c.totalSize,
-              c.offset == UInt64(inc.buffer.count) else {
-            let have = (incoming?.metadata == meta) ? UInt64(incoming?.buffer.count ?? 0) : 0
+        guard var inc = incoming, inc.metadata == meta, inc.totalSize == c.totalSize, c.offset == inc.received else {
+            let have = (incoming?.metadata == meta) ? incoming?.received ?? 0 : 0
             send(RaftMessage(type: .snapshotResponse, from: id, to: m.from, term: term, index: meta.index, context: have))
             return
         }
-        inc.buffer.append(contentsOf: c.data)
-        if UInt64(inc.buffer.count) == inc.totalSize {
+        if config.stageIncomingSnapshots {
+            stagedChunks.append(c)
+        } else {
+            inc.buffer.append(contentsOf: c.data)
+        }
+        inc.received += UInt64(c.data.count)
+        if inc.received == inc.totalSize {
             incoming = nil
-            restore(Snapshot(metadata: meta, data: inc.buffer))
+            if config.stageIncomingSnapshots {
+                restore(Snapshot(metadata: meta, data: SnapshotData([])), stagedSize: inc.totalSize)
+            } else {
+                restore(Snapshot(metadata: meta, data: inc.buffer))
+            }
             send(RaftMessage(type: .appendResponse, from: id, to: m.from, term: term, index: meta.index))
         } else {
             incoming = inc
             send(RaftMessage(type: .snapshotResponse, from: id, to: m.from, term: term, index: meta.index,
-                             context: UInt64(inc.buffer.count)))
+                             context: inc.received))
         }
     }
 
-    mutating func restore(_ s: Snapshot) {
+    mutating func restore(_ s: Snapshot, stagedSize: UInt64? = nil) {
         let meta = s.metadata
         if log.matchTerm(meta.index, meta.term) {
             // Our log already holds this prefix: just commit it.
@@ -544,6 +567,7 @@ public struct RaftNode: Sendable {
         log.restore(index: meta.index, term: meta.term)
         conf = meta.conf
         snapshot = s
+        stagedSnapshotSize = stagedSize
         snapshotToInstall = s
     }
 
@@ -606,7 +630,7 @@ public struct RaftNode: Sendable {
         guard peer != id, var pr = progress[peer], !pr.isPaused else { return false }
         let prevIndex = pr.next - 1
         guard let prevTerm = log.term(prevIndex) else {
-            guard snapshot.metadata.index > 0 else { return false }
+            guard snapshot.metadata.index > 0, stagedSnapshotSize == nil else { return false }
             pr.becomeSnapshot(snapshot.metadata.index)
             sendSnapshotChunk(to: peer, &pr)
             progress[peer] = pr
@@ -629,6 +653,7 @@ public struct RaftNode: Sendable {
     }
 
     mutating func sendSnapshotChunk(to peer: NodeID, _ pr: inout Progress) {
+        guard stagedSnapshotSize == nil else { return }    // its bytes are not back from the host yet
         let data = snapshot.data
         let off = Int(min(pr.snapshotOffset, UInt64(data.count)))
         let end = min(data.count, off + max(1, config.snapshotChunkBytes))

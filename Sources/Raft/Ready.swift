@@ -13,7 +13,14 @@ public struct Ready: Sendable {
     /// replaced (a conflicting suffix is being truncated).
     public var entries: [Entry] = []
     /// A snapshot received from the leader: store it, drop every stored entry, restore from it.
+    /// With `RaftConfig.stageIncomingSnapshots` its `data` is empty: the bytes came in
+    /// `snapshotChunks` (of this or earlier Readys), and the host hands them back with
+    /// `replaceSnapshotData(index:with:)` before it calls `advance`.
     public var snapshot: Snapshot?
+    /// With `RaftConfig.stageIncomingSnapshots`: chunks of a snapshot being received, in order,
+    /// to append to the host's staging area before step 2 (one with offset 0 starts a new
+    /// snapshot and discards whatever was staged).
+    public var snapshotChunks: [SnapshotChunk] = []
     public var messages: [RaftMessage] = []
     /// Committed entries to apply, in index order (`.noop` entries carry nothing; `.config`
     /// entries have already taken effect inside the core).

@@ -253,7 +253,13 @@ public struct RaftConfig: Sendable {
     public var maxUncommittedEntries: Int = 10_000
     public var maxPendingReads: Int = 4096
     public var snapshotChunkBytes: Int = 256 << 10
+    /// Largest snapshot a follower accepts.
     public var maxSnapshotBytes: UInt64 = 1 << 30
+    /// A follower hands the chunks of a snapshot it receives to the host (`Ready.snapshotChunks`)
+    /// instead of collecting them in memory; the host stages them (e.g. in a file) and, once the
+    /// snapshot arrives in `Ready.snapshot` (with empty `data`), gives the bytes back with
+    /// `replaceSnapshotData(index:with:)`. Nothing is served from that snapshot until then.
+    public var stageIncomingSnapshots: Bool = false
     /// Seed of the PRNG for election timeouts (the only randomness in the core).
     public var randomSeed: UInt64 = 0
     /// Highest index the state machine already holds durably (0: apply from the snapshot on).

@@ -1,4 +1,4 @@
-import Raft
+@testable import Raft
 import XCTest
 
 /// Scenario tests of the core: each sets up a situation and checks the outcome.
@@ -200,6 +200,76 @@ final class RaftScenarioTests: XCTestCase {
         c.deliveredLog = []
         try c.nodes["a"]!.compact(upTo: c.nodes["a"]!.appliedIndex, snapshotData: [1, 2, 3])
         XCTAssertEqual(flag.released, 1)
+    }
+
+    /// With `stageIncomingSnapshots`, a follower keeps no copy of an incoming snapshot: the
+    /// chunks go to the host in Readys, the installed snapshot arrives without bytes, and the
+    /// node serves nothing from it until the host hands the bytes back — then it can feed a
+    /// third node from them.
+    func testStagedSnapshotInstall() throws {
+        let c = TestCluster(voters: three) {
+            $0.snapshotChunkBytes = 6
+            $0.stageIncomingSnapshots = true
+        }
+        c.elect("a")
+        c.isolate("c")
+        for k in 0..<25 { try c.propose("a", "p\(k)") }
+        let applied = c.nodes["a"]!.appliedIndex
+        let image = Array("staged-image-at-\(applied)-0123456789".utf8)
+        try c.nodes["a"]!.compact(upTo: applied, snapshotData: image)
+        c.heal()
+        c.tickAll(40)
+        XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data.array, image)
+        XCTAssertEqual(c.stagedChunkCount["c"], (image.count + 5) / 6, "every chunk handed to the host once")
+        XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
+        XCTAssertTrue(c.nodes["c"]!.incoming == nil && c.nodes["c"]!.stagedChunks.isEmpty)
+        try c.propose("a", "after")
+        XCTAssertEqual(c.appliedData("c").last, Array("after".utf8))
+
+        // c leads; b falls behind c's snapshot and is fed from the bytes c got back.
+        try c.nodes["a"]!.transferLeadership(to: "c")
+        c.tickAll(5)
+        XCTAssertEqual(c.leader(), "c")
+        c.isolate("b")
+        for k in 0..<5 { try c.propose("c", "q\(k)") }
+        let cApplied = c.nodes["c"]!.appliedIndex
+        try c.nodes["c"]!.compact(upTo: cApplied, snapshotData: Array("c-image".utf8))
+        c.heal()
+        c.tickAll(40)
+        XCTAssertEqual(c.snapshotsInstalled["b"]?.last?.data.array, Array("c-image".utf8))
+        XCTAssertEqual(c.nodes["b"]!.commitIndex, c.nodes["c"]!.commitIndex)
+    }
+
+    /// A node whose staged snapshot bytes were not handed back sends no snapshot (it would
+    /// have nothing to send); a hand-back of the wrong size is refused.
+    func testStagedSnapshotNotServedUntilHandedBack() throws {
+        var cfg = RaftConfig(id: "c", randomSeed: 3)
+        cfg.stageIncomingSnapshots = true
+        cfg.snapshotChunkBytes = 4
+        var n = try RaftNode(config: cfg)
+        let meta = SnapshotMetadata(index: 10, term: 2, conf: ConfState(voters: ["a", "b", "c"]))
+        let bytes = Array("0123456789".utf8)
+        for off in stride(from: 0, to: bytes.count, by: 4) {
+            let chunk = SnapshotChunk(metadata: meta, offset: UInt64(off), totalSize: UInt64(bytes.count),
+                                      data: Array(bytes[off..<min(bytes.count, off + 4)]))
+            n.step(RaftMessage(type: .snapshot, from: "a", to: "c", term: 2, snapshot: chunk))
+            if off == 4 {
+                XCTAssertEqual(n.incoming?.received, 8)
+                XCTAssertEqual(n.incoming?.buffer, [], "no bytes kept in the core")
+            }
+        }
+        let rd = n.ready()
+        XCTAssertEqual(rd.snapshotChunks.map { $0.offset }, [0, 4, 8])
+        XCTAssertEqual(Array(rd.snapshotChunks.map { $0.data }.joined()), bytes)
+        XCTAssertEqual(rd.snapshot?.metadata, meta)
+        XCTAssertEqual(rd.snapshot?.data.count, 0)
+        XCTAssertTrue(n.snapshotDataPending)
+        XCTAssertFalse(n.replaceSnapshotData(index: 10, with: SnapshotData(bytes + [0])), "wrong size")
+        XCTAssertFalse(n.replaceSnapshotData(index: 9, with: SnapshotData(bytes)), "wrong index")
+        XCTAssertTrue(n.snapshotDataPending)
+        n.advance(rd)
+        XCTAssertTrue(n.replaceSnapshotData(index: 10, with: SnapshotData(bytes)))
+        XCTAssertFalse(n.snapshotDataPending)
     }
 
     func testCompactionErrors() throws {

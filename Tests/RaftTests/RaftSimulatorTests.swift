@@ -27,6 +27,8 @@ final class RaftSimulatorTests: XCTestCase {
         default:
             break
         }
+        // Every third seed: followers stage incoming snapshots with the host (as the daemon does).
+        o.stageSnapshots = seed % 3 == 0
         return o
     }
 

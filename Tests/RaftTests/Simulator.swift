@@ -41,6 +41,8 @@ final class SimNode {
     /// Optional real SQLite storage mirroring `disk` (closed on crash, reopened on restart).
     var store: RaftStorage?
     var storePath: String?
+    /// Incoming snapshot bytes staged by the "host" (`stageSnapshots`); lost in a crash.
+    var staging: [UInt8]?
 
     init(id: NodeID) { self.id = id }
 }
@@ -64,6 +66,7 @@ struct SimOptions {
     var faultScale = 1      // multiplies crash, partition and link-cut rates
     var sqliteDir: String?  // when set, every node also persists through RaftStorage here
     var stepBetweenReadyAndAdvance = true
+    var stageSnapshots = false  // nodes hand incoming snapshot chunks to the host (stageIncomingSnapshots)
 }
 
 final class Simulator {
@@ -127,6 +130,7 @@ final class Simulator {
         c.snapshotChunkBytes = 24
         c.maxApplyEntries = 5
         c.maxUncommittedEntries = 200
+        c.stageIncomingSnapshots = opt.stageSnapshots
         return c
     }
 
@@ -163,6 +167,7 @@ final class Simulator {
         n.applied = decodeIDs(n.disk.snapshot?.data.array ?? [])
         n.appliedIndex = n.disk.snapshot?.metadata.index ?? 0
         n.lastTicked = now
+        n.staging = nil
     }
 
     // MARK: - Running
@@ -354,7 +359,8 @@ final class Simulator {
     func processReady(_ i: Int) throws {
         let n = nodes[i]
         guard n.raft!.hasReady else { return }
-        let rd = n.raft!.ready()
+        let handed = n.raft!.ready()
+        var rd = handed
         // Sometimes a message arrives between ready() and advance() (a driver persisting
         // asynchronously); its effects must wait for the next Ready.
         if opt.stepBetweenReadyAndAdvance && rng.chance(0.15),
@@ -363,6 +369,25 @@ final class Simulator {
             if let fi = ids.firstIndex(of: m.from), group[fi] == group[i], !oneWay.contains(fi * 64 + i) {
                 n.raft!.step(m)
             }
+        }
+        // 0. stage incoming snapshot chunks; a staged snapshot comes back with its bytes
+        for c in rd.snapshotChunks {
+            if c.offset == 0 { n.staging = [] }
+            guard let have = n.staging, UInt64(have.count) == c.offset else {
+                throw SimFailure(description: "\(n.id): snapshot chunk at \(c.offset) out of order (staged \(n.staging?.count ?? -1))")
+            }
+            n.staging = have + c.data
+        }
+        if var s = rd.snapshot, opt.stageSnapshots {
+            guard s.data.isEmpty, n.raft!.snapshotDataPending, let bytes = n.staging else {
+                throw SimFailure(description: "\(n.id): staged snapshot \(s.metadata.index) without staged bytes")
+            }
+            s.data = SnapshotData(bytes)
+            guard n.raft!.replaceSnapshotData(index: s.metadata.index, with: s.data) else {
+                throw SimFailure(description: "\(n.id): staged snapshot \(s.metadata.index) of \(bytes.count) bytes refused")
+            }
+            n.staging = nil
+            rd.snapshot = s
         }
         // 1. persist
         if let s = rd.snapshot {
@@ -451,7 +476,7 @@ final class Simulator {
             }
             readsServed += 1
         }
-        n.raft!.advance(rd)
+        n.raft!.advance(handed)
     }
 
     // MARK: - Invariants

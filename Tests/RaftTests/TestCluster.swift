@@ -8,6 +8,10 @@ final class TestCluster {
     var disks: [NodeID: RaftInitialState] = [:]
     var applied: [NodeID: [Entry]] = [:]
     var snapshotsInstalled: [NodeID: [Snapshot]] = [:]
+    /// Snapshot bytes staged per node (`stageIncomingSnapshots`), as a host would keep them.
+    var staging: [NodeID: [UInt8]] = [:]
+    /// Chunks handed out in Readys per node, for assertions.
+    var stagedChunkCount: [NodeID: Int] = [:]
     var readStates: [NodeID: [ReadState]] = [:]
     /// Links that drop messages (from, to).
     var cut: Set<[NodeID]> = []
@@ -62,7 +66,20 @@ final class TestCluster {
         guard var n = nodes[id], n.hasReady else { return [] }
         let rd = n.ready()
         var d = disks[id]!
-        if let s = rd.snapshot {
+        for c in rd.snapshotChunks {
+            if c.offset == 0 { staging[id] = [] }
+            XCTAssertEqual(UInt64(staging[id]?.count ?? -1), c.offset, "chunks arrive in order")
+            staging[id, default: []].append(contentsOf: c.data)
+            stagedChunkCount[id, default: 0] += 1
+        }
+        if var s = rd.snapshot {
+            if n.config.stageIncomingSnapshots {
+                XCTAssertTrue(s.data.isEmpty && n.snapshotDataPending)
+                s.data = SnapshotData(staging[id] ?? [])
+                XCTAssertTrue(n.replaceSnapshotData(index: s.metadata.index, with: s.data))
+                XCTAssertFalse(n.snapshotDataPending)
+                staging[id] = nil
+            }
             d.snapshot = s
             d.entries = []
             snapshotsInstalled[id, default: []].append(s)
