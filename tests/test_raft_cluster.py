@@ -146,6 +146,8 @@ def test_lagging_node_catches_up_through_snapshot(tmp_path, env):
         # The installed snapshot is one file next to raft.db, and a restart loads it from there.
         snaps = sorted(p.name for p in pathlib.Path(c.dir).glob("raft-snapshot-*.bin"))
         assert len(snaps) == 1, snaps
+        # It was written there chunk by chunk as it arrived; no staging file is left behind.
+        assert not list(pathlib.Path(c.dir).glob("raft-snapshot-*.tmp"))
         c.stop()
         c.start()
         wait_for(lambda: raft(c)["applied_index"] >= target, timeout=60, what="c after restart")

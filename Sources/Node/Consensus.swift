@@ -259,6 +259,10 @@ public final class Consensus: @unchecked Sendable {
         var rc = RaftConfig(id: daemon.peerID, randomSeed: UInt64.random(in: 1...UInt64.max))
         rc.heartbeatTick = 1
         rc.electionTick = max(3, electionMs / max(10, heartbeatMs))
+        // A snapshot from the leader goes straight to a file as its chunks arrive (see
+        // `stageSnapshotChunks`), so its size is bounded by the disk rather than by memory.
+        rc.stageIncomingSnapshots = true
+        rc.maxSnapshotBytes = 1 << 36
         var initial = try storage.load()
         let applied = try ledger.lastAppliedIndex()
         // The ledger commits with its own fsync; entries up to `applied` are already in it.
@@ -302,6 +306,35 @@ public final class Consensus: @unchecked Sendable {
         let storage = try RaftStorage(path: path)
         try storage.save(hardState: HardState(term: 1, vote: nil, commit: 1),
                          entries: [Entry(term: 1, index: 1, kind: .config, data: ConfState(voters: [selfID]).encode())])
+    }
+
+    /// On the raft queue: the file an incoming snapshot's chunks are being written to.
+    private var incomingSnapshot: SnapshotFileWriter?
+
+    /// Writes a Ready's incoming snapshot chunks to the staging file (a chunk at offset 0 starts a
+    /// new one) and, when the Ready installs the snapshot, finishes the file, maps it and hands
+    /// the bytes back to the core: the snapshot to record and restore from, with its file.
+    private func stageSnapshotChunks(_ rd: Ready) throws -> (snapshot: Snapshot, file: SnapshotFile)? {
+        for c in rd.snapshotChunks {
+            if c.offset == 0 {
+                incomingSnapshot?.abandon()
+                incomingSnapshot = try storage.createSnapshotFile(index: c.metadata.index)
+            }
+            guard let w = incomingSnapshot, UInt64(w.size) == c.offset else {
+                throw P2POSError("RAFT_STORAGE", "snapshot chunk at offset \(c.offset) does not follow the \(incomingSnapshot?.size ?? 0) bytes staged")
+            }
+            try c.data.withUnsafeBytes { try w.write($0) }
+        }
+        guard var snap = rd.snapshot else { return nil }
+        guard let w = incomingSnapshot else { throw P2POSError("RAFT_STORAGE", "snapshot \(snap.metadata.index) installed with nothing staged") }
+        incomingSnapshot = nil
+        let file = try w.finish()
+        snap.data = try storage.mapSnapshotFile(file.name, sha256: nil)
+        guard node.replaceSnapshotData(index: snap.metadata.index, with: snap.data) else {
+            storage.discardSnapshotFile(file)
+            throw P2POSError("RAFT_STORAGE", "staged snapshot \(snap.metadata.index) has \(snap.data.count) bytes, not what the leader sent")
+        }
+        return (snap, file)
     }
 
     // MARK: lifecycle
@@ -389,17 +422,13 @@ public final class Consensus: @unchecked Sendable {
                 // commit index is re-learned from the leader and never exceeds what a quorum stored.
                 let commitOnly = rd.entries.isEmpty && rd.snapshot == nil
                     && rd.hardState.map { $0.term == durableHardState.term && $0.vote == durableHardState.vote } ?? true
+                let installed = try stageSnapshotChunks(rd)
                 if rd.mustPersist && !commitOnly {
-                    let file = try storage.save(hardState: rd.hardState ?? node.hardState, entries: rd.entries, snapshot: rd.snapshot)
+                    try storage.save(hardState: rd.hardState ?? node.hardState, entries: rd.entries,
+                                     snapshot: installed?.snapshot, snapshotFile: installed?.file)
                     durableHardState = rd.hardState ?? node.hardState
-                    // Serve the installed snapshot to others from its file, not from the heap.
-                    if let file, let snap = rd.snapshot {
-                        do { node.replaceSnapshotData(index: snap.metadata.index, with: try storage.mapSnapshotFile(file.name, sha256: nil)) } catch {
-                            Log.warn("raft", "snapshot_map_failed", ["reason": "\(error)"])
-                        }
-                    }
                 }
-                if let snap = rd.snapshot {
+                if let snap = installed?.snapshot {
                     applyQueue.async { [self] in
                         do { try snap.data.withUnsafeBytes { try ledger.restore(buffer: $0) } } catch {
                             Log.error("ledger", "restore_failed", ["reason": "\(error)"])

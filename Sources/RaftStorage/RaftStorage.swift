@@ -168,10 +168,12 @@ public final class RaftStorage {
     /// replace any stored entry at or after `entries.first.index`. Returns the file a snapshot's
     /// data went to (nil without a snapshot or for an in-memory database).
     @discardableResult
-    public func save(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil) throws -> SnapshotFile? {
+    /// `snapshotFile`: the snapshot's data is already durable in this file (written with
+    /// `createSnapshotFile`), which is recorded instead of writing `snapshot.data` again.
+    public func save(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil, snapshotFile: SnapshotFile? = nil) throws -> SnapshotFile? {
         if hardState == nil && entries.isEmpty && snapshot == nil { return nil }
         // A received snapshot's data goes to its file before the transaction that records it.
-        let file = dir == nil ? nil : try snapshot.map { try writeSnapshotFile(index: $0.metadata.index, data: $0.data) }
+        let file = dir == nil ? nil : try snapshotFile ?? snapshot.map { try writeSnapshotFile(index: $0.metadata.index, data: $0.data) }
         var truncated = truncatedThrough
         do {
             try db.transaction {
