@@ -204,13 +204,15 @@ extension Ledger {
                 for t in Ledger.tables { try db.run("DELETE FROM \(t.name)") }
                 var cur = JSONCursor(buf, maxDepth: 8)
                 var format: String? = nil
-                var keys = Set<String>()
-                var tablesSeen = Set<String>()
+                // Duplicates are found byte for byte, as `JSONValue.parse` does (Swift's String
+                // equality would merge canonically equivalent keys).
+                var keys = Set<[UInt8]>()
+                var tablesSeen = Set<[UInt8]>()
                 try cur.expect(UInt8(ascii: "{"))
                 var firstKey = true
                 while try cur.next(close: UInt8(ascii: "}"), first: &firstKey) {
                     let key = try cur.string()
-                    guard keys.insert(key).inserted else { throw LedgerError("snapshot has member \(key) twice") }
+                    guard keys.insert(Array(key.utf8)).inserted else { throw LedgerError("snapshot has member \(key) twice") }
                     try cur.expect(UInt8(ascii: ":"))
                     switch key {
                     case "format":
@@ -220,7 +222,7 @@ extension Ledger {
                         var firstTable = true
                         while try cur.next(close: UInt8(ascii: "}"), first: &firstTable) {
                             let name = try cur.string()
-                            guard tablesSeen.insert(name).inserted else { throw LedgerError("snapshot has table \(name) twice") }
+                            guard tablesSeen.insert(Array(name.utf8)).inserted else { throw LedgerError("snapshot has table \(name) twice") }
                             try cur.expect(UInt8(ascii: ":"))
                             guard let columns = columnsOf[name] else {
                                 _ = try cur.value(depth: 3)    // not a table of this schema: ignored
@@ -248,10 +250,10 @@ extension Ledger {
                     }
                 }
                 try cur.expectEnd()
-                guard format == Ledger.snapshotFormat, keys.contains("tables") else {
+                guard format == Ledger.snapshotFormat, keys.contains(Array("tables".utf8)) else {
                     throw LedgerError("not a \(Ledger.snapshotFormat) snapshot")
                 }
-                for t in Ledger.tables where !tablesSeen.contains(t.name) {
+                for t in Ledger.tables where !tablesSeen.contains(Array(t.name.utf8)) {
                     throw LedgerError("snapshot lacks table \(t.name)")
                 }
                 _ = try lastAppliedIndex()

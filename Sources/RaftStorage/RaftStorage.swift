@@ -265,7 +265,16 @@ public final class RaftStorage {
                                  hint: "restore the data directory from a backup or re-join the node")
             }
             let meta = SnapshotMetadata(index: try u64(row[0]), term: try u64(row[1]), conf: conf)
-            let data = try row[4].text.map { try mapSnapshotFile($0, sha256: row[5].text) } ?? SnapshotData(row[3].blob ?? [])
+            let data: SnapshotData
+            if let name = row[4].text {
+                guard let sha = row[5].text else {
+                    throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): snapshot file \(name) has no recorded SHA-256",
+                                     hint: "restore the data directory from a backup or re-join the node")
+                }
+                data = try mapSnapshotFile(name, sha256: sha)
+            } else {
+                data = SnapshotData(row[3].blob ?? [])
+            }
             state.snapshot = Snapshot(metadata: meta, data: data)
             from = meta.index
         }

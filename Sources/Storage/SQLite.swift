@@ -103,14 +103,14 @@ public final class SQLiteDB: @unchecked Sendable {
     public let path: String
     private var cache: [String: OpaquePointer] = [:]
 
-    /// Open (creating if needed). WAL journal, `synchronous` FULL by default so a commit is durable.
-    /// `exclusive`: this connection is the file's only user (no other connection or process opens
-    /// it), so SQLite takes its file lock once instead of per transaction and needs no shared memory.
     /// Bytes a WAL file is truncated to when it restarts (`PRAGMA journal_size_limit`): about
     /// what the ledger's WAL reaches under steady load (it checkpoints at 16,384 frames), so
     /// only a burst beyond that is trimmed, not every cycle.
     public static let walSizeLimit = 64 << 20
 
+    /// Open (creating if needed). WAL journal, `synchronous` FULL by default so a commit is durable.
+    /// `exclusive`: this connection is the file's only user (no other connection or process opens
+    /// it), so SQLite takes its file lock once instead of per transaction and needs no shared memory.
     public init(path: String, synchronous: String = "FULL", exclusive: Bool = false) throws {
         var h: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX

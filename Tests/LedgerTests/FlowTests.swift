@@ -183,11 +183,14 @@ final class FlowTests: XCTestCase {
         refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[[", with: "\"ledger_meta\":[[\"extra\",").utf8), "row with too many columns")
         refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[[", with: "\"ledger_meta\":[[true,").utf8), "a boolean cell")
         refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[", with: "\"ledger_meta\":[1,").utf8), "a row that is not an array")
-        refused(Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"tables\":{\"ledger_meta\":[[[[[[[[1]]]]]]]],").utf8), "nested too deep")
+        // Nesting is limited (the parser recurses): 8 levels in an ignored member pass, 9 do not.
+        refused(Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"note\":[[[[[[[[1]]]]]]]],\"tables\":{").utf8), "nested too deep")
+        refused(Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"n\\u00e9\":1,\"ne\\u0301\":1,\"n\\u00e9\":1,\"tables\":{").utf8), "duplicate member")
         refused(Array("[]".utf8), "not an object")
         refused([], "empty")
-        // Unknown members and unknown tables are ignored, as before.
-        let extra = Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"note\":{\"a\":[1]},\"tables\":{\"ledger_future\":[[1,2]],").utf8)
+        // Unknown members and unknown tables are ignored, as before; keys that differ only in
+        // their Unicode form are different keys (compared byte for byte, as the parser does).
+        let extra = Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"note\":[[[[[[[1]]]]]]],\"n\\u00e9\":1,\"ne\\u0301\":1,\"tables\":{\"ledger_future\":[[1,2]],").utf8)
         try c.ledger.restore(extra)
         XCTAssertEqual(try c.ledger.snapshot(), snap)
     }
