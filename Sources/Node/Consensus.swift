@@ -849,9 +849,13 @@ public final class Consensus: @unchecked Sendable {
     private var decodedByIndex: [UInt64: (term: UInt64, bytes: [UInt8], tx: Tx)] = [:]
 
     /// Remember a tx decoded from exactly `bytes`, the data of the entry at (index, term).
+    static let decodedCacheLimit = 16_384
+
     func rememberDecoded(index: UInt64, term: UInt64, bytes: [UInt8], tx: Tx) {
         decodedLock.withLock {
-            if decodedByIndex.count > 100_000 { decodedByIndex.removeAll(keepingCapacity: true) }
+            // Entries are normally applied (and taken out) within milliseconds; the bound only
+            // drops entries that will never be applied (e.g. overwritten by a new leader).
+            if decodedByIndex.count >= Consensus.decodedCacheLimit { decodedByIndex.removeAll(keepingCapacity: true) }
             decodedByIndex[index] = (term, bytes, tx)
         }
     }
@@ -892,7 +896,10 @@ public final class Consensus: @unchecked Sendable {
         for input in batch {
             switch input {
             case .message(let m):
-                if m.type == .append && !m.entries.isEmpty && node.role != .leader {
+                // Only entries the log will take: an append that is about to be rejected (a
+                // probe to a follower missing earlier entries) is not worth verifying.
+                if m.type == .append && !m.entries.isEmpty && node.role != .leader
+                    && node.logMatches(index: m.index, term: m.logTerm) {
                     preverify(m.entries)
                 }
                 node.step(m)

@@ -107,7 +107,12 @@ struct Progress: Sendable {
             return true
         }
         if next == 0 || next - 1 != rejected { return false }
-        next = max(min(rejected, matchHint + 1), match + 1)
+        // Not floored at match + 1: a follower that lost its log (a wiped or replaced disk)
+        // rejects everything above what it still has, and must be walked back to it — or to a
+        // snapshot — instead of being re-sent the same append forever.
+        next = max(min(rejected, matchHint + 1), 1)
+        // The follower says it lacks what `match` claimed; it only ever lowers commits' support.
+        if match >= next { match = next - 1 }
         probeSent = false
         return true
     }

@@ -229,6 +229,10 @@ public struct RaftNode: Sendable {
         return true
     }
 
+    /// Whether this node's log holds an entry at `index` of `term` (or `index` is its snapshot
+    /// point): what an append with that previous entry needs to be accepted.
+    public func logMatches(index: UInt64, term: UInt64) -> Bool { log.matchTerm(index, term) }
+
     /// Whether the current snapshot's bytes are still with the host (see `stageIncomingSnapshots`).
     public var snapshotDataPending: Bool { stagedSnapshotSize != nil }
 

@@ -60,6 +60,12 @@ final class RaftPiecesTests: XCTestCase {
         // A rejection above match in replicate state falls back to match + 1.
         XCTAssertTrue(p.maybeDecrTo(rejected: 8, matchHint: 0))
         XCTAssertEqual(p.next, 7)
+        // A probe rejected by a follower that has less than `match` (it lost its log) backs
+        // off below match, down to what the follower still has.
+        p.becomeProbe()
+        XCTAssertEqual(p.next, 7)
+        XCTAssertTrue(p.maybeDecrTo(rejected: 6, matchHint: 0))
+        XCTAssertEqual(p.next, 1)
         p.becomeSnapshot(20)
         XCTAssertTrue(p.isPaused)
         p.becomeProbe()

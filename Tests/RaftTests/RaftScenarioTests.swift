@@ -272,6 +272,31 @@ final class RaftScenarioTests: XCTestCase {
         XCTAssertFalse(n.snapshotDataPending)
     }
 
+    /// A follower whose disk was wiped (it rejects every append above what it has) is walked
+    /// back and re-synced — through a snapshot once the leader compacted — instead of the leader
+    /// re-sending the same append forever.
+    func testFollowerThatLostItsLogIsResynced() throws {
+        for compacted in [false, true] {
+            let c = TestCluster(voters: three)
+            c.elect("a")
+            for k in 0..<30 { try c.propose("a", "p\(k)") }
+            XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex)
+            if compacted {
+                try c.nodes["a"]!.compact(upTo: c.nodes["a"]!.appliedIndex, snapshotData: Array("img".utf8))
+            }
+            // c restarts with nothing; the leader still believes c holds everything.
+            c.load("c", RaftInitialState())
+            let before = c.deliveredLog.count
+            try c.propose("a", "after")
+            c.tickAll(10)
+            XCTAssertEqual(c.nodes["c"]!.commitIndex, c.nodes["a"]!.commitIndex, "compacted: \(compacted)")
+            XCTAssertEqual(c.appliedData("c").last, Array("after".utf8))
+            if compacted { XCTAssertEqual(c.snapshotsInstalled["c"]?.last?.data.array, Array("img".utf8)) }
+            let appends = c.deliveredLog[before...].filter { $0.type == .append && $0.to == "c" }.count
+            XCTAssertLessThan(appends, 40, "no append ping-pong")
+        }
+    }
+
     func testCompactionErrors() throws {
         let c = TestCluster(voters: three)
         c.elect("a")
