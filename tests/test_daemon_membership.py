@@ -155,6 +155,24 @@ def test_metrics_and_curl(single):
     a = single
     code, text = api(a.sock, "GET", "/metrics")
     assert code == 200 and "p2pos_members_online" in text and 'p2pos_state{state="healthy"} 1' in text
+    # Every sample line is `name{labels} value` with a number, under its HELP/TYPE lines.
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    assert 2e6 < samples["process_resident_memory_bytes"] <= samples["p2pos_process_peak_resident_memory_bytes"]
+    assert samples["process_open_fds"] >= 5 and samples["process_cpu_seconds_total"] > 0
+    assert abs(samples["process_start_time_seconds"] - time.time()) < 3600
+    # A single-node cluster: this node leads and has applied its own entries.
+    wait_for(lambda: "p2pos_raft_leader 1" in api(a.sock, "GET", "/metrics")[1], timeout=30, what="raft leader metric")
+    code, text = api(a.sock, "GET", "/metrics")
+    samples = dict((l.rsplit(" ", 1)[0], float(l.rsplit(" ", 1)[1])) for l in text.splitlines() if l and not l.startswith("#"))
+    assert samples["p2pos_raft_term"] >= 1 and samples["p2pos_raft_applied_index"] >= 1
+    assert samples["p2pos_raft_commit_index"] >= samples["p2pos_raft_applied_index"]
+    assert samples['p2pos_storage_bytes{file="raft.db"}'] > 0 and samples['p2pos_storage_bytes{file="ledger.db"}'] > 0
+    assert samples['p2pos_storage_bytes{file="raft-snapshot"}'] >= 0
     if shutil.which("curl"):
         r = subprocess.run(["curl", "-s", "--unix-socket", a.sock, "http://p2pos/v1/status"], capture_output=True, text=True, timeout=10)
         assert json.loads(r.stdout)["node"]["peer_id"] == a.peer_id

@@ -705,7 +705,33 @@ public final class Daemon: @unchecked Sendable {
         metric("p2pos_snapshots_rejected_total", "Membership snapshots rejected.", "counter", m.snapshotsRejected)
         metric("p2pos_rate_limited_total", "Requests refused by the per-peer rate limit.", "counter", m.rateLimited)
         metric("p2pos_presence_flushes_total", "Presence write transactions (batched).", "counter", store.flushes)
-        // BYTES_METRICS
+        // The process (the names Prometheus client libraries use).
+        if let v = ProcessStats.residentBytes() { metric("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", v) }
+        if let v = ProcessStats.peakResidentBytes() { metric("p2pos_process_peak_resident_memory_bytes", "Peak resident memory size in bytes.", "gauge", v) }
+        if let v = ProcessStats.virtualBytes() { metric("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", v) }
+        if let v = ProcessStats.openFDs() { metric("process_open_fds", "Open file descriptors.", "gauge", v) }
+        metric("process_cpu_seconds_total", "User and system CPU time in seconds.", "counter", String(format: "%.3f", ProcessStats.cpuSeconds()))
+        metric("process_start_time_seconds", "Start time since the Unix epoch in seconds.", "gauge", startedAt.seconds)
+        // Raft, once this node runs consensus.
+        if let c = consensus {
+            let s = c.status()
+            metric("p2pos_raft_term", "Current Raft term.", "gauge", s["term"] ?? 0)
+            metric("p2pos_raft_leader", "1 when this node is the Raft leader.", "gauge", (s["role"] as? String) == "leader" ? 1 : 0)
+            metric("p2pos_raft_commit_index", "Highest Raft index known committed.", "gauge", s["commit_index"] ?? 0)
+            metric("p2pos_raft_applied_index", "Highest Raft index applied to the ledger.", "gauge", s["applied_index"] ?? 0)
+            metric("p2pos_raft_last_index", "Last Raft index in this node's log.", "gauge", s["last_index"] ?? 0)
+            metric("p2pos_raft_snapshot_index", "Raft index of the latest snapshot (the log is compacted up to it).", "gauge", s["snapshot_index"] ?? 0)
+        }
+        // Disk use of the data directory's files.
+        t += "# HELP p2pos_storage_bytes Size of the data directory's files in bytes.\n# TYPE p2pos_storage_bytes gauge\n"
+        let dir = config.dataDir
+        for f in ["p2pos.db", "p2pos.db-wal", "raft.db", "raft.db-wal", "ledger.db", "ledger.db-wal"] {
+            if let v = ProcessStats.fileBytes(dir + "/" + f) { t += "p2pos_storage_bytes{file=\"\(f)\"} \(v)\n" }
+        }
+        let snapshots = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])
+            .filter { $0.hasPrefix("raft-snapshot-") }
+            .compactMap { ProcessStats.fileBytes(dir + "/" + $0) }.reduce(0, +)
+        t += "p2pos_storage_bytes{file=\"raft-snapshot\"} \(snapshots)\n"
         return t
     }
 

@@ -1,0 +1,41 @@
+// This process's resource use, for /metrics (Linux /proc and getrusage).
+import Foundation
+
+public enum ProcessStats {
+    /// Resident set size in bytes (VmRSS), nil where /proc is unavailable.
+    public static func residentBytes() -> Int? { statusField("VmRSS:").map { $0 * 1024 } }
+
+    /// Peak resident set size in bytes (VmHWM).
+    public static func peakResidentBytes() -> Int? { statusField("VmHWM:").map { $0 * 1024 } }
+
+    /// Virtual memory size in bytes (VmSize).
+    public static func virtualBytes() -> Int? { statusField("VmSize:").map { $0 * 1024 } }
+
+    /// Open file descriptors (entries of /proc/self/fd), nil where unavailable.
+    public static func openFDs() -> Int? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return nil }
+        return max(0, names.count - 1)    // the directory handle used to list it
+    }
+
+    /// User plus system CPU time used so far, in seconds.
+    public static func cpuSeconds() -> Double {
+        var u = rusage()
+        guard getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u) == 0 else { return 0 }
+        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1_000_000 }
+        return s(u.ru_utime) + s(u.ru_stime)
+    }
+
+    /// Size in bytes of the file at `path`, nil when it does not exist.
+    public static func fileBytes(_ path: String) -> Int? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int(st.st_size)
+    }
+
+    /// A "Name:   value kB" line of /proc/self/status, as the number.
+    static func statusField(_ name: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return nil }
+        return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
+    }
+}
