@@ -678,9 +678,12 @@ public final class Consensus: @unchecked Sendable {
             // the reading takes. Writing the file here, off the Raft queue, matters: writing
             // megabytes into raft.db there stalled every proposal for 50–200 ms per compaction.
             var result: (index: UInt64, file: SnapshotFile, data: SnapshotData)? = nil
+            var buildMs: UInt64 = 0, buildCPUMs: UInt64 = 0
             do {
                 var index: UInt64 = 0
                 var writer: SnapshotFileWriter? = nil
+                let started = Monotonic.nanos()
+                let cpuStarted = Monotonic.threadCPUNanos()
                 try snapshotLedger.db.exec("BEGIN")
                 do {
                     index = try snapshotLedger.lastAppliedIndex()
@@ -695,6 +698,8 @@ public final class Consensus: @unchecked Sendable {
                 try? snapshotLedger.db.exec("COMMIT")
                 if let w = writer {
                     let file = try w.finish()
+                    buildMs = (Monotonic.nanos() &- started) / 1_000_000
+                    buildCPUMs = (Monotonic.threadCPUNanos() &- cpuStarted) / 1_000_000
                     do { result = (index, file, try storage.mapSnapshotFile(file.name, sha256: nil)) } catch {
                         storage.discardSnapshotFile(file)
                         throw error
@@ -704,7 +709,7 @@ public final class Consensus: @unchecked Sendable {
                 Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
             }
             if let (index, file, data) = result {
-                queue.async { [self] in
+                queue.async { [self, buildMs, buildCPUMs] in
                     let meta: SnapshotMetadata
                     do { meta = try node.compact(upTo: index, snapshotData: data) } catch {
                         // E.g. a snapshot received from the leader got past this index: never recorded.
@@ -714,7 +719,8 @@ public final class Consensus: @unchecked Sendable {
                     }
                     do {
                         try storage.compact(snapshot: meta, file: file)
-                        Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count])
+                        Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count,
+                                                           "build_ms": buildMs, "build_cpu_ms": buildCPUMs])
                     } catch {
                         // The file stays: a failed COMMIT may still have reached the WAL (an
                         // unrecorded file is removed when raft.db is next opened).
