@@ -684,18 +684,17 @@ public final class Consensus: @unchecked Sendable {
                 var writer: SnapshotFileWriter? = nil
                 let started = Monotonic.nanos()
                 let cpuStarted = Monotonic.threadCPUNanos()
-                try snapshotLedger.db.exec("BEGIN")
                 do {
+                    try snapshotLedger.db.exec("BEGIN")
+                    defer { try? snapshotLedger.db.exec("COMMIT") }    // ends the read before the fsync
                     index = try snapshotLedger.lastAppliedIndex()
                     let w = try storage.createSnapshotFile(index: index)
                     writer = w
                     try snapshotLedger.snapshot { try w.write($0) }
                 } catch {
                     writer?.abandon()
-                    try? snapshotLedger.db.exec("COMMIT")
                     throw error
                 }
-                try? snapshotLedger.db.exec("COMMIT")
                 if let w = writer {
                     let file = try w.finish()
                     buildMs = (Monotonic.nanos() &- started) / 1_000_000

@@ -266,10 +266,8 @@ final class LocalCluster {
     /// unknown (not Linux, or the node exited).
     func peakRSSMiB() -> [Int?] {
         procs.map { p in
-            guard p.isRunning, let text = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8),
-                  let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-                  let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
-            return (kb + 512) / 1024
+            guard p.isRunning, let bytes = ProcessStats.peakResidentBytes(pid: p.processIdentifier) else { return nil }
+            return (bytes + (512 << 10)) >> 20
         }
     }
 

@@ -167,9 +167,9 @@ public final class RaftStorage {
     /// Writes everything in one transaction. A snapshot replaces the whole stored log; entries
     /// replace any stored entry at or after `entries.first.index`. Returns the file a snapshot's
     /// data went to (nil without a snapshot or for an in-memory database).
-    @discardableResult
     /// `snapshotFile`: the snapshot's data is already durable in this file (written with
     /// `createSnapshotFile`), which is recorded instead of writing `snapshot.data` again.
+    @discardableResult
     public func save(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil, snapshotFile: SnapshotFile? = nil) throws -> SnapshotFile? {
         if hardState == nil && entries.isEmpty && snapshot == nil { return nil }
         // A received snapshot's data goes to its file before the transaction that records it.

@@ -5,8 +5,8 @@ public enum ProcessStats {
     /// Resident set size in bytes (VmRSS), nil where /proc is unavailable.
     public static func residentBytes() -> Int? { statusField("VmRSS:").map { $0 * 1024 } }
 
-    /// Peak resident set size in bytes (VmHWM).
-    public static func peakResidentBytes() -> Int? { statusField("VmHWM:").map { $0 * 1024 } }
+    /// Peak resident set size in bytes (VmHWM) of this process, or of process `pid`.
+    public static func peakResidentBytes(pid: Int32? = nil) -> Int? { statusField("VmHWM:", pid: pid).map { $0 * 1024 } }
 
     /// Virtual memory size in bytes (VmSize).
     public static func virtualBytes() -> Int? { statusField("VmSize:").map { $0 * 1024 } }
@@ -32,9 +32,9 @@ public enum ProcessStats {
         return Int(st.st_size)
     }
 
-    /// A "Name:   value kB" line of /proc/self/status, as the number.
-    static func statusField(_ name: String) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+    /// A "Name:   value kB" line of /proc/self/status (or /proc/<pid>/status), as the number.
+    static func statusField(_ name: String, pid: Int32? = nil) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid.map { String($0) } ?? "self")/status", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return nil }
         return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
     }

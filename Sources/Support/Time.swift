@@ -146,16 +146,14 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
 /// Monotonic clock in nanoseconds, for timeouts and latency measurement.
 public enum Monotonic {
-    public static func nanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    public static func nanos() -> UInt64 { read(CLOCK_MONOTONIC) }
 
     /// CPU time the calling thread has used, in nanoseconds.
-    public static func threadCPUNanos() -> UInt64 {
+    public static func threadCPUNanos() -> UInt64 { read(CLOCK_THREAD_CPUTIME_ID) }
+
+    private static func read(_ clock: clockid_t) -> UInt64 {
         var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        clock_gettime(clock, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }
