@@ -23,9 +23,11 @@ def raft(n):
     return api(n.sock, "GET", "/v1/p2p/raft", timeout=3)[1]
 
 
-def start_cluster(tmp_path, env, n):
+def start_cluster(tmp_path, env, n, **raft_config):
     nodes, out = make_cluster(tmp_path, env, n)
     for x in nodes:
+        if raft_config:
+            x.tune(**raft_config)
         x.start()
     a = nodes[0]
     args = ["snapshot", "publish", "--data-dir", str(a.dir)]
@@ -161,6 +163,82 @@ def test_lagging_node_catches_up_through_snapshot(tmp_path, env):
         wait_for(lambda: raft(c)["applied_index"] >= target, timeout=60, what="c with a rebuilt ledger")
         assert api(c.sock, "GET", f"/v1/p2p/sessions/cu{total - 1}")[0] == 200
         assert api(c.sock, "GET", "/v1/p2p/stats")[1]["sessions"] == sa["sessions"]
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def big_tx(sk, cluster, i):
+    """A session of ~53 KB (50 steps with 1,000-byte titles): a few hundred make a snapshot that
+    takes long enough to send for a test to kill the receiver in the middle of it."""
+    steps = [{"step_id": f"big{i}-{j}", "title": f"{j:04d}" + "x" * 996} for j in range(50)]
+    payload = {"session_id": f"big{i}", "title": "big", "steps": steps}
+    return sign_tx.sign_tx(sk, "SESSION_CREATE", payload, cluster, nonce=f"big-{i}", ts=sign_tx.utc_now_rfc3339())[0]
+
+
+def test_kill9_while_receiving_a_snapshot(tmp_path, env):
+    """kill -9 a follower while a snapshot streams into its staging file: the restart drops the
+    partial file, takes the snapshot again, and ends with the same state as the leader."""
+    # Compact every 256 entries, so the leader keeps no log for c to catch up from.
+    nodes = start_cluster(tmp_path, env, 3, snapshot_entries=256)
+    a, b, c = nodes
+    try:
+        c.stop()
+        sk = nacl.signing.SigningKey.generate()
+        leader = leader_of([a, b])
+        total, batch = 1200, 60
+        for start in range(0, total, batch):
+            txs = [big_tx(sk, "test-cluster", i) for i in range(start, start + batch)]
+            code, body = api(leader.sock, "POST", "/v1/p2p/tx", {"txs": txs}, timeout=120)
+            assert code == 200, body
+            assert all(r["status"] == "applied" for r in body["results"]), body["results"][:2]
+        # The leader compacts its log behind a snapshot, so c can only catch up through one.
+        wait_for(lambda: raft(leader).get("snapshot_index", 0) > 0, timeout=60, what="a compaction snapshot on the leader")
+        target = raft(leader)["applied_index"]
+        cdir = pathlib.Path(c.dir)
+        seen = {}
+        stop = threading.Event()
+
+        def killer():
+            # Kill c as soon as its staging file holds more than 1 MiB (the snapshot is far bigger).
+            while not stop.is_set():
+                for p in cdir.glob("raft-snapshot-*.tmp"):
+                    try:
+                        size = p.stat().st_size
+                    except FileNotFoundError:
+                        continue
+                    if size > (1 << 20) and c.proc is not None:
+                        c.proc.kill()
+                        seen["tmp"] = (p.name, size)
+                        return
+                time.sleep(0.005)
+
+        t = threading.Thread(target=killer, daemon=True)
+        t.start()
+        c.start()
+        t.join(timeout=60)
+        stop.set()
+        assert "tmp" in seen, "c's staging file never passed 1 MiB"
+        c.proc.wait(timeout=10)
+        c.stop()
+        assert c.proc.returncode == -9
+        # Killed in the middle: nothing was installed and the partial file is still there.
+        assert "snapshot_installed" not in c.logtext()
+        assert list(cdir.glob("raft-snapshot-*.tmp")), "the partial staging file should survive the kill"
+        c.start()
+        # The restart removes the partial file before anything else.
+        assert (cdir / seen["tmp"][0]).exists() is False
+        wait_for(lambda: raft(c)["applied_index"] >= target, timeout=120, what="c caught up after the kill")
+        assert "snapshot_installed" in c.logtext()
+        assert len(list(cdir.glob("raft-snapshot-*.bin"))) == 1
+        assert not list(cdir.glob("raft-snapshot-*.tmp"))
+        sa = api(a.sock, "GET", "/v1/p2p/stats")[1]
+        wait_for(lambda: api(c.sock, "GET", "/v1/p2p/stats")[1] == api(a.sock, "GET", "/v1/p2p/stats")[1],
+                 timeout=30, what="identical stats on a and c")
+        assert sa["sessions"] >= total
+        code, body = api(c.sock, "GET", f"/v1/p2p/sessions/big{total - 1}")
+        assert code == 200 and len(body["steps"]) == 50, (code, str(body)[:300])
+        print(f"killed c with {seen['tmp'][1]} bytes staged; it caught up to {target} after the restart")
     finally:
         for n in nodes:
             n.stop()
