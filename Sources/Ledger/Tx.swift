@@ -171,11 +171,12 @@ public struct Tx: Sendable, Equatable {
         return try decodeUnverified(value)
     }
 
+    static let envelopeFields = ["v", "op", "cluster_id", "nonce", "ts", "payload", "public_key", "signature"]
+
     static func decodeUnverified(_ value: JSONValue) throws(TxRejection) -> Tx {
         guard case .object(let env) = value else { throw TxRejection(.malformed, "tx must be a JSON object, got \(value.typeName)") }
-        let allowed: Set<String> = ["v", "op", "cluster_id", "nonce", "ts", "payload", "public_key", "signature"]
-        for k in env.keys where !allowed.contains(k) {
-            throw TxRejection(.malformed, "unknown envelope field \"\(k)\"")
+        for m in env.members where !envelopeFields.contains(where: { Limits.same($0, m.key) }) {
+            throw TxRejection(.malformed, "unknown envelope field \"\(m.key)\"")
         }
         func field(_ k: String) throws(TxRejection) -> JSONValue {
             guard let v = env[k] else { throw TxRejection(.malformed, "missing envelope field \"\(k)\"") }
@@ -290,7 +291,7 @@ enum Limits {
 
     /// Byte-exact string equality (Swift's `==` treats canonically equivalent strings as equal,
     /// SQLite and other implementations do not).
-    static func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+    static func same(_ a: String, _ b: String) -> Bool { utf8Equal(a, b) }
 
     static func clip(_ s: String) -> String { s.utf8.count <= 64 ? s : String(s.prefix(60)) + "…" }
 }
@@ -387,8 +388,11 @@ struct PayloadReader {
 
     func bad(_ message: String) -> TxRejection { TxRejection(.malformed, "\(op.rawValue): \(message)") }
 
-    func only(_ keys: Set<String>, at place: String = "payload") throws(TxRejection) {
-        for k in obj.keys where !keys.contains(k) { throw bad("unknown field \"\(k)\" in \(place)") }
+    /// MALFORMED unless every key is one of `keys` (compared byte for byte).
+    func only(_ keys: [String], at place: String = "payload") throws(TxRejection) {
+        for m in obj.members where !keys.contains(where: { Limits.same($0, m.key) }) {
+            throw bad("unknown field \"\(m.key)\" in \(place)")
+        }
     }
 
     func string(_ k: String) throws(TxRejection) -> String {

@@ -4,6 +4,10 @@
 // what signed transactions need (see docs/adr/0004-tx-canonical-form.md): with no floats,
 // RFC 8785 number formatting reduces to plain decimal integers.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A JSON value with integers only and objects that keep their key order.
 public enum JSONValue: Equatable, Sendable {
     case null
@@ -21,7 +25,7 @@ public enum JSONValue: Equatable, Sendable {
         case (.null, .null): return true
         case (.bool(let x), .bool(let y)): return x == y
         case (.int(let x), .int(let y)): return x == y
-        case (.string(let x), .string(let y)): return x.utf8.elementsEqual(y.utf8)
+        case (.string(let x), .string(let y)): return utf8Equal(x, y)
         case (.array(let x), .array(let y)): return x == y
         case (.object(let x), .object(let y)): return x == y
         default: return false
@@ -62,6 +66,21 @@ public enum JSONValue: Equatable, Sendable {
 }
 
 /// A JSON object: members in insertion order, keys unique (compared byte for byte, never Unicode-normalized).
+/// Byte-for-byte equality of two strings' UTF-8. Swift's `==` treats canonically equivalent
+/// strings as equal ("\u{212A}" == "K"); JSON keys and signed fields must not. One `memcmp`
+/// for native strings.
+@inlinable
+public func utf8Equal(_ a: String, _ b: String) -> Bool {
+    let n = a.utf8.count
+    guard n == b.utf8.count else { return false }
+    if n == 0 { return true }
+    let r = a.utf8.withContiguousStorageIfAvailable { pa in
+        b.utf8.withContiguousStorageIfAvailable { pb in memcmp(pa.baseAddress!, pb.baseAddress!, n) == 0 }
+    }
+    if let r, let r { return r }
+    return a.utf8.elementsEqual(b.utf8)
+}
+
 public struct JSONObject: Equatable, Sendable, Sequence {
     /// The members in order.
     public private(set) var members: [(key: String, value: JSONValue)] = []
@@ -79,11 +98,11 @@ public struct JSONObject: Equatable, Sendable, Sequence {
     /// Get or set a member; setting nil removes it, setting an existing key keeps its position.
     public subscript(key: String) -> JSONValue? {
         get {
-            for m in members where m.key.utf8.elementsEqual(key.utf8) { return m.value }
+            for m in members where utf8Equal(m.key, key) { return m.value }
             return nil
         }
         set {
-            if let i = members.firstIndex(where: { $0.key.utf8.elementsEqual(key.utf8) }) {
+            if let i = members.firstIndex(where: { utf8Equal($0.key, key) }) {
                 if let v = newValue { members[i].value = v } else { members.remove(at: i) }
             } else if let v = newValue {
                 members.append((key, v))
@@ -102,7 +121,7 @@ public struct JSONObject: Equatable, Sendable, Sequence {
 
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
         guard a.members.count == b.members.count else { return false }
-        for (x, y) in zip(a.members, b.members) where !x.key.utf8.elementsEqual(y.key.utf8) || x.value != y.value { return false }
+        for (x, y) in zip(a.members, b.members) where !utf8Equal(x.key, y.key) || x.value != y.value { return false }
         return true
     }
 }
@@ -297,7 +316,9 @@ struct JSONParser {
         guard depth <= maxDepth else { throw JSONError(.tooDeep, at: pos, "nesting deeper than \(maxDepth)") }
         pos += 1
         var obj = JSONObject()
-        var seen = Set<[UInt8]>()  // byte-exact: Swift String equality would merge canonically equivalent keys
+        // Duplicate keys, byte-exact (Swift String equality would merge canonically equivalent
+        // keys): a linear scan while the object is small, a set of the keys' bytes beyond that.
+        var seen: Set<[UInt8]>? = nil
         skipWhitespace()
         if pos < buf.count && buf[pos] == UInt8(ascii: "}") { pos += 1; return .object(obj) }
         while true {
@@ -308,7 +329,14 @@ struct JSONParser {
             }
             let keyAt = pos
             let key = try parseString()
-            guard seen.insert(Array(key.utf8)).inserted else {
+            let duplicate: Bool
+            if obj.count < 16 {
+                duplicate = obj.members.contains { utf8Equal($0.key, key) }
+            } else {
+                if seen == nil { seen = Set(obj.members.map { Array($0.key.utf8) }) }
+                duplicate = !seen!.insert(Array(key.utf8)).inserted
+            }
+            guard !duplicate else {
                 throw JSONError(.duplicateKey, at: keyAt, "duplicate object key \"\(key)\"")
             }
             skipWhitespace()
@@ -403,7 +431,21 @@ struct JSONParser {
 
     mutating func parseString() throws(JSONError) -> String {
         pos += 1  // opening quote
-        var out: [UInt8] = []
+        // Fast path: printable ASCII without escapes up to the closing quote becomes the String
+        // directly. Anything else continues below with what was scanned so far.
+        let start = pos
+        var i = pos
+        while i < buf.count {
+            let c = buf[i]
+            guard c >= 0x20, c < 0x80, c != UInt8(ascii: "\\") else { break }
+            if c == UInt8(ascii: "\"") {
+                pos = i + 1
+                return String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
+            }
+            i += 1
+        }
+        var out: [UInt8] = Array(buf[start..<i])
+        pos = i
         while true {
             guard pos < buf.count else { throw JSONError(.unexpectedEnd, at: pos, "input ends inside a string") }
             let c = buf[pos]
@@ -543,7 +585,14 @@ enum JSONWriter {
     /// A string given as its UTF-8 bytes (assumed valid), escaped the same way.
     static func writeString(utf8: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         out.append(0x22)
-        for c in utf8 {
+        // Runs of bytes that need no escape are copied in one append each (most strings are one run).
+        var start = 0
+        var i = 0
+        let n = utf8.count
+        while i < n {
+            let c = utf8[i]
+            if c >= 0x20 && c != 0x22 && c != 0x5C { i += 1; continue }
+            if i > start { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i])) }
             switch c {
             case 0x22: out.append(0x5C); out.append(0x22)
             case 0x5C: out.append(0x5C); out.append(0x5C)
@@ -552,25 +601,49 @@ enum JSONWriter {
             case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
             case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
-            case 0x00..<0x20:
+            default:
                 out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 15)]])
-            default: out.append(c)
             }
+            i += 1
+            start = i
         }
+        if n > start { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<n])) }
         out.append(0x22)
+    }
+
+    /// Decimal digits of `n`, without a String in between.
+    static func writeInt(_ n: Int64, into out: inout [UInt8]) {
+        if n < 0 { out.append(UInt8(ascii: "-")) }
+        var m = n.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)    // 20 digits at most, filled from the end
+        withUnsafeMutableBytes(of: &digits) { buf in
+            var i = 20
+            repeat {
+                i -= 1
+                buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
+                m /= 10
+            } while m > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<20]))
+        }
     }
 
     /// RFC 8785 §3.2.3: sort by the UTF-16 code units of the keys.
     static func sortedMembers(_ o: JSONObject) -> [(key: String, value: JSONValue)] {
+        // Byte order of UTF-8 equals UTF-16 code-unit order except where a key holds a character
+        // above U+FFFF or between U+E000 and U+FFFF; keys made only of bytes below 0xEE (every
+        // key this project writes) sort directly on their UTF-8 bytes, without copies.
+        if o.members.allSatisfy({ $0.key.utf8.allSatisfy { $0 < 0xEE } }) {
+            return o.members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        }
         let withUnits = o.members.map { (Array($0.key.utf16), $0) }
         return withUnits.sorted { $0.0.lexicographicallyPrecedes($1.0) }.map { $0.1 }
     }
 
     static func write(_ v: JSONValue, into out: inout [UInt8], canonical: Bool) {
         switch v {
-        case .null: out.append(contentsOf: Array("null".utf8))
-        case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
-        case .int(let n): out.append(contentsOf: Array(String(n).utf8))
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let n): writeInt(n, into: &out)
         case .string(let s): writeString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))

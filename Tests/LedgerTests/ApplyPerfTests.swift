@@ -50,3 +50,35 @@ final class ApplyPerfTests: XCTestCase {
         print("APPLY n=\(n) batch=\(batch) us_per_tx=\(String(format: "%.1f", us))")
     }
 }
+
+/// Cost of decoding a submitted tx (parse, shape, canonical signed bytes, tx_id: everything but
+/// the signature check) and of its canonical encoding. P2POS_PERF=1 only, like the apply test:
+/// `P2POS_PERF=1 swift test -c release -Xswiftc -enable-testing --filter DecodePerfTests`.
+final class DecodePerfTests: XCTestCase {
+    func testDecodeCost() throws {
+        guard ProcessInfo.processInfo.environment["P2POS_PERF"] == "1" else { throw XCTSkip("set P2POS_PERF=1") }
+        let key = PrivateKey.generate()
+        let n = 20_000
+        var raw: [[UInt8]] = []
+        for i in 0..<n {
+            let sid = "b64-\(i % 64)-\(i)-\(Hex.encode(Sodium.randomBytes(4)))"
+            raw.append(try Tx.sign(key: key, op: .sessionCreate,
+                                   payload: Harness.payload("{\"session_id\":\"\(sid)\",\"title\":\"bench\",\"steps\":[{\"step_id\":\"\(sid)-s\",\"title\":\"s\"}]}"),
+                                   clusterID: Harness.cluster, nonce: "n\(i)", ts: Harness.now).encoded)
+        }
+        func cpu() -> UInt64 { var t = timespec(); clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec) }
+        var txs: [Tx] = []
+        txs.reserveCapacity(n)
+        let c0 = cpu()
+        for r in raw { txs.append(try Tx.decodeUnverified(r)) }
+        let c1 = cpu()
+        var total = 0
+        for t in txs { total &+= t.encoded.count }
+        let c2 = cpu()
+        for r in raw { total &+= (try JSONValue.parse(r, limits: Tx.parseLimits)).canonicalBytes.count }
+        let c3 = cpu()
+        XCTAssertGreaterThan(total, 0)
+        func us(_ a: UInt64, _ b: UInt64) -> String { String(format: "%.2f", Double(b - a) / 1000 / Double(n)) }
+        print("DECODE decode_us=\(us(c0, c1)) encode_us=\(us(c1, c2)) parse_plus_canonical_us=\(us(c2, c3)) bytes=\(raw[0].count)")
+    }
+}

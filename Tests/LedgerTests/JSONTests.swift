@@ -77,6 +77,53 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(v.canonicalString, "{\"e\u{301}\":2,\"\u{e9}\":1}")
     }
 
+    /// Duplicate keys are found byte for byte in small objects (a scan) and in large ones (a set).
+    func testDuplicateKeysInSmallAndLargeObjects() throws {
+        for size in [2, 15, 16, 17, 40] {
+            var members = (0..<size).map { "\"k\($0)\":\($0)" }
+            XCTAssertEqual(try parse("{" + members.joined(separator: ",") + "}").objectValue?.count, size)
+            members.append("\"k\(size - 1)\":0")
+            let text = "{" + members.joined(separator: ",") + "}"
+            do { _ = try JSONValue.parse(text); XCTFail("duplicate in \(size) keys not found") } catch {
+                XCTAssertEqual(error.kind, .duplicateKey)
+                XCTAssertEqual(error.offset, text.utf8.count - "\"k\(size - 1)\":0}".utf8.count, "offset of the repeated key")
+            }
+            // Canonically equivalent but different bytes: not duplicates, at any size.
+            let equivalent = (0..<size).map { "\"k\($0)\":\($0)" } + ["\"\\u212a\":1", "\"K\":2"]
+            let v = try parse("{" + equivalent.joined(separator: ",") + "}")
+            XCTAssertEqual(v.objectValue?.count, size + 2)
+            XCTAssertEqual(v["\u{212A}"], .int(1))
+            XCTAssertEqual(v["K"], .int(2))
+        }
+        XCTAssertFalse(utf8Equal("\u{212A}", "K"))
+        XCTAssertTrue("\u{212A}" == "K", "Swift's own == merges them, which is why keys do not use it")
+        XCTAssertTrue(utf8Equal("", ""))
+        XCTAssertTrue(utf8Equal(String(repeating: "ab", count: 100), String(repeating: "ab", count: 100)))
+        XCTAssertFalse(utf8Equal(String(repeating: "ab", count: 100), String(repeating: "ab", count: 99) + "ac"))
+    }
+
+    /// Strings switch from the plain-ASCII fast path to the full decoder at any point.
+    func testStringsAcrossTheFastPath() throws {
+        XCTAssertEqual(try parse("\"plain ascii\""), .string("plain ascii"))
+        XCTAssertEqual(try parse("\"abc\\ndef\""), .string("abc\ndef"))
+        XCTAssertEqual(try parse("\"abc\\u00e9\\\"x\""), .string("abcé\"x"))
+        XCTAssertEqual(try parse("\"abcé€😀z\""), .string("abcé€😀z"))
+        XCTAssertEqual(try parse("\"\""), .string(""))
+        XCTAssertEqual(kind([0x22, 0x61, 0x62, 0x01, 0x22]), .controlCharacter)
+        XCTAssertEqual(kind([0x22, 0x61, 0x62, 0xC0, 0xAF, 0x22]), .invalidUTF8, "overlong after an ASCII prefix")
+        XCTAssertEqual(kind([0x22, 0x61, 0x62]), .unexpectedEnd)
+        do { _ = try JSONValue.parse([0x22, 0x61, 0x62, 0x63, 0x01, 0x22]); XCTFail() } catch {
+            XCTAssertEqual(error.offset, 4, "the control character's own offset")
+        }
+        // Escapes at the start, middle and end of what the writer copies in runs.
+        for s in ["\"", "a\"", "\"a", "a\\b", "ab\ncd\u{1}", "\u{1f}", "long " + String(repeating: "x", count: 300) + "\t"] {
+            XCTAssertEqual(try JSONValue.parse(JSONValue.string(s).canonicalBytes), .string(s), s)
+        }
+        for n: Int64 in [0, 7, -7, 10, -10, 9_007_199_254_740_992, -9_007_199_254_740_992, .max, .min] {
+            XCTAssertEqual(JSONValue.int(n).canonicalString, String(n))
+        }
+    }
+
     func testErrorsAreDescriptive() {
         do { _ = try JSONValue.parse("{\"a\":1,\"a\":2}"); XCTFail() } catch {
             XCTAssertEqual(error.offset, 7)
