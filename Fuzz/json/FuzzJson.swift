@@ -6,7 +6,12 @@ import Wire
 
 @inline(never)
 func fuzzOne(_ bytes: [UInt8]) {
-    _ = try? JSONValue.parse(bytes)
+    guard let v = try? JSONValue.parse(bytes) else { return }
+    // Whatever parses has a canonical form that parses back to the same value and is a fixed point.
+    let canon = v.canonicalBytes
+    guard let back = try? JSONValue.parse(canon) else { fatalError("canonical form does not parse") }
+    precondition(back.canonicalBytes == canon, "canonical form is not a fixed point")
+    precondition((try? JSONValue.parse(Array(v.compactString.utf8))) == v, "compact form does not round-trip")
 }
 
 #if FUZZING

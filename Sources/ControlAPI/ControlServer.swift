@@ -29,6 +29,10 @@ public struct ControlServerConfig: Sendable {
     public var writeTimeout: Double = 30
     /// Largest response body a handler may return (500 beyond).
     public var maxResponseBytes = 64 * 1024 * 1024
+    /// Request bytes held in memory across all connections at once (heads and bodies being
+    /// received). A connection holding more than 64 KiB when the total is over gets 503
+    /// `OVERLOADED` and is closed, so many slow uploads cannot take the daemon's memory.
+    public var maxBufferedBytes = 64 * 1024 * 1024
 
     public init(socketPath: String? = nil, tcpListen: String? = nil) {
         self.socketPath = socketPath
@@ -48,12 +52,23 @@ public struct ControlServerStats: Sendable, Equatable {
 
 /// The control API server: one poll(2) event-loop thread for all sockets, handlers on a
 /// concurrent queue (or completed later from anywhere through `HTTPResponder`).
+/// glibc's `malloc_trim` (malloc.h is not part of the Glibc module): returns free heap pages of
+/// every arena to the OS.
+@_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
+
 public final class ControlServer: @unchecked Sendable {
     public let config: ControlServerConfig
     public let router: Router
 
     private let lock = NSLock()
     private var _stats = ControlServerStats()
+    // Poll thread only: request bytes held across connections, and whether freed buffers
+    // should be handed back to the OS (`malloc_trim`), at most once a second.
+    private var bufferedTotal = 0
+    private var trimWanted = false
+    private var lastTrim: UInt64 = 0
+    /// Buffers with at least this capacity are given back when their request is done.
+    static let trimAfterBytes = 256 * 1024
     private var completions: [(conn: UInt64, seq: UInt64, response: HTTPResponse)] = []
     private var stopping = false
     private var drainDeadline: UInt64 = 0
@@ -268,6 +283,8 @@ public final class ControlServer: @unchecked Sendable {
         var keepAlive = true
         var eof = false
         var discarded = 0
+        /// Request bytes this connection holds (counted in the server's total).
+        var buffered = 0
 
         init(id: UInt64, fd: Int32, counted: Bool, deadline: UInt64) {
             self.id = id
@@ -298,6 +315,9 @@ public final class ControlServer: @unchecked Sendable {
             close(c.fd)
             conns[c.id] = nil
             if c.counted { bump { $0.connectionsOpen -= 1 } }
+            if c.inBuf.capacity >= ControlServer.trimAfterBytes { trimWanted = true }
+            bufferedTotal -= c.buffered
+            c.buffered = 0
         }
 
         while true {
@@ -442,8 +462,11 @@ public final class ControlServer: @unchecked Sendable {
                         let n = recv(c.fd, &readBuf, want, 0)
                         if n > 0 {
                             c.inBuf.append(contentsOf: readBuf[0..<n])
-                            if case .head = c.state, c.seq > 0, c.inBuf.count == n, c.inBuf.count > 0 {
+                            if case .head = c.state, c.seq > 0, c.inBuf.count == n,
+                               HTTPParser.leadingEmptyLineBytes(c.inBuf) < c.inBuf.count {
                                 // First byte of a keep-alive request: the head timeout starts now.
+                                // Stray CRLFs alone (dropped by `process`) leave the idle
+                                // deadline as it was, so they cannot keep a connection open.
                                 c.deadline = now + seconds(config.headerTimeout)
                             }
                         } else if n == 0 {
@@ -459,12 +482,25 @@ public final class ControlServer: @unchecked Sendable {
                 }
                 if conns[c.id] == nil { continue }
                 process(c, now: now)
+                account(c)
+                if bufferedTotal > config.maxBufferedBytes && c.buffered > 64 * 1024 {
+                    Log.warn("api", "request_refused", ["reason": "buffered_bytes", "total": bufferedTotal, "limit": config.maxBufferedBytes])
+                    sendError(c, HTTPError(status: 503, code: "OVERLOADED", message: "the server holds too many request bytes across connections; retry later"), now: now)
+                }
                 if c.eof, case .head = c.state, c.outOffset >= c.out.count {
                     closeConn(c); continue
                 }
                 if c.eof, case .body = c.state {
                     closeConn(c); continue
                 }
+            }
+
+            if trimWanted && now &- lastTrim > 1_000_000_000 {
+                // Large request buffers were freed: give the pages back instead of keeping the
+                // high-water mark of a burst for the life of the daemon.
+                trimWanted = false
+                lastTrim = now
+                _ = glibcMallocTrim(0)
             }
 
             // Timeouts.
@@ -573,10 +609,11 @@ public final class ControlServer: @unchecked Sendable {
                     c.chunked = decoder
                     switch outcome {
                     case .needMore:
-                        // Bound the raw (encoded) bytes too: tiny chunks cost framing overhead.
-                        if c.inBuf.count - head.headLength > 2 * config.limits.maxBodyBytes + 64 * 1024 {
+                        // Bound the framing too: tiny chunks would make the raw bytes held many
+                        // times the body (1-byte chunks: 6 raw bytes per body byte).
+                        if decoder.framingBytes > 64 * 1024 + decoder.body.count / 8 {
                             c.chunked = nil
-                            sendError(c, HTTPError(status: 413, code: "BODY_TOO_LARGE", message: "chunked framing overhead exceeds the body limit"), now: now)
+                            sendError(c, HTTPError(status: 413, code: "BODY_TOO_LARGE", message: "chunked framing overhead of \(decoder.framingBytes) bytes for a \(decoder.body.count)-byte body; send larger chunks"), now: now)
                         }
                         return
                     case .failure(let e):
@@ -594,6 +631,10 @@ public final class ControlServer: @unchecked Sendable {
                     guard c.inBuf.count >= total else { return }
                     body = Array(c.inBuf[head.headLength..<total])
                     c.inBuf.removeFirst(total)
+                }
+                if c.inBuf.capacity >= ControlServer.trimAfterBytes && c.inBuf.count < c.inBuf.capacity / 4 {
+                    c.inBuf = Array(c.inBuf)    // a keep-alive connection does not keep a burst's capacity
+                    trimWanted = true
                 }
                 var parsed = HTTPParser.makeRequest(head, body: body)
                 parsed.remote = c.remote
@@ -631,7 +672,19 @@ public final class ControlServer: @unchecked Sendable {
         c.keepAlive = false
         c.headOnly = false
         c.seq += 1
+        // The request is abandoned and nothing more is parsed on this connection.
+        if c.inBuf.capacity >= ControlServer.trimAfterBytes { trimWanted = true }
+        c.inBuf = []
+        c.chunked = nil
+        account(c)
         queueResponse(c, e.response)
+    }
+
+    /// Update the server-wide count of request bytes held with this connection's current share.
+    private func account(_ c: Conn) {
+        let now = c.inBuf.count + (c.chunked?.body.count ?? 0)
+        bufferedTotal += now - c.buffered
+        c.buffered = now
     }
 
     private func queueResponse(_ c: Conn, _ response0: HTTPResponse) {

@@ -274,11 +274,17 @@ public struct ChunkedBodyDecoder: Sendable {
     var trailerBytes = 0
     let limits: HTTPLimits
 
+    let start: Int
+
     /// `start`: index of the first body byte in the buffers passed to `feed`.
     public init(start: Int, limits: HTTPLimits) {
         self.pos = start
+        self.start = start
         self.limits = limits
     }
+
+    /// Raw bytes consumed so far that are not body bytes: chunk-size lines, CRLFs, trailers.
+    public var framingBytes: Int { pos - start - body.count }
 
     static func bad(_ m: String) -> Outcome { .failure(HTTPError(status: 400, code: "BAD_REQUEST", message: "malformed chunked body: \(m)")) }
 

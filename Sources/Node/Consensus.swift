@@ -1149,6 +1149,17 @@ extension Consensus {
                 }
                 return
             }
+            // This route runs on the control API's poll thread, which must stay free for everyone
+            // else: only a single tx (one signature check) is admitted here. A batch, or a body
+            // that is not one tx, is admitted on a worker thread.
+            DispatchQueue.global().async {
+                do { try batchRoute(c, req: req, strict: strict, responder: responder) } catch {
+                    _ = responder.complete(Router.errorResponse(error))
+                }
+            }
+        }
+        @Sendable func batchRoute(_ c: Consensus, req: HTTPRequest, strict: JSONValue?, responder: HTTPResponder) throws {
+            let body = req.body
             let parsed: JSONValue
             if let strict { parsed = strict } else {
                 do { parsed = try JSONValue.parse(body, limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32)) } catch {
@@ -1215,8 +1226,22 @@ extension Consensus {
         query("/v1/p2p/sessions/{id}/participants") { l, q in try l.participants(sessionID: q.param("id") ?? "") }
         query("/v1/p2p/sessions/{id}/steps/open") { l, q in try l.openSteps(sessionID: q.param("id") ?? "") }
         query("/v1/p2p/sessions/{id}/events") { l, q in
-            let after = Int64(q.queryValue("after") ?? "0") ?? 0
-            let limit = min(1000, max(1, Int(q.queryValue("limit") ?? "100") ?? 100))
+            // A cursor or page size that does not parse is an error, not page 1: a client paging
+            // with a bad cursor would otherwise loop over the same events.
+            var after: Int64 = 0
+            if let a = q.queryValue("after") {
+                guard let v = Int64(a), v >= 0 else {
+                    throw HTTPError(status: 400, code: "MALFORMED", message: "after must be an event seq, an integer 0…\(Int64.max)")
+                }
+                after = v
+            }
+            var limit = 100
+            if let t = q.queryValue("limit") {
+                guard let v = Int(t), v >= 1, v <= 1000 else {
+                    throw HTTPError(status: 400, code: "MALFORMED", message: "limit must be an integer 1…1000")
+                }
+                limit = v
+            }
             return try l.events(sessionID: q.param("id"), after: after, limit: limit)
         }
         query("/v1/p2p/steps/{id}") { l, q in try l.step(id: q.param("id") ?? "") }

@@ -367,6 +367,74 @@ final class ControlServerTests: XCTestCase {
         XCTAssertTrue(c.closedByPeer(timeout: 3), "idle keep-alive connection is closed")
     }
 
+    func testStrayCRLFsDoNotKeepAnIdleConnectionOpen() throws {
+        let (_, path) = try startServer { $0.idleTimeout = 0.6; $0.headerTimeout = 5 }
+        let c = try RawConn(path: path)
+        c.send("GET /healthz HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(c.readResponse()?.status, 200)
+        // A CRLF every 0.2 s: each used to restart the 5-s head timer, forever.
+        let started = Monotonic.nanos()
+        var closed = false
+        while Monotonic.nanos() - started < 3_000_000_000 {
+            if !c.send("\r\n") { closed = true; break }
+            if c.closedByPeer(timeout: 0.2) { closed = true; break }
+        }
+        XCTAssertTrue(closed, "the idle timeout (0.6 s) closes a connection that only sends CRLFs")
+        XCTAssertLessThan(Double(Monotonic.nanos() - started) / 1e9, 2.0)
+        // A CRLF before a real request is still fine.
+        let d = try RawConn(path: path)
+        d.send("GET /healthz HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(d.readResponse()?.status, 200)
+        d.send("\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(d.readResponse()?.status, 200)
+    }
+
+    func testTinyChunksAreRefusedEarly() throws {
+        let (_, path) = try startServer()
+        let c = try RawConn(path: path)
+        c.send("POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        // 1-byte chunks cost 6 raw bytes per body byte; refused long before the 4 MiB body limit.
+        let tiny = String(repeating: "1\r\nx\r\n", count: 1024)
+        var sent = 0
+        for _ in 0..<64 { if !c.send(tiny) { break }; sent += 1024 }
+        let r = c.readResponse()
+        XCTAssertEqual(r?.status, 413)
+        XCTAssertTrue(r?.body.contains("larger chunks") ?? false, r?.body ?? "")
+        XCTAssertLessThanOrEqual(sent, 64 * 1024)
+        // Ordinary chunk sizes are not affected.
+        let d = try RawConn(path: path)
+        d.send("POST /v1/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in ["{\"a\":\"", String(repeating: "y", count: 200_000), "\"}"] {
+            d.send(String(part.utf8.count, radix: 16) + "\r\n" + part + "\r\n")
+        }
+        d.send("0\r\n\r\n")
+        XCTAssertEqual(d.readResponse()?.status, 200)
+    }
+
+    func testRequestBytesAreBoundedAcrossConnections() throws {
+        let (_, path) = try startServer { $0.maxBufferedBytes = 1 << 20 }
+        // Three uploads that each hold 600 KiB of a 4 MiB body: the server-wide 1 MiB is exceeded.
+        var uploads: [RawConn] = []
+        let part = [UInt8](repeating: 0x61, count: 600 * 1024)
+        for _ in 0..<3 {
+            let u = try RawConn(path: path)
+            u.send("POST /v1/echo HTTP/1.1\r\nContent-Length: \(4 << 20)\r\n\r\n")
+            u.send(part)
+            uploads.append(u)
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let refused = uploads.compactMap { $0.readResponse(timeout: 2) }
+        XCTAssertFalse(refused.isEmpty, "an upload over the server-wide limit is refused")
+        for r in refused {
+            XCTAssertEqual(r.status, 503)
+            XCTAssertTrue(r.body.contains("OVERLOADED"), r.body)
+        }
+        XCTAssertLessThan(refused.count, 3, "the first upload fits")
+        // Everybody else is still served.
+        let r = try ControlClient(socketPath: path).request("GET", "/healthz")
+        XCTAssertEqual(r.status, 200)
+    }
+
     func testSilentAndSlowBodyClientsTimeOut() throws {
         let (server, path) = try startServer { $0.headerTimeout = 0.5; $0.bodyTimeout = 0.5 }
         let silent = try RawConn(path: path)
