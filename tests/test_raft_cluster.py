@@ -31,6 +31,8 @@ def start_cluster(tmp_path, env, n, **raft_config):
         x.start()
     a = nodes[0]
     args = ["snapshot", "publish", "--data-dir", str(a.dir)]
+    if n == 1:
+        args += ["--members", a.peer_id]
     for x in nodes[1:]:
         args += ["--add", x.peer_id]
     r = a.cli(*args)

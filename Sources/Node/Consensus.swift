@@ -1123,6 +1123,13 @@ enum TxCodec {
     }
 }
 
+/// Bodies up to this size that hold one tx are admitted on the control API's own thread.
+enum ControlServerInline {
+    static let txBytes = 8 * 1024
+    /// Where batches (and large single txs) are parsed and admitted.
+    static let batchQueue = DispatchQueue(label: "p2pos.tx-batches", qos: .utility)
+}
+
 extension Consensus {
     /// Register the tx, raft and ledger query routes; they answer 503 until the node has a cluster.
     static func registerRoutes(_ r: Router, daemon: Daemon) {
@@ -1142,17 +1149,19 @@ extension Consensus {
             guard !body.isEmpty else { throw HTTPError(status: 400, code: "MALFORMED", message: "empty body; send one tx or {\"txs\":[…]}") }
             // Parsed once: with the tx's own (stricter) limits when it fits them — the common case,
             // one tx, then reuses the value for admission — otherwise with the request's limits.
-            let strict = body.count <= Tx.maxBytes ? try? JSONValue.parse(body, limits: Tx.parseLimits) : nil
+            // This route runs on the control API's poll thread, which must stay free for everyone
+            // else: only a small single tx (one parse of a few KiB, one signature check) is
+            // admitted here. A batch, or anything larger, is parsed and admitted on a worker.
+            let strict = body.count <= ControlServerInline.txBytes ? try? JSONValue.parse(body, limits: Tx.parseLimits) : nil
             if let one = strict, one["txs"] == nil {
                 c.submitFast([body], parsed: one, wait: req.queryValue("wait") != "false") { results in
                     _ = responder.complete(singleTxResponse(results[0]))
                 }
                 return
             }
-            // This route runs on the control API's poll thread, which must stay free for everyone
-            // else: only a single tx (one signature check) is admitted here. A batch, or a body
-            // that is not one tx, is admitted on a worker thread.
-            DispatchQueue.global().async {
+            // One serial queue: batches take turns on at most one core, and the shared global
+            // pool (where the other routes run) stays free.
+            ControlServerInline.batchQueue.async {
                 do { try batchRoute(c, req: req, strict: strict, responder: responder) } catch {
                     _ = responder.complete(Router.errorResponse(error))
                 }
@@ -1160,6 +1169,13 @@ extension Consensus {
         }
         @Sendable func batchRoute(_ c: Consensus, req: HTTPRequest, strict: JSONValue?, responder: HTTPResponder) throws {
             let body = req.body
+            let strict = strict ?? (body.count <= Tx.maxBytes ? try? JSONValue.parse(body, limits: Tx.parseLimits) : nil)
+            if let one = strict, one["txs"] == nil {
+                c.submitFast([body], parsed: one, wait: req.queryValue("wait") != "false") { results in
+                    _ = responder.complete(singleTxResponse(results[0]))
+                }
+                return
+            }
             let parsed: JSONValue
             if let strict { parsed = strict } else {
                 do { parsed = try JSONValue.parse(body, limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32)) } catch {
@@ -1191,7 +1207,13 @@ extension Consensus {
             case (_, "OVERLOADED"): status = 429
             default: status = 503
             }
-            return .jsonObject(one, status: status)
+            // An error status carries the contract's error object too (SPEC §10), beside the
+            // result fields that `tx submit` and scripts read.
+            var body = one
+            if status >= 400 {
+                body["error"] = ["code": one["code"] as? String ?? "UNAVAILABLE", "message": one["message"] as? String ?? ""]
+            }
+            return .jsonObject(body, status: status)
         }
         r.get("/v1/p2p/raft") { [daemon] _ in .jsonObject(try daemon.requireConsensus().status()) }
         if ProcessInfo.processInfo.environment["P2POS_BENCH"] == "1" {
