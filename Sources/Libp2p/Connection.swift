@@ -39,6 +39,10 @@ final class Connection: FDHandler, @unchecked Sendable {
     /// Peer the dialer expects (from `/p2p/`), checked against the Noise identity.
     let expectedPeer: PeerID?
     let remoteAddr: Multiaddr?
+    /// The remote IP (IPv6: its /64) of an inbound connection, for per-IP limits.
+    var ipGroup: String? = nil
+    /// Closed by the host to make room for another handshake (not the peer's failure).
+    var evicted = false
     let localAddr: Multiaddr?
     let serial: UInt64
     let openedAt = Monotonic.nanos()
@@ -64,6 +68,8 @@ final class Connection: FDHandler, @unchecked Sendable {
     private let out = ByteBuffer(capacity: 16 * 1024)
     private var flushScheduled = false
     private var writeInterest = false
+    /// Reading stopped because the peer does not read what we owe it (see `onReadable`).
+    private var readPaused = false
     private var pumping = false
 
     // Yamux state.
@@ -141,7 +147,17 @@ final class Connection: FDHandler, @unchecked Sendable {
         }
         lastActivity = Monotonic.nanos()
         process()
-        if eof && stage != .closed { fail("remote closed the connection") }
+        if eof && stage != .closed { fail("remote closed the connection"); return }
+        // Input makes output (ping answers, resets, window updates): a peer that sends without
+        // reading would grow our output without bound. Stop reading until it drains.
+        if stage == .yamux && !readPaused && out.count + plainOut.count >= limits.writeHighWater {
+            flush(pumpAfter: false)
+            if stage != .closed && out.count + plainOut.count >= limits.writeHighWater {
+                readPaused = true
+                writeInterest = true
+                loop.setReadInterest(fd, read: false, write: true)
+            }
+        }
     }
 
     func onWritable() {
@@ -634,12 +650,17 @@ final class Connection: FDHandler, @unchecked Sendable {
                 return
             }
         }
+        if readPaused && out.count + plainOut.count < limits.writeLowWater {
+            readPaused = false
+            writeInterest = !out.isEmpty
+            loop.setReadInterest(fd, read: true, write: writeInterest)
+        }
         if out.isEmpty {
             out.shrinkIfIdle(to: 16 * 1024)
             if writeInterest { writeInterest = false; loop.setWriteInterest(fd, false) }
         } else if !writeInterest {
             writeInterest = true
-            loop.setWriteInterest(fd, true)
+            if readPaused { loop.setReadInterest(fd, read: false, write: true) } else { loop.setWriteInterest(fd, true) }
         }
         if pumpAfter && !pumping && stage == .yamux && out.count < limits.writeLowWater {
             pumping = true

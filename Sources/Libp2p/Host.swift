@@ -8,7 +8,16 @@ import Wire
 public struct HostConfig: Sendable {
     public var agentVersion = "p2pos/0.1.0"
     public var maxConnections = 512
+    /// Of `maxConnections`, slots only protected peers (see `Libp2pHost.setProtected`; the daemon
+    /// protects members) may take: a flood of strangers cannot lock members out.
+    public var reservedConnections = 64
+    /// Established connections from one IP (IPv6: one /64) that are not protected peers.
+    public var maxConnectionsPerIP = 32
     public var maxPendingHandshakes = 64
+    /// Handshakes in progress from one IP (IPv6: one /64). When this or the global limit is
+    /// reached, the oldest handshake from the busiest IP is dropped to make room: connections
+    /// that never finish their handshake cannot keep everyone else out.
+    public var maxPendingHandshakesPerIP = 16
     public var maxStreamsPerConnection = 256
     /// Rate limit on streams a remote peer may open on one connection (token bucket).
     public var inboundStreamsPerSecond: Double = 100
@@ -60,6 +69,7 @@ public final class Libp2pHost: @unchecked Sendable {
     private var handlers: [String: StreamHandler] = [:]
     private var lineHandlers: [String: LineHandler] = [:]
     private var authorizer: (@Sendable (PeerID, String) -> Bool)? = nil
+    private var protected: (@Sendable (PeerID) -> Bool)? = nil
     private var subscribers: [UInt64: AsyncStream<HostEvent>.Continuation] = [:]
     private var nextSub: UInt64 = 0
     private var peerInfo: [PeerID: IdentifyInfo] = [:]
@@ -134,6 +144,16 @@ public final class Libp2pHost: @unchecked Sendable {
         lock.lock(); authorizer = allow; lock.unlock()
     }
 
+    /// Which peers may use the reserved connection slots and are exempt from the per-IP limit.
+    public func setProtected(_ isProtected: (@Sendable (PeerID) -> Bool)?) {
+        lock.lock(); protected = isProtected; lock.unlock()
+    }
+
+    func isProtected(_ peer: PeerID) -> Bool {
+        lock.lock(); let p = protected; lock.unlock()
+        return p?(peer) ?? false
+    }
+
     func allowed(_ peer: PeerID, _ p: String) -> Bool {
         lock.lock(); let a = authorizer; lock.unlock()
         return a?(peer, p) ?? true
@@ -173,6 +193,8 @@ public final class Libp2pHost: @unchecked Sendable {
 
     func emit(_ e: HostEvent) {
         lock.lock()
+        // Identify info is kept for connected peers only: any peer may connect and send ~60 KB.
+        if case .disconnected(let peer, _) = e { peerInfo[peer] = nil }
         let subs = Array(subscribers.values)
         lock.unlock()
         for s in subs { s.yield(e) }
@@ -184,7 +206,12 @@ public final class Libp2pHost: @unchecked Sendable {
     }
 
     func storeInfo(_ peer: PeerID, _ info: IdentifyInfo) {
-        lock.lock(); peerInfo[peer] = info; lock.unlock()
+        lock.lock()
+        // Entries go on disconnect; this bound covers an identify that finished after its
+        // connection closed (each entry can be ~60 KB).
+        if peerInfo.count >= 2048 && peerInfo[peer] == nil { peerInfo.removeAll() }
+        peerInfo[peer] = info
+        lock.unlock()
     }
 
     // MARK: dialing and streams

@@ -28,6 +28,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
     /// In-progress dials by expected peer, so concurrent dials share one connection attempt.
     private var dialsByPeer: [PeerID: UInt64] = [:]
     private var pendingHandshakes = 0
+    /// Inbound handshakes in progress per IP group.
+    private var pendingByIP: [String: Int] = [:]
     private var persistent: [PeerID: (addr: Multiaddr, attempt: Int, timer: UInt64?)] = [:]
     private var shuttingDown = false
     private var sweepTimer: UInt64? = nil
@@ -67,8 +69,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
             if fd < 0 { return }
             Sock.setNonBlocking(fd)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            if shuttingDown || conns.count >= config.maxConnections || pendingHandshakes >= config.maxPendingHandshakes {
-                Log.warn("LIBP2P", "connection_refused", ["reason": conns.count >= config.maxConnections ? "connection limit" : "pending handshake limit"])
+            if shuttingDown || conns.count >= config.maxConnections {
+                refused("connection limit")
                 Glibc.close(fd)
                 continue
             }
@@ -77,13 +79,69 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
                 Glibc.close(fd)
                 continue
             }
+            // Room for this handshake: drop the oldest one from its own IP group when that group
+            // is at its limit, or from the busiest group when all slots are taken.
+            let group = HostCore.ipGroup(remote)
+            if let g = group, (pendingByIP[g] ?? 0) >= config.maxPendingHandshakesPerIP { evictOldestPending(g) }
+            if pendingHandshakes >= config.maxPendingHandshakes, let busiest = pendingByIP.max(by: { $0.value < $1.value })?.key {
+                evictOldestPending(busiest)
+            }
+            if pendingHandshakes >= config.maxPendingHandshakes {
+                refused("pending handshake limit")
+                Glibc.close(fd)
+                continue
+            }
             Sock.setNoDelay(fd)
             let c = Connection(serial: nextSerial(), fd: fd, loop: loop, dialer: false, identity: identity, expected: nil, limits: limits,
                                remoteAddr: remote, localAddr: Sock.localAddr(fd), connecting: false)
+            c.ipGroup = group
+            if let g = group { pendingByIP[g, default: 0] += 1 }
             track(c)
             loop.register(fd, c)
             c.start()
         }
+    }
+
+    /// Close the oldest inbound handshake still in progress from `group`.
+    private func evictOldestPending(_ group: String) {
+        guard let victim = conns.values.filter({ !$0.isDialer && !$0.isEstablished && !$0.isClosed && $0.ipGroup == group })
+                .min(by: { $0.serial < $1.serial }) else { return }
+        victim.evicted = true
+        refused("pending handshake limit")
+        victim.fail("handshake slots full; dropped the oldest from \(group)")
+    }
+
+    private func pendingDone(_ c: Connection) {
+        guard let g = c.ipGroup, let n = pendingByIP[g] else { return }
+        if n <= 1 { pendingByIP[g] = nil } else { pendingByIP[g] = n - 1 }
+    }
+
+    /// The IP of a multiaddr for per-IP limits; IPv6 addresses count per /64.
+    static func ipGroup(_ addr: Multiaddr?) -> String? {
+        guard let key = ipKey(addr) else { return nil }
+        guard key.hasPrefix("/ip6/") else { return key }
+        let parts = key.dropFirst(5).split(separator: ":", omittingEmptySubsequences: false)
+        // Expand "::" enough to take the first four groups.
+        if let gap = parts.firstIndex(of: "") {
+            let head = Array(parts[..<gap])
+            let tailCount = parts.count - gap - 1
+            let filled = head + Array(repeating: Substring("0"), count: max(0, 8 - head.count - tailCount))
+            return "/ip6/" + filled.prefix(4).joined(separator: ":") + "::/64"
+        }
+        return "/ip6/" + parts.prefix(4).joined(separator: ":") + "::/64"
+    }
+
+    /// Refused connections are logged at most once a second, with how many since the last line:
+    /// a flood of connection attempts must not become a flood of log lines.
+    private var refusedSinceLog = 0
+    private var lastRefusedLog: UInt64 = 0
+    private func refused(_ reason: String) {
+        refusedSinceLog += 1
+        let now = Monotonic.nanos()
+        guard now &- lastRefusedLog >= 1_000_000_000 else { return }
+        Log.warn("LIBP2P", "connection_refused", ["reason": reason, "count": refusedSinceLog])
+        refusedSinceLog = 0
+        lastRefusedLog = now
     }
 
     private func track(_ c: Connection) {
@@ -169,7 +227,9 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
             if let c = primary[e], c.isEstablished { cont.resume(returning: e); return }
             if let serial = dialsByPeer[e], conns[serial] != nil { dialWaiters[serial, default: []].append(cont); return }
         }
-        guard conns.count < config.maxConnections, pendingHandshakes < config.maxPendingHandshakes else {
+        // Our own dials to protected peers (members) are not held back by strangers' handshakes.
+        let protectedDial = expected.map { host?.isProtected($0) ?? false } ?? false
+        guard conns.count < config.maxConnections, pendingHandshakes < config.maxPendingHandshakes || protectedDial else {
             cont.resume(throwing: Libp2pError.limit("connection or pending handshake limit")); return
         }
         let fd: Int32
@@ -259,10 +319,27 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
 
     func connectionEstablished(_ c: Connection) {
         pendingHandshakes -= 1
+        pendingDone(c)
         guard let peer = c.remotePeer else { c.fail("no peer"); return }
         if peer == identity.peerID {
             c.close(reason: "connected to self")
             return
+        }
+        // Strangers share what the reserved and handshake slots leave, and a bounded number per
+        // IP group; protected peers (members) are always let in.
+        if !c.isDialer, !(host?.isProtected(peer) ?? false) {
+            var total = 0, fromGroup = 0
+            for o in conns.values where o !== c && o.isEstablished && !o.isDialer {
+                guard let p = o.remotePeer, !(host?.isProtected(p) ?? false) else { continue }
+                total += 1
+                if o.ipGroup == c.ipGroup { fromGroup += 1 }
+            }
+            let cap = max(1, config.maxConnections - config.reservedConnections - config.maxPendingHandshakes)
+            if total >= cap || (c.ipGroup != nil && fromGroup >= config.maxConnectionsPerIP) {
+                refused(total >= cap ? "connection limit for non-members" : "connections per IP")
+                c.close(reason: "connection limit")
+                return
+            }
         }
         var isNewPeer = true
         if let old = primary[peer], !old.isClosed, old !== c {
@@ -299,14 +376,14 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
 
     func connectionClosed(_ c: Connection, reason: String) {
         conns[c.serial] = nil
-        if !c.isEstablishedBeforeClose { pendingHandshakes -= 1 }
+        if !c.isEstablishedBeforeClose { pendingHandshakes -= 1; pendingDone(c) }
         if let e = c.expectedPeer, dialsByPeer[e] == c.serial { dialsByPeer[e] = nil }
         for w in dialWaiters.removeValue(forKey: c.serial) ?? [] {
             w.resume(throwing: Libp2pError.dialFailed(reason))
         }
         guard let peer = c.remotePeer else {
             Log.debug("LIBP2P", "handshake_failed", ["remote": c.remoteAddr?.description ?? "?", "reason": reason])
-            if !c.isDialer && !shuttingDown { recordFailure(c.remoteAddr) }
+            if !c.isDialer && !shuttingDown && !c.evicted { recordFailure(c.remoteAddr) }
             return
         }
         if primary[peer] === c {

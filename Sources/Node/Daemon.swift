@@ -130,6 +130,8 @@ public final class Daemon: @unchecked Sendable {
         host = try Libp2pHost(identity: key, config: hc)
         _snapshot = try store.loadSnapshot()
         _memberSet = Set(_snapshot?.members ?? [])
+        // Only members' addresses are kept on disk (earlier versions stored every peer's).
+        try? store.pruneAddrs(keep: _memberSet)
         for (k, v) in (try? store.allAddrs()) ?? [:] { _listenAddrs[k] = v }
         try importInitialSnapshot()
     }
@@ -212,6 +214,7 @@ public final class Daemon: @unchecked Sendable {
         Log.shared.setContext([("peer_id", peerID), ("cluster_id", cluster)])
         Log.info("membership", "snapshot_applied", ["from": source, "issued_at": s.issuedAt, "members": s.members.count])
         updateState()
+        persistMemberAddrs()
         reconcilePeers()
         if server != nil { ensureConsensus() }
         for p in connectedPeers.keys.filter({ isMember($0) }).shuffled().prefix(3) { Task { await self.exchangePeers(with: p) } }
@@ -328,6 +331,13 @@ public final class Daemon: @unchecked Sendable {
     }
 
     func registerHandlers() {
+        // Raft and tx forwarding are for members only: anyone else is answered `na` during
+        // protocol negotiation, before a handler (and its log line) runs.
+        host.setProtected { [weak self] peer in self?.isMember(peer.base58) ?? false }
+        host.setAuthorizer { [weak self] peer, proto in
+            guard proto == P2POSProtocol.raft || proto == P2POSProtocol.tx else { return true }
+            return self?.isMember(peer.base58) ?? false
+        }
         host.setHandler(P2POSProtocol.membership) { [self] s in
             let peer = s.remotePeer.base58
             guard allowOpen(peer, "membership") else { s.reset(); return }
@@ -481,15 +491,35 @@ public final class Daemon: @unchecked Sendable {
         }
     }
 
+    /// Remember a peer's advertised addresses. Any peer can connect and identify, so only
+    /// members' addresses are written to disk; others are kept in memory (so a peer that is
+    /// added to the membership later can be dialled) up to `maxTransientAddrs` peers.
     func learnAddrs(_ peer: String, _ addrs: [String]) {
         guard peer != peerID else { return }
-        let clean = addrs.filter { $0.hasPrefix("/") }.prefix(8).map { $0 }
+        let clean = addrs.filter { $0.hasPrefix("/") && $0.utf8.count <= 256 }.prefix(8).map { $0 }
         guard !clean.isEmpty else { return }
         lock.lock()
+        let member = _memberSet.contains(peer)
         let changed = _listenAddrs[peer] != clean
         _listenAddrs[peer] = clean
+        if !member && _listenAddrs.count > _memberSet.count + Daemon.maxTransientAddrs {
+            for k in _listenAddrs.keys where k != peer && !_memberSet.contains(k) {
+                _listenAddrs[k] = nil
+                if _listenAddrs.count <= _memberSet.count + Daemon.maxTransientAddrs / 2 { break }
+            }
+        }
         lock.unlock()
-        if changed { try? store.setAddrs(peer, clean) }
+        if changed && member { try? store.setAddrs(peer, clean) }
+    }
+
+    /// Non-members whose addresses are remembered in memory at most.
+    static let maxTransientAddrs = 256
+
+    /// After a membership change: write the addresses of new members, forget departed ones.
+    func persistMemberAddrs() {
+        let (members, known) = lock.withLock { (_memberSet, _listenAddrs) }
+        for p in members { if let a = known[p] { try? store.setAddrs(p, a) } }
+        try? store.pruneAddrs(keep: members)
     }
 
     // MARK: state

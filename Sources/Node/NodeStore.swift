@@ -141,6 +141,15 @@ extension NodeStore {
         try setMeta("addrs:" + peer, addrs.joined(separator: " "))
     }
 
+    /// Forget the stored addresses of every peer not in `keep`.
+    public func pruneAddrs(keep: Set<String>) throws {
+        lock.lock(); defer { lock.unlock() }
+        for row in try db.query("SELECT key FROM meta WHERE key LIKE 'addrs:%'") {
+            guard let k = row[0].text, !keep.contains(String(k.dropFirst(6))) else { continue }
+            try db.run("DELETE FROM meta WHERE key = ?", [.text(k)])
+        }
+    }
+
     public func allAddrs() throws -> [String: [String]] {
         lock.lock(); defer { lock.unlock() }
         var out: [String: [String]] = [:]

@@ -169,6 +169,90 @@ final class AbuseTests: XCTestCase {
         hogWriter.cancel()
     }
 
+    func testStalledHandshakesCannotKeepOthersOut() async throws {
+        var cfg = HostConfig()
+        cfg.maxPendingHandshakes = 16
+        cfg.maxPendingHandshakesPerIP = 8
+        cfg.handshakeTimeout = 30
+        cfg.handshakeFailureLimit = 0
+        let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        defer { server.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        // Far more half-open handshakes than there are slots, all still open: each new one used to
+        // be refused once 16 were pending, so nobody else got in until they timed out.
+        var stalled: [RawClient] = []
+        for _ in 0..<60 {
+            let c = try RawClient(port: port(addr))
+            c.write(Multistream.encode(Multistream.protocolID))
+            stalled.append(c)
+        }
+        try await Task.sleep(nanoseconds: 200_000_000)
+        let good = try Libp2pHost(identity: PrivateKey.generate())
+        defer { good.close() }
+        let started = Monotonic.nanos()
+        _ = try await good.dial(addr)
+        _ = try await good.ping(server.peerID)
+        XCTAssertLessThan(Double(Monotonic.nanos() - started) / 1e9, 2.0)
+        // The oldest stalled handshakes were dropped to make room; the newest are still waiting.
+        XCTAssertFalse(stalled[0].isOpen(waiting: 1))
+        XCTAssertTrue(stalled[59].isOpen(waiting: 1))
+    }
+
+    func testStrangersCannotTakeTheReservedSlots() async throws {
+        var cfg = HostConfig()
+        cfg.maxConnections = 24
+        cfg.reservedConnections = 8
+        cfg.maxPendingHandshakes = 8
+        cfg.handshakeFailureLimit = 0
+        let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        defer { server.close() }
+        let member = try Libp2pHost(identity: PrivateKey.generate())
+        defer { member.close() }
+        let memberID = member.peerID
+        server.setProtected { $0 == memberID }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        // 14 strangers: only 24 - 8 - 8 = 8 of them keep a connection.
+        var strangers: [Libp2pHost] = []
+        defer { for h in strangers { h.close() } }
+        for _ in 0..<14 {
+            let h = try Libp2pHost(identity: PrivateKey.generate())
+            strangers.append(h)
+            _ = try? await h.dial(addr)
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        var kept = 0
+        for h in strangers where await h.connectionCount(to: server.peerID) > 0 { kept += 1 }
+        XCTAssertEqual(kept, 8)
+        // A protected peer still gets in and is served.
+        _ = try await member.dial(addr)
+        _ = try await member.ping(server.peerID)
+        let memberConns = await member.connectionCount(to: server.peerID)
+        XCTAssertEqual(memberConns, 1)
+    }
+
+    func testConnectionsPerIPAreLimited() async throws {
+        var cfg = HostConfig()
+        cfg.maxConnectionsPerIP = 3
+        let server = try Libp2pHost(identity: PrivateKey.generate(), config: cfg)
+        defer { server.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        var strangers: [Libp2pHost] = []
+        defer { for h in strangers { h.close() } }
+        for _ in 0..<5 {
+            let h = try Libp2pHost(identity: PrivateKey.generate())
+            strangers.append(h)
+            _ = try? await h.dial(addr)
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        var kept = 0
+        for h in strangers where await h.connectionCount(to: server.peerID) > 0 { kept += 1 }
+        XCTAssertEqual(kept, 3)
+        XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/2001:db8:1:2:3:4:5:6/tcp/1")), "/ip6/2001:db8:1:2::/64")
+        XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/2001:db8::1/tcp/1")), "/ip6/2001:db8:0:0::/64")
+        XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/::1/tcp/1")), "/ip6/0:0:0:0::/64")
+        XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip4/10.1.2.3/tcp/1")), "/ip4/10.1.2.3")
+    }
+
     func testFailedHandshakesGetTheSourceRateLimited() async throws {
         var cfg = HostConfig()
         cfg.handshakeFailureLimit = 3
