@@ -45,17 +45,19 @@ public struct ControlServerStats: Sendable, Equatable {
     public var connectionsOpen = 0
     public var connectionsAccepted = 0
     public var connectionsRejected = 0
+    /// Connections waiting for a request that were closed to make room for a new one.
+    public var connectionsEvicted = 0
     public var requests = 0
     public var timeouts = 0
     public var parseErrors = 0
 }
 
-/// The control API server: one poll(2) event-loop thread for all sockets, handlers on a
-/// concurrent queue (or completed later from anywhere through `HTTPResponder`).
 /// glibc's `malloc_trim` (malloc.h is not part of the Glibc module): returns free heap pages of
 /// every arena to the OS.
 @_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
 
+/// The control API server: one poll(2) event-loop thread for all sockets, handlers on a
+/// concurrent queue (or completed later from anywhere through `HTTPResponder`).
 public final class ControlServer: @unchecked Sendable {
     public let config: ControlServerConfig
     public let router: Router
@@ -113,6 +115,7 @@ public final class ControlServer: @unchecked Sendable {
             ("connections_open", "gauge", "Control API connections being served.", s.connectionsOpen),
             ("connections_accepted_total", "counter", "Control API connections accepted.", s.connectionsAccepted),
             ("connections_rejected_total", "counter", "Connections refused with 503 over the connection limit.", s.connectionsRejected),
+            ("connections_evicted_total", "counter", "Idle or slow connections closed at the connection limit to make room.", s.connectionsEvicted),
             ("requests_total", "counter", "Requests handed to handlers.", s.requests),
             ("timeouts_total", "counter", "Header, body and handler timeouts.", s.timeouts),
             ("parse_errors_total", "counter", "Malformed or over-limit requests.", s.parseErrors),
@@ -407,7 +410,23 @@ public final class ControlServer: @unchecked Sendable {
                             close(fd)
                             continue
                         }
-                        if open >= config.maxConnections {
+                        if open >= config.maxConnections,
+                           let victim = conns.values.filter({ c in
+                               if case .head = c.state { return c.counted } else { return false }
+                           }).min(by: { $0.id < $1.id }) {
+                            // Full, but some connections are only waiting for a request (idle
+                            // keep-alive, or a head arriving slowly): the oldest of them makes
+                            // room, so silent clients cannot hold every slot. A request already
+                            // being read, handled or answered is never dropped.
+                            closeConn(victim)
+                            bump { $0.connectionsEvicted += 1 }
+                            rejectedSinceLog += 1
+                            if now >= lastRejectLog + 1_000_000_000 {
+                                Log.warn("api", "connection_evicted", ["reason": "max_connections", "limit": config.maxConnections, "count": rejectedSinceLog])
+                                lastRejectLog = now
+                                rejectedSinceLog = 0
+                            }
+                        } else if open >= config.maxConnections {
                             bump { $0.connectionsRejected += 1 }
                             // Answer 503 and linger briefly so the client can read it.
                             let c = Conn(id: nextID, fd: fd, counted: false, deadline: now + seconds(2))

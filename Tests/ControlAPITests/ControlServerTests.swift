@@ -340,20 +340,33 @@ final class ControlServerTests: XCTestCase {
     }
 
     func testTooManyConnections() throws {
-        let (server, path) = try startServer { $0.maxConnections = 4 }
-        let held = try (0..<4).map { _ in try RawConn(path: path) }
+        let (server, path) = try startServer { $0.maxConnections = 4; $0.handlerTimeout = 3 }
+        // Every slot has a request in progress (a handler that never answers): no room at all.
+        let busy = try (0..<4).map { _ in try RawConn(path: path) }
+        for c in busy { c.send("GET /never HTTP/1.1\r\n\r\n") }
         Thread.sleep(forTimeInterval: 0.2)
         let r = try ControlClient(socketPath: path).request("GET", "/healthz")
         XCTAssertEqual(r.status, 503)
         XCTAssertEqual(r.apiError?.code, "OVERLOADED")
         XCTAssertGreaterThanOrEqual(server.stats.connectionsRejected, 1)
-        // Held connections still work, and a freed slot is usable again.
-        held[0].send("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
-        XCTAssertEqual(held[0].readResponse()?.status, 200)
-        XCTAssertTrue(held[0].closedByPeer())
+        XCTAssertEqual(server.stats.connectionsEvicted, 0)
+        // Once the handler times out (504) the slots free up.
+        XCTAssertEqual(busy[0].readResponse()?.status, 504)
         Thread.sleep(forTimeInterval: 0.2)
         XCTAssertEqual(try ControlClient(socketPath: path).request("GET", "/healthz").status, 200)
-        _ = held.count
+    }
+
+    func testSilentConnectionsMakeRoomAtTheLimit() throws {
+        let (server, path) = try startServer { $0.maxConnections = 4 }
+        // Four connections that never send a request used to lock everyone out for 10 s.
+        let held = try (0..<4).map { _ in try RawConn(path: path) }
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(try ControlClient(socketPath: path).request("GET", "/healthz").status, 200)
+        XCTAssertEqual(server.stats.connectionsEvicted, 1)
+        XCTAssertTrue(held[0].closedByPeer(timeout: 1), "the oldest waiting connection made room")
+        // The others still work.
+        held[3].send("GET /healthz HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(held[3].readResponse()?.status, 200)
     }
 
     func testHandlerTimeoutAndIdleTimeout() throws {
