@@ -43,6 +43,10 @@ final class Connection: FDHandler, @unchecked Sendable {
     var ipGroup: String? = nil
     /// Closed by the host to make room for another handshake (not the peer's failure).
     var evicted = false
+    /// When an inbound connection was accepted (monotonic ns).
+    var acceptedAt: UInt64 = 0
+    /// Whether any byte has arrived (a handshake that sent nothing is the first to be dropped).
+    private(set) var receivedAny = false
     let localAddr: Multiaddr?
     let serial: UInt64
     let openedAt = Monotonic.nanos()
@@ -133,6 +137,7 @@ final class Connection: FDHandler, @unchecked Sendable {
             let n = Glibc.read(fd, rawIn.writePointer, rawIn.writableCount)
             if n > 0 {
                 rawIn.commitWrite(n)
+                receivedAny = true
                 budget -= n
                 if n < 16 * 1024 { break }
             } else if n == 0 {

@@ -82,7 +82,14 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
             // Room for this handshake: drop the oldest one from its own IP group when that group
             // is at its limit, or from the busiest group when all slots are taken.
             let group = HostCore.ipGroup(remote)
-            if let g = group, (pendingByIP[g] ?? 0) >= config.maxPendingHandshakesPerIP { evictOldestPending(g) }
+            if let g = group, (pendingByIP[g] ?? 0) >= config.maxPendingHandshakesPerIP {
+                evictOldestPending(g)
+                if (pendingByIP[g] ?? 0) >= config.maxPendingHandshakesPerIP {
+                    refused("pending handshakes per IP")
+                    Glibc.close(fd)
+                    continue
+                }
+            }
             if pendingHandshakes >= config.maxPendingHandshakes, let busiest = pendingByIP.max(by: { $0.value < $1.value })?.key {
                 evictOldestPending(busiest)
             }
@@ -95,6 +102,7 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
             let c = Connection(serial: nextSerial(), fd: fd, loop: loop, dialer: false, identity: identity, expected: nil, limits: limits,
                                remoteAddr: remote, localAddr: Sock.localAddr(fd), connecting: false)
             c.ipGroup = group
+            c.acceptedAt = Monotonic.nanos()
             if let g = group { pendingByIP[g, default: 0] += 1 }
             track(c)
             loop.register(fd, c)
@@ -102,10 +110,19 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         }
     }
 
-    /// Close the oldest inbound handshake still in progress from `group`.
+    /// A handshake that has sent something and is this young is not dropped for a newer one: an
+    /// honest handshake finishes well within it.
+    static let evictionGraceNanos: UInt64 = 500_000_000
+
+    /// Close one inbound handshake still in progress from `group`: the oldest that has sent
+    /// nothing at all, else the oldest past the grace period. If there is none, the new
+    /// connection is the one refused.
     private func evictOldestPending(_ group: String) {
-        guard let victim = conns.values.filter({ !$0.isDialer && !$0.isEstablished && !$0.isClosed && $0.ipGroup == group })
-                .min(by: { $0.serial < $1.serial }) else { return }
+        let pending = conns.values.filter { !$0.isDialer && !$0.isEstablished && !$0.isClosed && $0.ipGroup == group }
+        let now = Monotonic.nanos()
+        guard let victim = pending.filter({ !$0.receivedAny }).min(by: { $0.serial < $1.serial })
+                ?? pending.filter({ now &- $0.acceptedAt >= HostCore.evictionGraceNanos }).min(by: { $0.serial < $1.serial })
+        else { return }
         victim.evicted = true
         refused("pending handshake limit")
         victim.fail("handshake slots full; dropped the oldest from \(group)")

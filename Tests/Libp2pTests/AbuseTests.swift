@@ -180,11 +180,17 @@ final class AbuseTests: XCTestCase {
         let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
         // Far more half-open handshakes than there are slots, all still open: each new one used to
         // be refused once 16 were pending, so nobody else got in until they timed out.
+        // Silent connections (nothing sent) are the first to be dropped for a newer one.
         var stalled: [RawClient] = []
         for _ in 0..<60 {
+            stalled.append(try RawClient(port: port(addr)))
+        }
+        // Ones that started their handshake and stalled are kept for a grace period (0.5 s).
+        var talking: [RawClient] = []
+        for _ in 0..<4 {
             let c = try RawClient(port: port(addr))
             c.write(Multistream.encode(Multistream.protocolID))
-            stalled.append(c)
+            talking.append(c)
         }
         try await Task.sleep(nanoseconds: 200_000_000)
         let good = try Libp2pHost(identity: PrivateKey.generate())
@@ -193,9 +199,11 @@ final class AbuseTests: XCTestCase {
         _ = try await good.dial(addr)
         _ = try await good.ping(server.peerID)
         XCTAssertLessThan(Double(Monotonic.nanos() - started) / 1e9, 2.0)
-        // The oldest stalled handshakes were dropped to make room; the newest are still waiting.
+        // The oldest silent ones were dropped to make room; the newest silent one and the
+        // handshakes in progress are still there.
         XCTAssertFalse(stalled[0].isOpen(waiting: 1))
         XCTAssertTrue(stalled[59].isOpen(waiting: 1))
+        for c in talking { XCTAssertTrue(c.isOpen(waiting: 1)) }
     }
 
     func testStrangersCannotTakeTheReservedSlots() async throws {
