@@ -313,6 +313,8 @@ public final class ControlServer: @unchecked Sendable {
         var acceptPausedUntil: UInt64 = 0
         var lastRejectLog: UInt64 = 0
         var rejectedSinceLog = 0
+        var lastRefusedLog: UInt64 = 0
+        var refusedSinceLog = 0
 
         func closeConn(_ c: Conn) {
             close(c.fd)
@@ -503,7 +505,12 @@ public final class ControlServer: @unchecked Sendable {
                 process(c, now: now)
                 account(c)
                 if bufferedTotal > config.maxBufferedBytes && c.buffered > 64 * 1024 {
-                    Log.warn("api", "request_refused", ["reason": "buffered_bytes", "total": bufferedTotal, "limit": config.maxBufferedBytes])
+                    refusedSinceLog += 1
+                    if now >= lastRefusedLog + 1_000_000_000 {
+                        Log.warn("api", "request_refused", ["reason": "buffered_bytes", "total": bufferedTotal, "limit": config.maxBufferedBytes, "count": refusedSinceLog])
+                        lastRefusedLog = now
+                        refusedSinceLog = 0
+                    }
                     sendError(c, HTTPError(status: 503, code: "OVERLOADED", message: "the server holds too many request bytes across connections; retry later"), now: now)
                 }
                 if c.eof, case .head = c.state, c.outOffset >= c.out.count {
