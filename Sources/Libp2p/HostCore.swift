@@ -136,7 +136,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
     /// The IP of a multiaddr for per-IP limits; IPv6 addresses count per /64.
     static func ipGroup(_ addr: Multiaddr?) -> String? {
         guard let key = ipKey(addr) else { return nil }
-        guard key.hasPrefix("/ip6/") else { return key }
+        // IPv4 (and IPv4-mapped IPv6, which V6ONLY listeners never see) count per address.
+        guard key.hasPrefix("/ip6/"), !key.contains(".") else { return key }
         let parts = key.dropFirst(5).split(separator: ":", omittingEmptySubsequences: false)
         // Expand "::" enough to take the first four groups.
         if let gap = parts.firstIndex(of: "") {

@@ -259,6 +259,7 @@ final class AbuseTests: XCTestCase {
         XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/2001:db8::1/tcp/1")), "/ip6/2001:db8:0:0::/64")
         XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/::1/tcp/1")), "/ip6/0:0:0:0::/64")
         XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip4/10.1.2.3/tcp/1")), "/ip4/10.1.2.3")
+        XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/::ffff:10.1.2.3/tcp/1")), "/ip6/::ffff:10.1.2.3")
     }
 
     func testFailedHandshakesGetTheSourceRateLimited() async throws {
