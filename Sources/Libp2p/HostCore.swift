@@ -153,6 +153,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
     /// a flood of connection attempts must not become a flood of log lines.
     private var refusedSinceLog = 0
     private var lastRefusedLog: UInt64 = 0
+    private var failedSinceLog = 0
+    private var lastFailedLog: UInt64 = 0
     private func refused(_ reason: String) {
         refusedSinceLog += 1
         let now = Monotonic.nanos()
@@ -401,7 +403,17 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         }
         guard let peer = c.remotePeer else {
             Log.debug("LIBP2P", "handshake_failed", ["remote": c.remoteAddr?.description ?? "?", "reason": reason])
-            if !c.isDialer && !shuttingDown && !c.evicted { recordFailure(c.remoteAddr) }
+            if !c.isDialer && !shuttingDown && !c.evicted {
+                recordFailure(c.remoteAddr)
+                // Visible at the default level too, but at most one line a second.
+                failedSinceLog += 1
+                let now = Monotonic.nanos()
+                if now &- lastFailedLog >= 1_000_000_000 {
+                    Log.info("LIBP2P", "handshakes_failed", ["count": failedSinceLog, "last_remote": c.remoteAddr?.description ?? "?", "last_reason": reason])
+                    failedSinceLog = 0
+                    lastFailedLog = now
+                }
+            }
             return
         }
         if primary[peer] === c {
