@@ -311,10 +311,9 @@ public final class ControlServer: @unchecked Sendable {
         var readBuf = [UInt8](repeating: 0, count: 64 * 1024)
         var listening = true
         var acceptPausedUntil: UInt64 = 0
-        var lastRejectLog: UInt64 = 0
-        var rejectedSinceLog = 0
-        var lastRefusedLog: UInt64 = 0
-        var refusedSinceLog = 0
+        var rejectedLog = LogEvery()
+        var evictedLog = LogEvery()
+        var refusedLog = LogEvery()
 
         func closeConn(_ c: Conn) {
             close(c.fd)
@@ -422,11 +421,8 @@ public final class ControlServer: @unchecked Sendable {
                             // being read, handled or answered is never dropped.
                             closeConn(victim)
                             bump { $0.connectionsEvicted += 1 }
-                            rejectedSinceLog += 1
-                            if now >= lastRejectLog + 1_000_000_000 {
-                                Log.warn("api", "connection_evicted", ["reason": "max_connections", "limit": config.maxConnections, "count": rejectedSinceLog])
-                                lastRejectLog = now
-                                rejectedSinceLog = 0
+                            if let n = evictedLog.count(now: now) {
+                                Log.warn("api", "connection_evicted", ["reason": "max_connections", "limit": config.maxConnections, "count": n])
                             }
                         } else if open >= config.maxConnections {
                             bump { $0.connectionsRejected += 1 }
@@ -440,11 +436,8 @@ public final class ControlServer: @unchecked Sendable {
                                 .serialized(keepAlive: false)
                             c.closeAfterWrite = true
                             // At most one line per second under a connection flood.
-                            rejectedSinceLog += 1
-                            if now >= lastRejectLog + 1_000_000_000 {
-                                Log.warn("api", "connection_rejected", ["reason": "max_connections", "limit": config.maxConnections, "count": rejectedSinceLog])
-                                lastRejectLog = now
-                                rejectedSinceLog = 0
+                            if let n = rejectedLog.count(now: now) {
+                                Log.warn("api", "connection_rejected", ["reason": "max_connections", "limit": config.maxConnections, "count": n])
                             }
                             continue
                         }
@@ -505,11 +498,8 @@ public final class ControlServer: @unchecked Sendable {
                 process(c, now: now)
                 account(c)
                 if bufferedTotal > config.maxBufferedBytes && c.buffered > 64 * 1024 {
-                    refusedSinceLog += 1
-                    if now >= lastRefusedLog + 1_000_000_000 {
-                        Log.warn("api", "request_refused", ["reason": "buffered_bytes", "total": bufferedTotal, "limit": config.maxBufferedBytes, "count": refusedSinceLog])
-                        lastRefusedLog = now
-                        refusedSinceLog = 0
+                    if let n = refusedLog.count(now: now) {
+                        Log.warn("api", "request_refused", ["reason": "buffered_bytes", "total": bufferedTotal, "limit": config.maxBufferedBytes, "count": n])
                     }
                     sendError(c, HTTPError(status: 503, code: "OVERLOADED", message: "the server holds too many request bytes across connections; retry later"), now: now)
                 }

@@ -43,8 +43,6 @@ final class Connection: FDHandler, @unchecked Sendable {
     var ipGroup: String? = nil
     /// Closed by the host to make room for another handshake (not the peer's failure).
     var evicted = false
-    /// When an inbound connection was accepted (monotonic ns).
-    var acceptedAt: UInt64 = 0
     /// Whether any byte has arrived (a handshake that sent nothing is the first to be dropped).
     private(set) var receivedAny = false
     let localAddr: Multiaddr?

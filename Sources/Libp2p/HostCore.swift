@@ -102,7 +102,6 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
             let c = Connection(serial: nextSerial(), fd: fd, loop: loop, dialer: false, identity: identity, expected: nil, limits: limits,
                                remoteAddr: remote, localAddr: Sock.localAddr(fd), connecting: false)
             c.ipGroup = group
-            c.acceptedAt = Monotonic.nanos()
             if let g = group { pendingByIP[g, default: 0] += 1 }
             track(c)
             loop.register(fd, c)
@@ -121,7 +120,7 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         let pending = conns.values.filter { !$0.isDialer && !$0.isEstablished && !$0.isClosed && $0.ipGroup == group }
         let now = Monotonic.nanos()
         guard let victim = pending.filter({ !$0.receivedAny }).min(by: { $0.serial < $1.serial })
-                ?? pending.filter({ now &- $0.acceptedAt >= HostCore.evictionGraceNanos }).min(by: { $0.serial < $1.serial })
+                ?? pending.filter({ now &- $0.openedAt >= HostCore.evictionGraceNanos }).min(by: { $0.serial < $1.serial })
         else { return }
         victim.evicted = true
         refused("pending handshake limit")
@@ -151,17 +150,10 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
 
     /// Refused connections are logged at most once a second, with how many since the last line:
     /// a flood of connection attempts must not become a flood of log lines.
-    private var refusedSinceLog = 0
-    private var lastRefusedLog: UInt64 = 0
-    private var failedSinceLog = 0
-    private var lastFailedLog: UInt64 = 0
+    private var refusedLog = LogEvery()
+    private var failedLog = LogEvery()
     private func refused(_ reason: String) {
-        refusedSinceLog += 1
-        let now = Monotonic.nanos()
-        guard now &- lastRefusedLog >= 1_000_000_000 else { return }
-        Log.warn("LIBP2P", "connection_refused", ["reason": reason, "count": refusedSinceLog])
-        refusedSinceLog = 0
-        lastRefusedLog = now
+        if let n = refusedLog.count() { Log.warn("LIBP2P", "connection_refused", ["reason": reason, "count": n]) }
     }
 
     private func track(_ c: Connection) {
@@ -406,12 +398,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
             if !c.isDialer && !shuttingDown && !c.evicted {
                 recordFailure(c.remoteAddr)
                 // Visible at the default level too, but at most one line a second.
-                failedSinceLog += 1
-                let now = Monotonic.nanos()
-                if now &- lastFailedLog >= 1_000_000_000 {
-                    Log.info("LIBP2P", "handshakes_failed", ["count": failedSinceLog, "last_remote": c.remoteAddr?.description ?? "?", "last_reason": reason])
-                    failedSinceLog = 0
-                    lastFailedLog = now
+                if let n = failedLog.count() {
+                    Log.info("LIBP2P", "handshakes_failed", ["count": n, "last_remote": c.remoteAddr?.description ?? "?", "last_reason": reason])
                 }
             }
             return

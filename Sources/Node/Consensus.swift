@@ -1152,30 +1152,29 @@ extension Consensus {
             // This route runs on the control API's poll thread, which must stay free for everyone
             // else: only a small single tx (one parse of a few KiB, one signature check) is
             // admitted here. A batch, or anything larger, is parsed and admitted on a worker.
-            let strict = body.count <= ControlServerInline.txBytes ? try? JSONValue.parse(body, limits: Tx.parseLimits) : nil
-            if let one = strict, one["txs"] == nil {
-                c.submitFast([body], parsed: one, wait: req.queryValue("wait") != "false") { results in
-                    _ = responder.complete(singleTxResponse(results[0]))
-                }
-                return
-            }
+            let small = body.count <= ControlServerInline.txBytes
+            let strict = small ? parseStrict(body) : nil
+            if let one = strict, one["txs"] == nil { submitOne(c, req: req, tx: one, responder: responder); return }
             // One serial queue: batches take turns on at most one core, and the shared global
             // pool (where the other routes run) stays free.
             ControlServerInline.batchQueue.async {
-                do { try batchRoute(c, req: req, strict: strict, responder: responder) } catch {
+                do { try batchRoute(c, req: req, strict: small ? strict : parseStrict(body), responder: responder) } catch {
                     _ = responder.complete(Router.errorResponse(error))
                 }
             }
         }
+        /// The body parsed with the tx's own (stricter) limits, when it fits and parses that way.
+        @Sendable func parseStrict(_ body: [UInt8]) -> JSONValue? {
+            body.count <= Tx.maxBytes ? try? JSONValue.parse(body, limits: Tx.parseLimits) : nil
+        }
+        @Sendable func submitOne(_ c: Consensus, req: HTTPRequest, tx one: JSONValue, responder: HTTPResponder) {
+            c.submitFast([req.body], parsed: one, wait: req.queryValue("wait") != "false") { results in
+                _ = responder.complete(singleTxResponse(results[0]))
+            }
+        }
         @Sendable func batchRoute(_ c: Consensus, req: HTTPRequest, strict: JSONValue?, responder: HTTPResponder) throws {
             let body = req.body
-            let strict = strict ?? (body.count <= Tx.maxBytes ? try? JSONValue.parse(body, limits: Tx.parseLimits) : nil)
-            if let one = strict, one["txs"] == nil {
-                c.submitFast([body], parsed: one, wait: req.queryValue("wait") != "false") { results in
-                    _ = responder.complete(singleTxResponse(results[0]))
-                }
-                return
-            }
+            if let one = strict, one["txs"] == nil { submitOne(c, req: req, tx: one, responder: responder); return }
             let parsed: JSONValue
             if let strict { parsed = strict } else {
                 do { parsed = try JSONValue.parse(body, limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32)) } catch {
@@ -1250,20 +1249,15 @@ extension Consensus {
         query("/v1/p2p/sessions/{id}/events") { l, q in
             // A cursor or page size that does not parse is an error, not page 1: a client paging
             // with a bad cursor would otherwise loop over the same events.
-            var after: Int64 = 0
-            if let a = q.queryValue("after") {
-                guard let v = Int64(a), v >= 0 else {
-                    throw HTTPError(status: 400, code: "MALFORMED", message: "after must be an event seq, an integer 0…\(Int64.max)")
+            func integer(_ name: String, _ range: ClosedRange<Int64>, default d: Int64) throws -> Int64 {
+                guard let text = q.queryValue(name) else { return d }
+                guard let v = Int64(text), range.contains(v) else {
+                    throw HTTPError(status: 400, code: "MALFORMED", message: "\(name) must be an integer \(range.lowerBound)…\(range.upperBound)")
                 }
-                after = v
+                return v
             }
-            var limit = 100
-            if let t = q.queryValue("limit") {
-                guard let v = Int(t), v >= 1, v <= 1000 else {
-                    throw HTTPError(status: 400, code: "MALFORMED", message: "limit must be an integer 1…1000")
-                }
-                limit = v
-            }
+            let after = try integer("after", 0...Int64.max, default: 0)
+            let limit = Int(try integer("limit", 1...1000, default: 100))
             return try l.events(sessionID: q.param("id"), after: after, limit: limit)
         }
         query("/v1/p2p/steps/{id}") { l, q in try l.step(id: q.param("id") ?? "") }

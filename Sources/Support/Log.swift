@@ -99,3 +99,23 @@ public final class Log: @unchecked Sendable {
         return s
     }
 }
+
+/// Rate limit for a log line about a repeated event (a flood must not become a flood of lines):
+/// `count()` records one event and answers how many happened since the last line once at least
+/// `intervalNanos` has passed since it, nil otherwise. One thread at a time.
+public struct LogEvery: Sendable {
+    public let intervalNanos: UInt64
+    private var pending = 0
+    private var last: UInt64 = 0
+
+    public init(seconds: Double = 1) { intervalNanos = UInt64(seconds * 1e9) }
+
+    public mutating func count(now: UInt64 = Monotonic.nanos()) -> Int? {
+        pending += 1
+        guard last == 0 || now &- last >= intervalNanos else { return nil }
+        let n = pending
+        pending = 0
+        last = now
+        return n
+    }
+}

@@ -65,7 +65,6 @@ public enum JSONValue: Equatable, Sendable {
     }
 }
 
-/// A JSON object: members in insertion order, keys unique (compared byte for byte, never Unicode-normalized).
 /// Byte-for-byte equality of two strings' UTF-8. Swift's `==` treats canonically equivalent
 /// strings as equal ("\u{212A}" == "K"); JSON keys and signed fields must not. One `memcmp`
 /// for native strings.
@@ -81,6 +80,7 @@ public func utf8Equal(_ a: String, _ b: String) -> Bool {
     return a.utf8.elementsEqual(b.utf8)
 }
 
+/// A JSON object: members in insertion order, keys unique (compared byte for byte, never Unicode-normalized).
 public struct JSONObject: Equatable, Sendable, Sequence {
     /// The members in order.
     public private(set) var members: [(key: String, value: JSONValue)] = []

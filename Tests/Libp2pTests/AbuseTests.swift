@@ -206,6 +206,20 @@ final class AbuseTests: XCTestCase {
         for c in talking { XCTAssertTrue(c.isOpen(waiting: 1)) }
     }
 
+    /// Dial `server` from `n` fresh identities one after another (into `strangers`, which the
+    /// caller keeps open and closes); how many are still connected shortly after.
+    func strangersKept(_ n: Int, dialing addr: Multiaddr, of server: Libp2pHost, into strangers: inout [Libp2pHost]) async throws -> Int {
+        for _ in 0..<n {
+            let h = try Libp2pHost(identity: PrivateKey.generate())
+            strangers.append(h)
+            _ = try? await h.dial(addr)
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        var kept = 0
+        for h in strangers where await h.connectionCount(to: server.peerID) > 0 { kept += 1 }
+        return kept
+    }
+
     func testStrangersCannotTakeTheReservedSlots() async throws {
         var cfg = HostConfig()
         cfg.maxConnections = 24
@@ -222,14 +236,7 @@ final class AbuseTests: XCTestCase {
         // 14 strangers: only 24 - 8 - 8 = 8 of them keep a connection.
         var strangers: [Libp2pHost] = []
         defer { for h in strangers { h.close() } }
-        for _ in 0..<14 {
-            let h = try Libp2pHost(identity: PrivateKey.generate())
-            strangers.append(h)
-            _ = try? await h.dial(addr)
-        }
-        try await Task.sleep(nanoseconds: 300_000_000)
-        var kept = 0
-        for h in strangers where await h.connectionCount(to: server.peerID) > 0 { kept += 1 }
+        let kept = try await strangersKept(14, dialing: addr, of: server, into: &strangers)
         XCTAssertEqual(kept, 8)
         // A protected peer still gets in and is served.
         _ = try await member.dial(addr)
@@ -246,14 +253,7 @@ final class AbuseTests: XCTestCase {
         let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
         var strangers: [Libp2pHost] = []
         defer { for h in strangers { h.close() } }
-        for _ in 0..<5 {
-            let h = try Libp2pHost(identity: PrivateKey.generate())
-            strangers.append(h)
-            _ = try? await h.dial(addr)
-        }
-        try await Task.sleep(nanoseconds: 300_000_000)
-        var kept = 0
-        for h in strangers where await h.connectionCount(to: server.peerID) > 0 { kept += 1 }
+        let kept = try await strangersKept(5, dialing: addr, of: server, into: &strangers)
         XCTAssertEqual(kept, 3)
         XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/2001:db8:1:2:3:4:5:6/tcp/1")), "/ip6/2001:db8:1:2::/64")
         XCTAssertEqual(HostCore.ipGroup(try Multiaddr("/ip6/2001:db8::1/tcp/1")), "/ip6/2001:db8:0:0::/64")
