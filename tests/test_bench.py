@@ -14,6 +14,9 @@ def test_bench_tx_reports_throughput_latency_and_memory(p2pos, tmp_path):
         assert ours["ops"] > 0 and ours["errors"] == 0, lvl
         assert 0 < ours["p50_ms"] <= ours["p95_ms"] <= ours["p99_ms"], lvl
         assert "etcd" not in lvl
+        # CPU the three node processes used per committed tx (from /proc/<pid>/stat): at least
+        # the three signature checks' worth, and far below a second.
+        assert 50 < ours["server_cpu_us_per_op"] < 1_000_000, lvl
     rss = report["p2pos_peak_rss_mib"]
     assert len(rss) == 3 and all(5 < m < 2048 for m in rss), rss
     # The cluster's data directories are removed afterwards.

@@ -99,15 +99,22 @@ struct LoadResult {
     var errors: Int
     var seconds: Double
     var latenciesUs: [Double]
+    /// CPU seconds the measured system's processes (the cluster, not the load generator) used
+    /// during the run, when they could be read.
+    var serverCPUSeconds: Double? = nil
     var opsPerSec: Double { Double(ops) / seconds }
+    /// Server CPU per successful operation, in µs (summed over the nodes).
+    var cpuUsPerOp: Double? { serverCPUSeconds.flatMap { ops > 0 ? $0 * 1e6 / Double(ops) : nil } }
     func pct(_ p: Double) -> Double {
         guard !latenciesUs.isEmpty else { return .nan }
         let s = latenciesUs.sorted()
         return s[min(s.count - 1, Int(Double(s.count - 1) * p))]
     }
     var json: [String: Any] {
-        ["ops": ops, "errors": errors, "seconds": seconds, "ops_per_sec": opsPerSec.rounded(),
-         "p50_ms": pct(0.5) / 1000, "p95_ms": pct(0.95) / 1000, "p99_ms": pct(0.99) / 1000]
+        var o: [String: Any] = ["ops": ops, "errors": errors, "seconds": seconds, "ops_per_sec": opsPerSec.rounded(),
+                                "p50_ms": pct(0.5) / 1000, "p95_ms": pct(0.95) / 1000, "p99_ms": pct(0.99) / 1000]
+        if let c = cpuUsPerOp { o["server_cpu_us_per_op"] = c.rounded() }
+        return o
     }
 }
 
@@ -149,6 +156,15 @@ func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable 
     }
     group.wait()
     return LoadResult(ops: acc.ops, errors: acc.errors, seconds: Double(Monotonic.nanos() - start) / 1e9, latenciesUs: acc.lat)
+}
+
+/// `closedLoop`, with the CPU time the server processes `pids` used meanwhile.
+func measuredLoop(pids: [Int32], clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
+                  op: @escaping @Sendable (KeepAliveClient, Int, Int) -> Bool) -> LoadResult {
+    let before = ProcessStats.cpuSeconds(pids: pids)
+    var r = closedLoop(clients: clients, duration: duration, makeClient: makeClient, op: op)
+    if let b = before, let a = ProcessStats.cpuSeconds(pids: pids) { r.serverCPUSeconds = a - b }
+    return r
 }
 
 /// Path of this executable, to start node processes.
@@ -264,6 +280,8 @@ final class LocalCluster {
 
     /// Each running node's peak resident set so far (`VmHWM` in /proc, KiB → MiB); nil where
     /// unknown (not Linux, or the node exited).
+    var pids: [Int32] { procs.map(\.processIdentifier) }
+
     func peakRSSMiB() -> [Int?] {
         procs.map { p in
             guard p.isRunning, let bytes = ProcessStats.peakResidentBytes(pid: p.processIdentifier) else { return nil }
@@ -307,6 +325,13 @@ final class EtcdCluster {
 
     func stop() {
         _ = runShell("exec /bin/bash '\(script)' stop '\(dir)' > /dev/null 2>&1 < /dev/null")
+    }
+
+    /// The etcd processes (the script writes `e<i>.pid`).
+    var pids: [Int32] {
+        (0..<clientPorts.count).compactMap { i in
+            (try? String(contentsOfFile: dir + "/e\(i).pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
     }
 
     /// Index of the leader (etcd's JSON gateway reports it in /v3/maintenance/status).
@@ -364,7 +389,8 @@ func repoScript(_ name: String) -> String? {
 }
 
 func fmtRow(_ name: String, _ c: Int, _ r: LoadResult) -> String {
-    String(format: "%-8@ %7d %12.0f %9.2f %9.2f %9.2f %8d", name as NSString, c, r.opsPerSec, r.pct(0.5) / 1000, r.pct(0.95) / 1000, r.pct(0.99) / 1000, r.errors)
+    String(format: "%-8@ %7d %12.0f %9.2f %9.2f %9.2f %8d %11@", name as NSString, c, r.opsPerSec, r.pct(0.5) / 1000, r.pct(0.95) / 1000,
+           r.pct(0.99) / 1000, r.errors, (r.cpuUsPerOp.map { String(format: "%.0f", $0) } ?? "-") as NSString)
 }
 
 /// `p2pos bench raft` / `p2pos bench tx`: closed-loop load against a local cluster, next to etcd.
@@ -376,7 +402,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
     let compare = p.value("--compare") ?? "etcd"
     var report: [String: Any] = ["kind": kind, "nodes": nodes, "duration_s": duration, "fsync": true]
     var lines: [String] = ["bench \(kind): \(nodes) nodes, closed loop, \(Int(duration))s per level, fsync on"]
-    lines.append(String(format: "%-8@ %7@ %12@ %9@ %9@ %9@ %8@", "system", "clients", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors"))
+    lines.append(String(format: "%-8@ %7@ %12@ %9@ %9@ %9@ %8@ %11@", "system", "clients", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors", "cpu us/op"))
     var ours: [Int: LoadResult] = [:]
     var theirs: [Int: LoadResult] = [:]
     // p2pos
@@ -392,7 +418,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         Out.err("bench \(kind): p2pos, \(c) clients")
         var r: LoadResult
         if kind == "raft" {
-            r = closedLoop(clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
+            r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
                 guard let (st, _) = try? client.request("POST", "/v1/bench/propose", body: payload) else { return false }
                 return st == 200
             }
@@ -415,7 +441,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
                 txBox.set(i, list)
             }
             let frozen = txBox.all
-            r = closedLoop(clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
+            r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
                 guard seq < frozen[ci].count, let (st, _) = try? client.request("POST", "/v1/p2p/tx", body: frozen[ci][seq]) else { return false }
                 return st == 200
             }
@@ -439,7 +465,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         Out.err("bench \(kind): etcd leader on port \(port)")
         let value = Base64.encode(payload)
         for c in clients {
-            let r = closedLoop(clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
+            let r = measuredLoop(pids: etcd.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
                 let key = Base64.encode(Array("k\(ci)-\(seq)".utf8))
                 let body = Array("{\"key\":\"\(key)\",\"value\":\"\(value)\"}".utf8)
                 guard let (st, _) = try? client.request("POST", "/v3/kv/put", body: body) else { return false }
@@ -456,7 +482,12 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
             o["etcd"] = t.json
             o["throughput_ratio"] = (ours[c]!.opsPerSec / max(1, t.opsPerSec) * 100).rounded() / 100
             o["p99_ratio"] = (ours[c]!.pct(0.99) / max(1, t.pct(0.99)) * 100).rounded() / 100
-            lines.append(String(format: "clients %d: p2pos/etcd throughput %.2fx, p99 %.2fx", c, ours[c]!.opsPerSec / max(1, t.opsPerSec), ours[c]!.pct(0.99) / max(1, t.pct(0.99))))
+            var line = String(format: "clients %d: p2pos/etcd throughput %.2fx, p99 %.2fx", c, ours[c]!.opsPerSec / max(1, t.opsPerSec), ours[c]!.pct(0.99) / max(1, t.pct(0.99)))
+            if let a = ours[c]!.cpuUsPerOp, let b = t.cpuUsPerOp, b > 0 {
+                o["cpu_per_op_ratio"] = (a / b * 100).rounded() / 100
+                line += String(format: ", server CPU per op %.2fx", a / b)
+            }
+            lines.append(line)
         }
         levels.append(o)
     }

@@ -25,6 +25,29 @@ public enum ProcessStats {
         return s(u.ru_utime) + s(u.ru_stime)
     }
 
+    /// User plus system CPU time used so far by process `pid` (all its threads, from
+    /// /proc/<pid>/stat), in seconds; nil when the process is gone or /proc is unavailable.
+    public static func cpuSeconds(pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        // After the command name (which may hold spaces and parentheses): state is field 3,
+        // utime and stime are fields 14 and 15.
+        let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return hz > 0 ? (user + system) / hz : nil
+    }
+
+    /// Summed `cpuSeconds(pid:)` of several processes; nil if any of them cannot be read.
+    public static func cpuSeconds(pids: [Int32]) -> Double? {
+        var total = 0.0
+        for p in pids {
+            guard let s = cpuSeconds(pid: p) else { return nil }
+            total += s
+        }
+        return total
+    }
+
     /// Size in bytes of the file at `path`, nil when it does not exist.
     public static func fileBytes(_ path: String) -> Int? {
         var st = stat()
