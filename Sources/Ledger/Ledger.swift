@@ -283,7 +283,7 @@ public final class Ledger: @unchecked Sendable {
 
     /// The tx_id that holds the signer's nonce, if any.
     func nonceOwner(_ tx: Tx) throws -> String? {
-        try db.query("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)]).first?.first?.text
+        try db.queryText("SELECT tx_id FROM ledger_nonces WHERE signer = ? AND nonce = ?", [.text(tx.signer), .text(tx.nonce)])
     }
 
     private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64, decoded: Tx?, _ batch: inout BatchState) throws -> TxResult {
@@ -402,7 +402,7 @@ struct ApplyContext {
 
     func fail(_ code: RejectCode, _ message: String) -> TxRejection { TxRejection(code, message) }
 
-    func exists(_ sql: String, _ params: [SQLValue]) throws -> Bool { !(try db.query(sql, params)).isEmpty }
+    func exists(_ sql: String, _ params: [SQLValue]) throws -> Bool { try db.queryExists(sql, params) }
 
     func sessionOwner(_ sessionID: String) throws -> (owner: String, status: String)? {
         guard let r = try db.query("SELECT owner, status FROM ledger_sessions WHERE session_id = ?", [.text(sessionID)]).first else { return nil }

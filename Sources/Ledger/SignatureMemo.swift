@@ -10,13 +10,26 @@ public final class SignatureMemo: @unchecked Sendable {
     public static let capacity = 200_000
 
     private let lock = NSLock()
-    private var verified = Set<Data>()
+    private var verified = Set<Key>()
 
-    static func key(_ tx: Tx) -> Data {
-        var d = Data(tx.txID.utf8)
-        d.append(contentsOf: tx.signature)
-        return d
+    /// The pair itself (equality compares both in full); hashed by the signature's first eight
+    /// bytes only, which is enough to spread the keys: unlike a copy of both into one buffer,
+    /// building, hashing and comparing a key allocates nothing.
+    struct Key: Hashable {
+        let txID: String
+        let signature: [UInt8]
+        static func == (a: Key, b: Key) -> Bool { a.signature == b.signature && a.txID == b.txID }
+        func hash(into h: inout Hasher) {
+            var w: UInt64 = 0
+            signature.withUnsafeBytes { b in
+                for i in 0..<min(8, b.count) { w |= UInt64(b[i]) << (8 * UInt64(i)) }
+            }
+            h.combine(w)
+            h.combine(signature.count)
+        }
     }
+
+    static func key(_ tx: Tx) -> Key { Key(txID: tx.txID, signature: tx.signature) }
 
     /// Verify unless already known good; records success.
     public func verify(_ tx: Tx) throws(TxRejection) {

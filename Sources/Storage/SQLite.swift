@@ -159,7 +159,6 @@ public final class SQLiteDB: @unchecked Sendable {
     private func prepare(_ sql: String) throws -> OpaquePointer {
         if let s = cache[sql] {
             sqlite3_reset(s)
-            sqlite3_clear_bindings(s)
             return s
         }
         var s: OpaquePointer?
@@ -170,6 +169,9 @@ public final class SQLiteDB: @unchecked Sendable {
     }
 
     private func bind(_ stmt: OpaquePointer, _ params: [SQLValue]) throws {
+        // Every parameter is bound on each use; clearing is needed only when a call leaves some
+        // unbound (they must read as NULL, not as the previous call's values).
+        if params.count < Int(sqlite3_bind_parameter_count(stmt)) { sqlite3_clear_bindings(stmt) }
         for (i, p) in params.enumerated() {
             let idx = Int32(i + 1)
             let rc: Int32
@@ -202,6 +204,30 @@ public final class SQLiteDB: @unchecked Sendable {
         var rows: [[SQLValue]] = []
         try forEachRow(sql, params) { row in rows.append((0..<row.columnCount).map(row.value)) }
         return rows
+    }
+
+    /// The first column of the first row as text (nil when there is no row or it is NULL),
+    /// without building the rows `query` returns.
+    public func queryText(_ sql: String, _ params: [SQLValue] = []) throws -> String? {
+        let stmt = try prepare(sql)
+        defer { sqlite3_reset(stmt) }
+        try bind(stmt, params)
+        let rc = sqlite3_step(stmt)
+        if rc == SQLITE_DONE { return nil }
+        guard rc == SQLITE_ROW else { throw error(rc) }
+        guard let p = sqlite3_column_text(stmt, 0) else { return nil }
+        return String(cString: p)
+    }
+
+    /// Whether the query returns at least one row.
+    public func queryExists(_ sql: String, _ params: [SQLValue] = []) throws -> Bool {
+        let stmt = try prepare(sql)
+        defer { sqlite3_reset(stmt) }
+        try bind(stmt, params)
+        let rc = sqlite3_step(stmt)
+        if rc == SQLITE_DONE { return false }
+        guard rc == SQLITE_ROW else { throw error(rc) }
+        return true
     }
 
     /// Count WAL frames after each commit of this connection (see `WALFrameCounter`), so another

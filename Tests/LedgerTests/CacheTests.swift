@@ -119,3 +119,41 @@ final class CacheTests: XCTestCase {
         XCTAssertNil(reader.counters)
     }
 }
+
+/// The signature memo answers only for the exact (tx_id, signature) pair it verified.
+final class SignatureMemoTests: XCTestCase {
+    func testForgedSignatureWithSameTxIDAndSameHashBytesIsNotAHit() throws {
+        let h = try Harness()
+        let good = try h.sign(Keys.owner, .sessionCreate, "{\"session_id\":\"memo\",\"title\":\"t\",\"steps\":[{\"step_id\":\"m\",\"title\":\"M\"}]}")
+        let memo = SignatureMemo()
+        XCTAssertNoThrow(try memo.verify(good))
+        // Same envelope and tx_id; the signature keeps its first 8 bytes (the memo's hash input)
+        // and differs only after them.
+        var sig = good.signature
+        sig[40] ^= 0x01
+        var o = good.envelope.objectValue!
+        o["signature"] = .string(Base64.encode(sig))
+        let forged = try Tx.decodeUnverified(JSONValue.object(o).canonicalBytes)
+        XCTAssertEqual(forged.txID, good.txID)
+        XCTAssertEqual(SignatureMemo.key(forged).hashValue, SignatureMemo.key(good).hashValue)
+        XCTAssertThrowsError(try memo.verify(forged)) { XCTAssertEqual(($0 as? TxRejection)?.code, .badSignature) }
+        XCTAssertEqual(memo.count, 1)
+        // The good pair is still known, and forgetting it forgets only it.
+        XCTAssertNoThrow(try memo.verify(good))
+        memo.forget(good)
+        XCTAssertEqual(memo.count, 0)
+    }
+
+    /// A cached statement run again with fewer parameters reads NULL for the missing ones, not
+    /// the previous call's values (bindings are cleared only in that case).
+    func testStatementReuseWithFewerParametersBindsNull() throws {
+        let db = try SQLiteDB(path: ":memory:")
+        let sql = "SELECT ? IS NULL, ? IS NULL"
+        XCTAssertEqual(try db.query(sql, [.int(1), .int(2)]).first, [.int(0), .int(0)])
+        XCTAssertEqual(try db.query(sql, [.int(1)]).first, [.int(0), .int(1)])
+        XCTAssertEqual(try db.queryText("SELECT 'x' WHERE ?", [.int(1)]), "x")
+        XCTAssertNil(try db.queryText("SELECT 'x' WHERE ?", [.int(0)]))
+        XCTAssertTrue(try db.queryExists("SELECT 1 WHERE ?", [.int(1)]))
+        XCTAssertFalse(try db.queryExists("SELECT 1 WHERE ?", [.int(0)]))
+    }
+}
