@@ -191,7 +191,7 @@ public enum CommandTable {
                     args: [ArgSpec("MULTIADDR", "peer address")],
                     hidden: true, handler: debugDialHandler),
         CommandSpec(["bench", "raft"], "benchmark Raft commits on a local cluster of real processes, next to etcd",
-                    details: "Starts --nodes p2pos processes on loopback, then drives replicated entries of --size bytes in a closed loop from each concurrency level of --clients for --duration, fsync on; then does the same with puts against a local etcd cluster (scripts/etcd-cluster, Debian's etcd-server).",
+                    details: "Starts --nodes p2pos processes on loopback, then drives replicated entries of --size bytes in a closed loop from each concurrency level of --clients for --duration, fsync on; then does the same with puts against a local etcd cluster (scripts/etcd-cluster, Debian's etcd-server). Reports ops/s, latency percentiles, errors and the CPU the cluster's processes used per op.",
                     options: benchClusterOptions, handler: { try runClusterBench($0, kind: "raft") }),
         CommandSpec(["bench", "tx"], "benchmark signed transactions end to end on a local cluster, next to etcd",
                     details: "Like bench raft, with distinct pre-signed SESSION_CREATE transactions submitted through the control API of the leader (each verified at admission and applied on every node).",
