@@ -209,25 +209,23 @@ public final class SQLiteDB: @unchecked Sendable {
     /// The first column of the first row as text (nil when there is no row or it is NULL),
     /// without building the rows `query` returns.
     public func queryText(_ sql: String, _ params: [SQLValue] = []) throws -> String? {
+        try firstRow(sql, params) { stmt in sqlite3_column_text(stmt, 0).map { String(cString: $0) } } ?? nil
+    }
+
+    /// Whether the query returns at least one row.
+    public func queryExists(_ sql: String, _ params: [SQLValue] = []) throws -> Bool {
+        try firstRow(sql, params) { _ in true } ?? false
+    }
+
+    /// Step a query once: `read` of its first row, or nil when it has none.
+    private func firstRow<T>(_ sql: String, _ params: [SQLValue], _ read: (OpaquePointer) -> T) throws -> T? {
         let stmt = try prepare(sql)
         defer { sqlite3_reset(stmt) }
         try bind(stmt, params)
         let rc = sqlite3_step(stmt)
         if rc == SQLITE_DONE { return nil }
         guard rc == SQLITE_ROW else { throw error(rc) }
-        guard let p = sqlite3_column_text(stmt, 0) else { return nil }
-        return String(cString: p)
-    }
-
-    /// Whether the query returns at least one row.
-    public func queryExists(_ sql: String, _ params: [SQLValue] = []) throws -> Bool {
-        let stmt = try prepare(sql)
-        defer { sqlite3_reset(stmt) }
-        try bind(stmt, params)
-        let rc = sqlite3_step(stmt)
-        if rc == SQLITE_DONE { return false }
-        guard rc == SQLITE_ROW else { throw error(rc) }
-        return true
+        return read(stmt)
     }
 
     /// Count WAL frames after each commit of this connection (see `WALFrameCounter`), so another
