@@ -244,7 +244,14 @@ public final class Ledger: @unchecked Sendable {
             let start = try known?.last ?? lastAppliedIndex()
             var batch = BatchState(last: start, nextSeq: known?.nextSeq)
             known = nil    // until this batch has succeeded
-            for e in entries { out.append(try applyInTransaction(e.txBytes, e.raftIndex, decoded: e.decoded, &batch)) }
+            // Signatures not checked before (a node catching up, a pre-verification still
+            // running) are checked here as one batch; apply then finds them known good.
+            var decoded = entries.map { $0.decoded ?? (try? Tx.decodeUnverified($0.txBytes)) }
+            if entries.count > 1 { SignatureMemo.shared.verifyBatch(decoded.compactMap { $0 }) }
+            for (i, e) in entries.enumerated() {
+                out.append(try applyInTransaction(e.txBytes, e.raftIndex, decoded: decoded[i], &batch))
+                decoded[i] = nil
+            }
             if let through = appliedThrough, through > batch.last { batch.last = through }
             if batch.last != start { try setLastApplied(batch.last) }
             known = (batch.last, batch.nextSeq)

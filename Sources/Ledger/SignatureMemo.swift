@@ -1,4 +1,5 @@
 import Foundation
+import Identity
 
 /// Remembers (tx_id, signature) pairs whose Ed25519 signature this process already verified, so
 /// a tx checked at admission (or pre-verified in parallel when its log entry arrived) is not
@@ -40,6 +41,23 @@ public final class SignatureMemo: @unchecked Sendable {
             if verified.count >= SignatureMemo.capacity { verified.removeAll(keepingCapacity: true) }
             verified.insert(k)
         }
+    }
+
+    /// Verify, as one batch, the signatures of `txs` not already known good, and record the ones
+    /// that verify. Returns how many were checked (the rest were hits). A failing signature is
+    /// simply not recorded: whoever needs it later verifies it again and gets the same answer.
+    @discardableResult
+    public func verifyBatch(_ txs: [Tx]) -> Int {
+        let misses = lock.withLock { txs.filter { !verified.contains(SignatureMemo.key($0)) } }
+        if misses.isEmpty { return 0 }
+        let ok = Ed25519.verify(batch: misses.map {
+            Ed25519.Item(publicKey: $0.publicKey.raw, signature: $0.signature, message: $0.signedBytes)
+        })
+        lock.withLock {
+            if verified.count + misses.count >= SignatureMemo.capacity { verified.removeAll(keepingCapacity: true) }
+            for (tx, good) in zip(misses, ok) where good { verified.insert(SignatureMemo.key(tx)) }
+        }
+        return misses.count
     }
 
     /// Verify in the background what may soon be applied (followers call this on arrival).

@@ -150,9 +150,10 @@ public struct Tx: Sendable, Equatable {
         return tx
     }
 
-    /// BAD_SIGNATURE unless `signature` verifies over `signedBytes` under `public_key`.
+    /// BAD_SIGNATURE unless `signature` verifies over `signedBytes` under `public_key`, by the
+    /// rule of `Ed25519` (the one every node applies, alone or in a batch).
     public func verifySignature() throws(TxRejection) {
-        guard publicKey.verify(signature: signature, message: signedBytes) else {
+        guard Ed25519.verify(publicKey: publicKey.raw, signature: signature, message: signedBytes) else {
             throw TxRejection(.badSignature, "signature does not verify under public_key")
         }
     }

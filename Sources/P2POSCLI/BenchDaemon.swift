@@ -169,3 +169,48 @@ final class Counter: @unchecked Sendable {
     func add(_ n: Int) { lock.withLock { v += n } }
     var value: Int { lock.withLock { v } }
 }
+
+/// `p2pos bench verify`: Ed25519 verification of tx-sized messages, libsodium's one-at-a-time
+/// check next to the project's verifier alone and in batches, medians of --rounds.
+@Sendable func benchVerifyHandler(_ p: ParsedArgs) throws -> Int32 {
+    let count = try p.int("--count", default: 2048, min: 64, max: 1 << 20)
+    let rounds = try p.int("--rounds", default: 5, min: 1, max: 100)
+    let signers = try p.int("--signers", default: 64, min: 1, max: 1 << 20)
+    let keys = (0..<signers).map { _ in PrivateKey.generate() }
+    let items: [Ed25519.Item] = (0..<count).map { i in
+        let msg = Sodium.randomBytes(300)
+        let k = keys[i % signers]
+        return Ed25519.Item(publicKey: k.publicKey.raw, signature: k.sign(msg), message: msg)
+    }
+    let pubs = keys.map { $0.publicKey }
+    func median(_ f: () -> Bool) -> Double {
+        var xs: [Double] = []
+        for _ in 0..<rounds {
+            let t0 = Monotonic.nanos()
+            guard f() else { return .nan }
+            xs.append(Double(Monotonic.nanos() - t0) / 1000 / Double(count))
+        }
+        return xs.sorted()[xs.count / 2]
+    }
+    var rows: [(String, Double)] = []
+    rows.append(("libsodium crypto_sign_verify_detached", median {
+        items.indices.allSatisfy { pubs[$0 % signers].verify(signature: items[$0].signature, message: items[$0].message) }
+    }))
+    rows.append(("p2pos Ed25519.verify (one at a time)", median {
+        items.allSatisfy { Ed25519.verify(publicKey: $0.publicKey, signature: $0.signature, message: $0.message) }
+    }))
+    for b in [16, 64, 256] where b <= count {
+        rows.append(("p2pos Ed25519.verify(batch:) of \(b)", median {
+            stride(from: 0, to: count, by: b).allSatisfy { Ed25519.verify(batch: Array(items[$0..<min(count, $0 + b)])).allSatisfy { $0 } }
+        }))
+    }
+    let base = rows[0].1
+    if p.json {
+        Out.print(Out.json(["count": count, "signers": signers, "rounds": rounds,
+                            "results": rows.map { ["verifier": $0.0, "us_per_signature": ($0.1 * 100).rounded() / 100, "speedup_vs_libsodium": (base / $0.1 * 100).rounded() / 100] }]))
+    } else {
+        Out.print("bench verify: \(count) signatures over 300-byte messages, \(signers) signers, median of \(rounds) rounds")
+        for (name, us) in rows { Out.print(String(format: "%-42@ %8.1f us/sig  %5.2fx", name, us, base / us)) }
+    }
+    return ExitCode.success
+}
