@@ -306,6 +306,7 @@ public final class ControlServer: @unchecked Sendable {
     // MARK: - Event loop
 
     private func runLoop() {
+        router.markRoundThread()
         var conns: [UInt64: Conn] = [:]
         var nextID: UInt64 = 1
         var readBuf = [UInt8](repeating: 0, count: 64 * 1024)
@@ -510,6 +511,8 @@ public final class ControlServer: @unchecked Sendable {
                     closeConn(c); continue
                 }
             }
+
+            router.roundEnded()
 
             if trimWanted && now &- lastTrim > 1_000_000_000 {
                 // Large request buffers were freed: give the pages back instead of keeping the

@@ -69,8 +69,34 @@ public final class Router: @unchecked Sendable {
 
     private let lock = NSLock()
     private var routes: [Route] = []
+    private var roundEndHooks: [@Sendable () -> Void] = []
 
     public init() {}
+
+    /// Run `hook` on the server's thread after each round of I/O, once every ready connection's
+    /// request went through its inline handler: work those handlers deferred (such as checking
+    /// the signatures of every tx that arrived in the round as one batch) is done there.
+    public func addRoundEndHook(_ hook: @escaping @Sendable () -> Void) {
+        lock.withLock { roundEndHooks.append(hook) }
+    }
+
+    /// Called by the server after each round.
+    public func roundEnded() {
+        let hooks = lock.withLock { roundEndHooks }
+        for h in hooks { h() }
+    }
+
+    private var roundThread: pthread_t?
+
+    /// Called by the server on the thread that will call `roundEnded`.
+    public func markRoundThread() { lock.withLock { roundThread = pthread_self() } }
+
+    /// Whether the caller runs on the server's round thread: only there may a handler leave
+    /// work for the round-end hooks (anywhere else, nothing would run them soon).
+    public var onRoundThread: Bool {
+        guard let t = lock.withLock({ roundThread }) else { return false }
+        return pthread_equal(t, pthread_self()) != 0
+    }
 
     /// Register `handler` for `method` and `pattern` (`/v1/sessions/{id}/events`).
     /// A later registration of the same method and pattern replaces the earlier one.

@@ -230,8 +230,19 @@ public struct Tx: Sendable, Equatable {
     /// second parse; the result is the same as parsing `bytes` here.
     public static func admit(_ bytes: [UInt8], parsed: JSONValue? = nil, clusterID: String, now: Timestamp,
                              maxSkewSeconds: Int64 = defaultMaxSkewSeconds) throws(TxRejection) -> Tx {
-        let tx: Tx
-        if let parsed, bytes.count <= maxBytes { tx = try decodeUnverified(parsed) } else { tx = try decodeUnverified(bytes) }
+        try admit(decoded: decodeForAdmission(bytes, parsed: parsed), clusterID: clusterID, now: now, maxSkewSeconds: maxSkewSeconds)
+    }
+
+    /// The shape and payload step of `admit` (nothing checked against the node yet).
+    public static func decodeForAdmission(_ bytes: [UInt8], parsed: JSONValue? = nil) throws(TxRejection) -> Tx {
+        if let parsed, bytes.count <= maxBytes { return try decodeUnverified(parsed) }
+        return try decodeUnverified(bytes)
+    }
+
+    /// The rest of `admit` for a decoded tx: cluster, signature (a hit when `SignatureMemo`
+    /// already checked it, e.g. in a batch), ts window.
+    public static func admit(decoded tx: Tx, clusterID: String, now: Timestamp,
+                             maxSkewSeconds: Int64 = defaultMaxSkewSeconds) throws(TxRejection) -> Tx {
         guard Limits.same(tx.clusterID, clusterID) else {
             throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
         }

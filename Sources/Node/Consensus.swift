@@ -1028,6 +1028,59 @@ public final class Consensus: @unchecked Sendable {
         }
     }
 
+    /// A single tx that arrived during the control API's current poll round.
+    struct RoundTx {
+        let bytes: [UInt8]
+        let parsed: JSONValue?
+        let completion: @Sendable ([[String: Any]]) -> Void
+    }
+    private let roundLock = NSLock()
+    private var roundTxs: [RoundTx] = []
+
+    /// `submitFast` for one tx, deferred to the end of the poll round (`flushRound`). Only for
+    /// the server's round thread, which runs `flushRound` after every round.
+    func submitInRound(_ bytes: [UInt8], parsed: JSONValue?, completion: @escaping @Sendable ([[String: Any]]) -> Void) {
+        roundLock.withLock { roundTxs.append(RoundTx(bytes: bytes, parsed: parsed, completion: completion)) }
+    }
+
+    /// Admit the round's single txs with one batch signature check, then propose each.
+    /// Answers are what `submitFast` gives each alone.
+    func flushRound() {
+        let items = roundLock.withLock { () -> [RoundTx] in
+            let p = roundTxs
+            roundTxs = []
+            return p
+        }
+        guard !items.isEmpty else { return }
+        guard items.count > 1, isLeader else {
+            for i in items { submitFast([i.bytes], parsed: i.parsed, wait: true, completion: i.completion) }
+            return
+        }
+        var decoded: [Result<Tx, TxRejection>] = []
+        decoded.reserveCapacity(items.count)
+        for i in items {
+            do throws(TxRejection) { decoded.append(.success(try Tx.decodeForAdmission(i.bytes, parsed: i.parsed))) } catch {
+                decoded.append(.failure(error))
+            }
+        }
+        let clusterID = daemon.clusterID
+        SignatureMemo.shared.verifyBatch(decoded.compactMap { d -> Tx? in
+            guard case .success(let tx) = d, tx.clusterID == clusterID else { return nil }
+            return tx
+        })
+        let now = Timestamp.now()
+        for (item, d) in zip(items, decoded) {
+            let tx: Tx
+            do throws(TxRejection) {
+                tx = try Tx.admit(decoded: d.get(), clusterID: clusterID, now: now)
+            } catch {
+                item.completion([["status": "rejected", "code": error.code.rawValue, "message": error.message]])
+                continue
+            }
+            proposeAll([(0, tx)]) { rows in item.completion([rows.first?.value ?? ["status": "rejected", "code": "INTERNAL"]]) }
+        }
+    }
+
     // MARK: follower → leader forwarding over /p2pos/tx/1.0.0
 
     /// Forward txs to the leader; answers one result object per tx.
@@ -1144,6 +1197,7 @@ enum ControlServerInline {
 extension Consensus {
     /// Register the tx, raft and ledger query routes; they answer 503 until the node has a cluster.
     static func registerRoutes(_ r: Router, daemon: Daemon) {
+        r.addRoundEndHook { [daemon] in daemon.consensus?.flushRound() }
         r.addInlineCallback("POST", "/v1/p2p/tx") { [daemon] req, responder in
             do {
                 try txRoute(daemon: daemon, req: req, responder: responder)
@@ -1165,7 +1219,16 @@ extension Consensus {
             // admitted here. A batch, or anything larger, is parsed and admitted on a worker.
             let small = body.count <= ControlServerInline.txBytes
             let strict = small ? parseStrict(body) : nil
-            if let one = strict, one["txs"] == nil { submitOne(c, req: req, tx: one, responder: responder); return }
+            if let one = strict, one["txs"] == nil {
+                // On the server's thread, single txs wait for the end of the poll round, so all
+                // that arrived together have their signatures checked as one batch.
+                if r.onRoundThread && req.queryValue("wait") != "false" {
+                    c.submitInRound(req.body, parsed: one) { results in _ = responder.complete(singleTxResponse(results[0])) }
+                } else {
+                    submitOne(c, req: req, tx: one, responder: responder)
+                }
+                return
+            }
             // One serial queue: batches take turns on at most one core, and the shared global
             // pool (where the other routes run) stays free.
             ControlServerInline.batchQueue.async {
