@@ -149,7 +149,7 @@ _p2pos() {
         ;;
     bench)
         if [ "$COMP_CWORD" -eq 2 ]; then
-            COMPREPLY=($(compgen -W "net heartbeat status raft tx" -- "$cur"))
+            COMPREPLY=($(compgen -W "net heartbeat verify status raft tx" -- "$cur"))
             return
         fi
         case "$sub" in
@@ -169,6 +169,14 @@ _p2pos() {
             --duration) return ;;
             esac
             COMPREPLY=($(compgen -W "--members --rate --duration --json --help" -- "$cur"))
+            ;;
+        verify)
+            case "$prev" in
+            --count) return ;;
+            --signers) return ;;
+            --rounds) return ;;
+            esac
+            COMPREPLY=($(compgen -W "--count --signers --rounds --json --help" -- "$cur"))
             ;;
         status)
             case "$prev" in
