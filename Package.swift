@@ -20,7 +20,9 @@ let package = Package(
         // Leaves.
         .target(name: "Support", swiftSettings: strict),
         .target(name: "Wire", dependencies: ["Support"], swiftSettings: strict),
-        .target(name: "Identity", dependencies: ["CSodium", "Wire", "Support"], swiftSettings: strict),
+        // Optimized in every configuration: the Ed25519 field arithmetic is ~100x slower at
+        // -Onone, which would make every test that submits txs to a debug node crawl.
+        .target(name: "Identity", dependencies: ["CSodium", "Wire", "Support"], swiftSettings: strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "Storage", dependencies: ["CSQLite", "Support"], swiftSettings: strict),
 
         // Layers.
