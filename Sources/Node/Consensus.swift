@@ -232,6 +232,7 @@ public final class Consensus: @unchecked Sendable {
     private var logBytesSinceSnapshot = 0
     private var confPendingSince: UInt64 = 0
     public let snapshotEvery: UInt64
+    let dataDir: String
     private var stopped = false
     // Stats (read under queue).
     private var lastRole: RaftRole = .follower
@@ -243,16 +244,19 @@ public final class Consensus: @unchecked Sendable {
         self.snapshotEvery = snapshotEvery
         tickInterval = Double(max(10, heartbeatMs)) / 1000
         storage = try RaftStorage(path: dataDir + "/raft.db")
-        // The ledger is derived state: it commits without fsync (WAL, synchronous=NORMAL survives
-        // kill -9) and after a power loss replays from the durable Raft log / snapshot.
-        ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL")
+        // The ledger is derived state, rebuilt from the Raft snapshot and log when in doubt: it is
+        // written without any fsync (synchronous=OFF), which a killed process survives, and
+        // `LedgerGuard` discards it after a crash of the machine (see there).
+        self.dataDir = dataDir
+        try LedgerGuard.open(dataDir: dataDir)
+        ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "OFF")
         ledger = try Ledger(db: ledgerDB, clusterID: clusterID)
         // Apply commits in groups (see `scheduleLedgerCommit`) and leaves WAL checkpoints to a
         // background timer; SQLite's own checkpoint stays as a safety net for a large WAL.
         ledger.deferCommits = true
         ledgerWAL = ledgerDB.observeWAL(autocheckpoint: 16384)
-        readLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
-        snapshotLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "NORMAL"), clusterID: clusterID)
+        readLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "OFF"), clusterID: clusterID)
+        snapshotLedger = try Ledger(db: try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "OFF"), clusterID: clusterID)
         // This connection only scans whole tables (snapshots) and checkpoints: pages it reads are
         // not read again soon, so a large page cache would only hold memory.
         try snapshotLedger.db.exec("PRAGMA cache_size=-2048")
@@ -265,7 +269,7 @@ public final class Consensus: @unchecked Sendable {
         rc.maxSnapshotBytes = 1 << 36
         var initial = try storage.load()
         let applied = try ledger.lastAppliedIndex()
-        // The ledger commits with its own fsync; entries up to `applied` are already in it.
+        // Entries up to `applied` are already in the ledger (none after a rebuild).
         if let snap = initial.snapshot, applied < snap.metadata.index {
             let l: Ledger = ledger
             try snap.data.withUnsafeBytes { try l.restore(buffer: $0) }
@@ -399,8 +403,19 @@ public final class Consensus: @unchecked Sendable {
             for (_, l) in links { l.close() }
         }
         checkpointTimer?.cancel()
-        // Let queued applies finish, and commit them, before the process exits.
-        applyQueue.sync { commitLedger() }
+        // Let queued applies finish, and commit them, before the process exits; then make the
+        // ledger durable and record the clean stop, so the next start trusts it.
+        applyQueue.sync {
+            commitLedger()
+            _ = try? ledger.db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+            var synced = true
+            for f in ["/ledger.db", "/ledger.db-wal"] where FileManager.default.fileExists(atPath: dataDir + f) {
+                let fd = open(dataDir + f, O_RDONLY | O_CLOEXEC)
+                if fd < 0 || fsync(fd) != 0 { synced = false }
+                if fd >= 0 { close(fd) }
+            }
+            if synced { LedgerGuard.markClean(dataDir: dataDir) }
+        }
     }
 
     // MARK: the Ready loop (runs on `queue`)
