@@ -239,34 +239,34 @@ enum Scalar {
         return out
     }
 
-    /// Width-w non-adjacent form of a scalar < 2^255: digits in 256 slots, each zero or odd
-    /// with |d| ≤ 2^(w−1) − 1.
-    /// Only the first `slots` digits are written (a scalar below 2^(slots − 1) needs no more).
-    static func naf(_ s: [UInt8], width w: Int, slots: Int = 256, into r: UnsafeMutablePointer<Int8>) {
-        for i in 0..<slots { r[i] = Int8((s[i >> 3] >> (i & 7)) & 1) }
-        let limit = (1 << (w - 1)) - 1
-        for i in 0..<slots where r[i] != 0 {
-            var b = 1
-            while b <= w && i + b < slots {
-                if r[i + b] != 0 {
-                    let shifted = Int(r[i + b]) << b
-                    if Int(r[i]) + shifted <= limit {
-                        r[i] = Int8(Int(r[i]) + shifted)
-                        r[i + b] = 0
-                    } else if Int(r[i]) - shifted >= -limit {
-                        r[i] = Int8(Int(r[i]) - shifted)
-                        var k = i + b
-                        while k < slots {
-                            if r[k] == 0 { r[k] = 1; break }
-                            r[k] = 0
-                            k += 1
-                        }
-                    } else {
-                        break
-                    }
+    /// Width-w non-adjacent form of a scalar below 2^128 (the low 16 of its 32 little-endian
+    /// bytes; the rest must be zero): digits in `slots` (≥ 130) slots, each zero or odd with
+    /// |d| ≤ 2^(w−1) − 1.
+    static func naf(_ s: [UInt8], width w: Int, slots: Int = 130, into r: UnsafeMutablePointer<Int8>) {
+        r.initialize(repeating: 0, count: slots)
+        var k: UInt128 = 0
+        for i in stride(from: 15, through: 0, by: -1) { k = (k << 8) | UInt128(s[i]) }
+        let mask = UInt128((1 << w) - 1)
+        let half = 1 << (w - 1)
+        var carry: UInt128 = 0     // bit 128 of the running value
+        var i = 0
+        while k != 0 || carry != 0 {
+            if k & 1 == 1 {
+                var d = Int(truncatingIfNeeded: k & mask)
+                if d >= half {
+                    d -= 1 << w
+                    let (sum, overflow) = k.addingReportingOverflow(UInt128(-d))
+                    k = sum
+                    if overflow { carry = 1 }
+                } else {
+                    k -= UInt128(d)
                 }
-                b += 1
+                assert(i < slots)
+                r[i] = Int8(d)
             }
+            k = (k >> 1) | (carry << 127)
+            carry = 0
+            i += 1
         }
     }
 }

@@ -54,6 +54,34 @@ final class Ed25519Tests: XCTestCase {
         }
     }
 
+    /// Width-w NAF digits of 128-bit scalars: odd, bounded, at most one non-zero in any w
+    /// consecutive slots, and they add up to the scalar (all-ones and 2^127 included).
+    func testNAFDigitsReconstructTheScalar() {
+        var cases: [[UInt8]] = [[UInt8](repeating: 0xff, count: 16), [UInt8](repeating: 0, count: 15) + [0x80], [UInt8](repeating: 0, count: 16), [1] + [UInt8](repeating: 0, count: 15)]
+        for _ in 0..<300 { cases.append(Sodium.randomBytes(16)) }
+        for w in [5, 8] {
+            for c in cases {
+                let r = UnsafeMutablePointer<Int8>.allocate(capacity: 130)
+                defer { r.deallocate() }
+                Scalar.naf(c + [UInt8](repeating: 0, count: 16), width: w, into: r)
+                var k: UInt128 = 0
+                for i in stride(from: 15, through: 0, by: -1) { k = (k << 8) | UInt128(c[i]) }
+                var sum: UInt128 = 0
+                var lastNonZero = -1000
+                for i in 0..<130 where r[i] != 0 {
+                    let d = Int(r[i])
+                    XCTAssertEqual(abs(d) % 2, 1)
+                    XCTAssertLessThanOrEqual(abs(d), (1 << (w - 1)) - 1)
+                    XCTAssertGreaterThanOrEqual(i - lastNonZero, w, "non-adjacency")
+                    lastNonZero = i
+                    let term = i < 128 ? UInt128(abs(d)) << i : 0
+                    sum = d > 0 ? sum &+ term : sum &- term
+                }
+                XCTAssertEqual(sum, k, "width \(w), scalar \(c)")
+            }
+        }
+    }
+
     func testFieldEncodingIsCanonical() {
         // p + 1 (≥ p) is not a canonical y; 1 is.
         var pPlus1 = [UInt8](repeating: 0xff, count: 32)
