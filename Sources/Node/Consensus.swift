@@ -737,7 +737,11 @@ public final class Consensus: @unchecked Sendable {
                         return
                     }
                     do {
+                        let compactStarted = Monotonic.nanos()
                         try storage.compact(snapshot: meta, file: file)
+                        if trace {
+                            FileHandle.standardError.write("TRACE compact us=\((Monotonic.nanos() - compactStarted) / 1000) build_ms=\(buildMs) build_cpu_ms=\(buildCPUMs) bytes=\(data.count)\n".data(using: .utf8)!)
+                        }
                         Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count,
                                                            "build_ms": buildMs, "build_cpu_ms": buildCPUMs])
                     } catch {
