@@ -230,6 +230,13 @@ public final class Consensus: @unchecked Sendable {
     /// Apply queue: size of the last snapshot and log bytes applied since (compaction policy).
     private var lastSnapshotBytes = 0
     private var logBytesSinceSnapshot = 0
+    /// This node's factor (1.0–1.5, from its peer ID) on both compaction thresholds, so that the
+    /// members of a cluster, which apply the same entries, do not all build a snapshot at once.
+    lazy var compactionSpread: Double = {
+        var h: UInt32 = 2166136261
+        for b in selfID.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
+        return 1.0 + Double(h % 64) / 128
+    }()
     private var confPendingSince: UInt64 = 0
     public let snapshotEvery: UInt64
     let dataDir: String
@@ -689,7 +696,9 @@ public final class Consensus: @unchecked Sendable {
     /// (the log kept in memory stays below about half the state's size).
     func maybeSnapshot() {
         let applied = waitLock.withLock { ledgerApplied }
-        guard !snapshotInFlight, applied > lastSnapshotIndex + snapshotEvery, logBytesSinceSnapshot >= lastSnapshotBytes / 2 else { return }
+        let spread = compactionSpread
+        guard !snapshotInFlight, Double(applied) > Double(lastSnapshotIndex) + Double(snapshotEvery) * spread,
+              Double(logBytesSinceSnapshot) >= Double(lastSnapshotBytes) / 2 * spread else { return }
         snapshotInFlight = true
         snapshotQueue.async { [self] in
             // The state is streamed from one read transaction straight into the snapshot file,
