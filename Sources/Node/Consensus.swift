@@ -230,8 +230,9 @@ public final class Consensus: @unchecked Sendable {
     /// Apply queue: size of the last snapshot and log bytes applied since (compaction policy).
     private var lastSnapshotBytes = 0
     private var logBytesSinceSnapshot = 0
-    /// This node's factor (1.0–1.5, from its peer ID) on both compaction thresholds, so that the
-    /// members of a cluster, which apply the same entries, do not all build a snapshot at once.
+    /// This node's factor (1.0–1.5, from its peer ID) on the compaction byte threshold, so that
+    /// the members of a cluster, which apply the same entries, do not all build a snapshot at
+    /// once. (`snapshotEvery` stays exact: it is the operator's setting.)
     lazy var compactionSpread: Double = {
         var h: UInt32 = 2166136261
         for b in selfID.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
@@ -697,7 +698,7 @@ public final class Consensus: @unchecked Sendable {
     func maybeSnapshot() {
         let applied = waitLock.withLock { ledgerApplied }
         let spread = compactionSpread
-        guard !snapshotInFlight, Double(applied) > Double(lastSnapshotIndex) + Double(snapshotEvery) * spread,
+        guard !snapshotInFlight, applied > lastSnapshotIndex + snapshotEvery,
               Double(logBytesSinceSnapshot) >= Double(lastSnapshotBytes) / 2 * spread else { return }
         snapshotInFlight = true
         snapshotQueue.async { [self] in
