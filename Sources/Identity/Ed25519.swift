@@ -116,8 +116,7 @@ public enum Ed25519 {
             terms.addSplit(p.s, BaseTable.low, BaseTable.high, width: 8)
             terms.addSplit(p.h, p.negA.low, p.negA.high)
             // z = 1 for R: add −R once at the end instead of through a table.
-            let q = terms.run().add(p.negR.cached)
-            return q.double().double().double().isIdentity
+            return terms.run().add(p.negR.cached).doubled(times: 3).isIdentity
         }
         let zs = Scalar.coefficients(ps)
         var bScalar = [UInt8](repeating: 0, count: 32)
@@ -139,7 +138,7 @@ public enum Ed25519 {
         terms.addSplit(bScalar, BaseTable.low, BaseTable.high, width: 8)
         for (k, t) in zip(keyScalars, keyTables) { terms.addSplit(k, t.low, t.high) }
         for (i, p) in ps.enumerated() { terms.add(zs[i], Cached8(p.negR)) }   // z_i < 2^128
-        return terms.run().double().double().double().isIdentity
+        return terms.run().doubled(times: 3).isIdentity
     }
 
     // MARK: Decoded-key cache
@@ -285,9 +284,7 @@ struct KeyTables {
 
     init(_ p: P3) {
         low = Cached8(p)
-        var q = p
-        for _ in 0..<128 { q = q.double() }
-        high = Cached8(q)
+        high = Cached8(p.doubled(times: 128))
     }
 }
 
@@ -314,20 +311,25 @@ enum Straus {
             small.append(table)
         }
 
+        /// k (< 2^253) as lo + 2^128·hi, each half as 32 little-endian bytes.
+        private static func halves(_ k: [UInt8]) -> (lo: [UInt8], hi: [UInt8]) {
+            let zeros = [UInt8](repeating: 0, count: 16)
+            return (Array(k[0..<16]) + zeros, Array(k[16..<32]) + zeros)
+        }
+
         /// k (< 2^253) = lo + 2^128·hi times P, given tables of P and 2^128·P.
         mutating func addSplit(_ k: [UInt8], _ low: Cached8, _ high: Cached8) {
-            add(Array(k[0..<16]) + [UInt8](repeating: 0, count: 16), low)
-            add(Array(k[16..<32]) + [UInt8](repeating: 0, count: 16), high)
+            let (lo, hi) = Terms.halves(k)
+            add(lo, low)
+            add(hi, high)
         }
 
         /// The same with width-8 tables of 64 entries (the base point).
         mutating func addSplit(_ k: [UInt8], _ low: UnsafePointer<Cached>, _ high: UnsafePointer<Cached>, width: Int) {
-            scalars.append(Array(k[0..<16]) + [UInt8](repeating: 0, count: 16))
-            widths.append(width)
-            bases.append(low)
-            scalars.append(Array(k[16..<32]) + [UInt8](repeating: 0, count: 16))
-            widths.append(width)
-            bases.append(high)
+            let (lo, hi) = Terms.halves(k)
+            scalars += [lo, hi]
+            widths += [width, width]
+            bases += [low, high]
         }
 
         func run() -> P3 {
@@ -373,11 +375,7 @@ enum Straus {
 /// Odd multiples B, 3B, …, 127B and the same of 2^128·B (for width-8 digits), built once.
 enum BaseTable {
     nonisolated(unsafe) static let low: UnsafePointer<Cached> = build(P3.base)
-    nonisolated(unsafe) static let high: UnsafePointer<Cached> = {
-        var q = P3.base
-        for _ in 0..<128 { q = q.double() }
-        return build(q)
-    }()
+    nonisolated(unsafe) static let high: UnsafePointer<Cached> = build(P3.base.doubled(times: 128))
 
     private static func build(_ b: P3) -> UnsafePointer<Cached> {
         let out = UnsafeMutablePointer<Cached>.allocate(capacity: 64)   // lives as long as the process
@@ -472,10 +470,17 @@ struct P3 {
         return P3(x: e * f, y: g * h, z: f * g, t: e * h)
     }
 
+    /// [2^n]·self.
+    func doubled(times n: Int) -> P3 {
+        var q = self
+        for _ in 0..<n { q = q.double() }
+        return q
+    }
+
     var isIdentity: Bool { x.isZero && (y - z).isZero }
 
     /// [8]P = O.
-    var hasSmallOrder: Bool { double().double().double().isIdentity }
+    var hasSmallOrder: Bool { doubled(times: 3).isIdentity }
 
     /// RFC 8032 §5.1.3 decoding, refusing non-canonical encodings (y ≥ p, or x = 0 with the sign
     /// bit set).

@@ -60,12 +60,6 @@ public final class SignatureMemo: @unchecked Sendable {
         return misses.count
     }
 
-    /// Verify in the background what may soon be applied (followers call this on arrival).
-    public func preverify(_ bytes: [UInt8]) {
-        guard let tx = try? Tx.decodeUnverified(bytes) else { return }
-        try? verify(tx)
-    }
-
     /// Forget a pair once applied (keeps the set small in steady state).
     public func forget(_ tx: Tx) {
         let k = SignatureMemo.key(tx)

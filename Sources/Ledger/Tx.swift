@@ -233,6 +233,31 @@ public struct Tx: Sendable, Equatable {
         try admit(decoded: decodeForAdmission(bytes, parsed: parsed), clusterID: clusterID, now: now, maxSkewSeconds: maxSkewSeconds)
     }
 
+    /// `admit` for many txs, their signatures checked as one batch (`SignatureMemo.verifyBatch`);
+    /// each result is what `admit` gives that tx alone. `parsed[i]`, when present, is `bytes[i]`
+    /// already parsed (as for `admit`).
+    public static func admit(batch bytes: [[UInt8]], parsed: [JSONValue?] = [], clusterID: String, now: Timestamp,
+                             maxSkewSeconds: Int64 = defaultMaxSkewSeconds) -> [Result<Tx, TxRejection>] {
+        var decoded: [Result<Tx, TxRejection>] = []
+        decoded.reserveCapacity(bytes.count)
+        for (i, b) in bytes.enumerated() {
+            do throws(TxRejection) { decoded.append(.success(try decodeForAdmission(b, parsed: i < parsed.count ? parsed[i] : nil))) } catch {
+                decoded.append(.failure(error))
+            }
+        }
+        if decoded.count > 1 {
+            SignatureMemo.shared.verifyBatch(decoded.compactMap { d -> Tx? in
+                guard case .success(let tx) = d, Limits.same(tx.clusterID, clusterID) else { return nil }
+                return tx
+            })
+        }
+        return decoded.map { d in
+            do throws(TxRejection) { return .success(try admit(decoded: d.get(), clusterID: clusterID, now: now, maxSkewSeconds: maxSkewSeconds)) } catch {
+                return .failure(error)
+            }
+        }
+    }
+
     /// The shape and payload step of `admit` (nothing checked against the node yet).
     public static func decodeForAdmission(_ bytes: [UInt8], parsed: JSONValue? = nil) throws(TxRejection) -> Tx {
         if let parsed, bytes.count <= maxBytes { return try decodeUnverified(parsed) }

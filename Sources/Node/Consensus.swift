@@ -416,13 +416,7 @@ public final class Consensus: @unchecked Sendable {
         applyQueue.sync {
             commitLedger()
             _ = try? ledger.db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
-            var synced = true
-            for f in ["/ledger.db", "/ledger.db-wal"] where FileManager.default.fileExists(atPath: dataDir + f) {
-                let fd = open(dataDir + f, O_RDONLY | O_CLOEXEC)
-                if fd < 0 || fsync(fd) != 0 { synced = false }
-                if fd >= 0 { close(fd) }
-            }
-            if synced { LedgerGuard.markClean(dataDir: dataDir) }
+            LedgerGuard.markClean(dataDir: dataDir)
         }
     }
 
@@ -1011,15 +1005,16 @@ public final class Consensus: @unchecked Sendable {
         }
     }
 
-    /// Admission checks (shape, size, cluster, signature, ts window) for each tx: a rejection row
-    /// at its position, or the admitted tx.
-    func admitAll(_ txs: [[UInt8]], parsed: JSONValue? = nil) -> (results: [[String: Any]?], admitted: [(Int, Tx)]) {
+    /// Admission checks (shape, size, cluster, signature, ts window) for each tx, the signatures
+    /// as one batch: a rejection row at its position, or the admitted tx. `parsed[i]`, when
+    /// present, is `txs[i]` already parsed.
+    func admitAll(_ txs: [[UInt8]], parsed: [JSONValue?] = []) -> (results: [[String: Any]?], admitted: [(Int, Tx)]) {
         var results = [[String: Any]?](repeating: nil, count: txs.count)
         var admitted: [(Int, Tx)] = []
-        let now = Timestamp.now()
-        for (i, bytes) in txs.enumerated() {
-            do { admitted.append((i, try Tx.admit(bytes, parsed: txs.count == 1 ? parsed : nil, clusterID: daemon.clusterID, now: now))) } catch {
-                results[i] = ["status": "rejected", "code": error.code.rawValue, "message": error.message]
+        for (i, r) in Tx.admit(batch: txs, parsed: parsed, clusterID: daemon.clusterID, now: Timestamp.now()).enumerated() {
+            switch r {
+            case .success(let tx): admitted.append((i, tx))
+            case .failure(let e): results[i] = ["status": "rejected", "code": e.code.rawValue, "message": e.message]
             }
         }
         return (results, admitted)
@@ -1047,7 +1042,7 @@ public final class Consensus: @unchecked Sendable {
             Task { completion(await c.submitLocal(txs, allowForward: true, wait: wait)) }
             return
         }
-        let (results, admitted) = admitAll(txs, parsed: parsed)
+        let (results, admitted) = admitAll(txs, parsed: txs.count == 1 ? [parsed] : [])
         if admitted.isEmpty { completion(results.map { $0 ?? [:] }); return }
         let fixed = RowsBox(results)
         proposeAll(admitted) { rows in
@@ -1085,27 +1080,10 @@ public final class Consensus: @unchecked Sendable {
             for i in items { submitFast([i.bytes], parsed: i.parsed, wait: true, completion: i.completion) }
             return
         }
-        var decoded: [Result<Tx, TxRejection>] = []
-        decoded.reserveCapacity(items.count)
-        for i in items {
-            do throws(TxRejection) { decoded.append(.success(try Tx.decodeForAdmission(i.bytes, parsed: i.parsed))) } catch {
-                decoded.append(.failure(error))
-            }
-        }
-        let clusterID = daemon.clusterID
-        SignatureMemo.shared.verifyBatch(decoded.compactMap { d -> Tx? in
-            guard case .success(let tx) = d, tx.clusterID == clusterID else { return nil }
-            return tx
-        })
-        let now = Timestamp.now()
-        for (item, d) in zip(items, decoded) {
-            let tx: Tx
-            do throws(TxRejection) {
-                tx = try Tx.admit(decoded: d.get(), clusterID: clusterID, now: now)
-            } catch {
-                item.completion([["status": "rejected", "code": error.code.rawValue, "message": error.message]])
-                continue
-            }
+        let (results, admitted) = admitAll(items.map(\.bytes), parsed: items.map(\.parsed))
+        for (item, row) in zip(items, results) { if let row { item.completion([row]) } }
+        for (i, tx) in admitted {
+            let item = items[i]
             proposeAll([(0, tx)]) { rows in item.completion([rows.first?.value ?? ["status": "rejected", "code": "INTERNAL"]]) }
         }
     }

@@ -55,29 +55,24 @@ enum LedgerGuard {
             }
             Log.warn("ledger", "ledger_rebuild", ["reason": why, "from": "raft snapshot and log"])
         }
-        try write(path, "open \(boot ?? "unknown")")
+        try SecureFile.write(path, "open \(boot ?? "unknown")\n", overwrite: true)
         return discarded
     }
 
-    /// After a clean stop: the ledger is checkpointed into an fsynced ledger.db.
+    /// After a clean stop, once the ledger is committed and checkpointed: fsync `ledger.db` and
+    /// its WAL, then record `clean` (not recorded when a sync fails).
     static func markClean(dataDir: String) {
-        do { try write(dataDir + "/" + stateFile, "clean") } catch {
+        for f in ["/ledger.db", "/ledger.db-wal"] where FileManager.default.fileExists(atPath: dataDir + f) {
+            let fd = Foundation.open(dataDir + f, O_RDONLY | O_CLOEXEC)
+            let synced = fd >= 0 && fsync(fd) == 0
+            if fd >= 0 { close(fd) }
+            guard synced else {
+                Log.warn("ledger", "sync_failed", ["file": String(f.dropFirst()), "reason": String(cString: strerror(errno))])
+                return
+            }
+        }
+        do { try SecureFile.write(dataDir + "/" + stateFile, "clean\n", overwrite: true) } catch {
             Log.warn("ledger", "state_write_failed", ["reason": "\(error)"])
         }
-    }
-
-    /// Replace `path` with `text` durably (temp file, fsync, rename, fsync of the directory).
-    private static func write(_ path: String, _ text: String) throws {
-        let tmp = path + ".tmp"
-        let fd = Foundation.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw P2POSError("IO", "cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        let bytes = Array((text + "\n").utf8)
-        let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard n == bytes.count, synced else { throw P2POSError("IO", "cannot write \(tmp)") }
-        guard rename(tmp, path) == 0 else { throw P2POSError("IO", "cannot rename \(tmp): \(String(cString: strerror(errno)))") }
-        let dir = Foundation.open((path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
-        if dir >= 0 { _ = fsync(dir); close(dir) }
     }
 }

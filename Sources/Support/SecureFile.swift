@@ -44,7 +44,11 @@ public enum SecureFile {
             }
             off += n
         }
-        fsync(fd)
+        if fsync(fd) != 0 {
+            let e = String(cString: strerror(errno))
+            close(fd); unlink(tmp)
+            throw P2POSError("FILE_WRITE", "cannot sync \(path): \(e)")
+        }
         close(fd)
         guard rename(tmp, path) == 0 else {
             let e = String(cString: strerror(errno))
