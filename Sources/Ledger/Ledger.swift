@@ -310,8 +310,20 @@ public final class Ledger: @unchecked Sendable {
             return .rejected(r, txID: nil, raftIndex: 0)
         }
         // Every recorded tx left a (signer, nonce) row, so without one there is no record and the
-        // tx_id lookup is skipped (the common case: one query instead of two).
-        let owner = try nonceOwner(tx)
+        // tx_id lookup is skipped. The common case takes one statement: the nonce is claimed by
+        // an insert that does nothing when the row exists, and only then is its owner read.
+        // (A stale entry writes nothing, so it only reads.)
+        var owner: String? = nil
+        if stale {
+            owner = try nonceOwner(tx)
+        } else {
+            let claimed = try db.run("INSERT INTO ledger_nonces(signer, nonce, tx_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                 [.text(tx.signer), .text(tx.nonce), .text(tx.txID)]) == 1
+            if !claimed {
+                guard let o = try nonceOwner(tx) else { throw LedgerError("ledger_nonces: a conflicting row is missing") }
+                owner = o
+            }
+        }
         if owner != nil, let original = try result(txID: tx.txID) {
             if !stale { batch.last = raftIndex }
             return original
@@ -329,7 +341,7 @@ public final class Ledger: @unchecked Sendable {
             counters?.txsRejected += 1
             return r
         }
-        try db.run("INSERT INTO ledger_nonces(signer, nonce, tx_id) VALUES (?, ?, ?)", [.text(tx.signer), .text(tx.nonce), .text(tx.txID)])
+        // Not stale and no owner: the nonce row was claimed above.
 
         // The rules only read; a rejection comes before any write of this tx (see ApplyContext).
         let result: TxResult

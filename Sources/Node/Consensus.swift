@@ -534,6 +534,7 @@ public final class Consensus: @unchecked Sendable {
         defer { waitLock.withLock { applyBacklog -= 1 } }
         guard !entries.isEmpty else { return }
         for e in entries { logBytesSinceSnapshot += e.data.count }
+        awaitPreverify(through: entries[entries.count - 1].index)
         var batch: [LedgerEntry] = []
         var terms: [UInt64: UInt64] = [:]
         for e in entries where e.kind == .normal && !e.data.isEmpty && e.data[0] != 0 {
@@ -589,17 +590,19 @@ public final class Consensus: @unchecked Sendable {
         return try body()
     }
 
-    /// Apply queue: the ledger's open write transaction is committed once it is 250 ms old or
+    /// Apply queue: the ledger's open write transaction is committed once it is 1 s old or
     /// holds 4096 entries — results were already answered from it (apply is deterministic and a
     /// crash replays the uncommitted part from the Raft log). A timer bounds how long other
     /// connections (pre-proposal checks, compaction snapshots) wait to see it. (Queries read
-    /// through this connection and see applied state at once.) Why 250 ms and not less: the
-    /// trees' keys are random, so each tx dirties its own leaf pages, but the upper pages, the
-    /// meta row and the table tails are rewritten into the WAL at every commit; at 20 ms a
-    /// follower wrote ~6 KB of WAL per tx, of which the checkpoint found only a sixth unique.
-    /// 250 ms gave +13–15 % tx/s at 64 clients (docs/benchmarks.md, seventh session).
+    /// through this connection and see applied state at once.) Why so long: the trees' keys are
+    /// random, so each tx dirties its own leaf pages, and every commit writes each dirty page
+    /// into the WAL once however often it changed; the longer the group, the more changes share
+    /// a page write. Ledger apply alone (30k txs): 17.5 µs of commit per tx at 600-entry groups,
+    /// 7 µs at 2400. Side by side at 1/16/64 clients, 1 s against 250 ms gave +3–7 % tx/s and
+    /// 3–5 % less CPU per tx (docs/benchmarks.md, ninth session; 20 ms → 250 ms gave +13–15 % in
+    /// the seventh).
     private var commitTimerArmed = false
-    static let ledgerCommitDelay = 0.25
+    static let ledgerCommitDelay = 1.0
     func scheduleLedgerCommit() {
         guard let since = ledger.pendingSince else { return }
         if ledger.pendingEntries >= 4096 || Monotonic.nanos() - since >= UInt64(Consensus.ledgerCommitDelay * 1e9) {
@@ -879,6 +882,23 @@ public final class Consensus: @unchecked Sendable {
 
     private let verifyQueue = DispatchQueue(label: "p2pos.verify", attributes: .concurrent)
     private let decodedLock = NSLock()
+    /// The first raft index of each pre-verification still running (guarded by `preverifyCond`).
+    private var preverifying: [Int: UInt64] = [:]
+    private var preverifyTicket = 0
+    private let preverifyCond = NSCondition()
+
+    /// Apply waits for pre-verifications of the entries it is about to apply instead of checking
+    /// their signatures a second time: once a follower keeps up, its applies often overtook the
+    /// batch verifying the same entries on the other core (measured: a sixth of all entries were
+    /// verified twice at 64 clients). Bounded, so a stalled verifier only costs a redo.
+    func awaitPreverify(through last: UInt64) {
+        preverifyCond.lock()
+        defer { preverifyCond.unlock() }
+        let deadline = Date().addingTimeInterval(1)
+        while preverifying.values.contains(where: { $0 <= last }) {
+            if !preverifyCond.wait(until: deadline) { return }
+        }
+    }
     private var decodedByIndex: [UInt64: (term: UInt64, bytes: [UInt8], tx: Tx)] = [:]
 
     /// Remember a tx decoded from exactly `bytes`, the data of the entry at (index, term).
@@ -911,7 +931,19 @@ public final class Consensus: @unchecked Sendable {
         let per = (txEntries.count + chunks - 1) / chunks
         for c in 0..<chunks {
             let part = Array(txEntries[min(txEntries.count, c * per)..<min(txEntries.count, (c + 1) * per)])
+            guard let first = part.first?.index else { continue }
+            let ticket: Int = preverifyCond.withLock {
+                preverifyTicket &+= 1
+                preverifying[preverifyTicket] = first
+                return preverifyTicket
+            }
             verifyQueue.async { [self] in
+                defer {
+                    preverifyCond.withLock {
+                        preverifying[ticket] = nil
+                        preverifyCond.broadcast()
+                    }
+                }
                 var txs: [Tx] = []
                 var kept: [Entry] = []
                 for e in part {

@@ -112,6 +112,7 @@ public final class SQLiteDB: @unchecked Sendable {
     /// `exclusive`: this connection is the file's only user (no other connection or process opens
     /// it), so SQLite takes its file lock once instead of per transaction and needs no shared memory.
     public init(path: String, synchronous: String = "FULL", exclusive: Bool = false) throws {
+        _ = SQLiteDB.configured
         var h: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &h, flags, nil)
@@ -135,6 +136,9 @@ public final class SQLiteDB: @unchecked Sendable {
         try exec("PRAGMA journal_size_limit=\(SQLiteDB.walSizeLimit)")
         try exec("PRAGMA temp_store=MEMORY")
     }
+
+    /// Process-wide settings, applied once before the first connection opens.
+    private static let configured: Int32 = p2pos_sqlite_configure()
 
     deinit {
         for (_, s) in cache { sqlite3_finalize(s) }
