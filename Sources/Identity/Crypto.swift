@@ -57,6 +57,45 @@ public enum SHA256 {
     }
 }
 
+/// BLAKE2b with a 32-byte digest (libsodium's `crypto_generichash`), for checksums of large
+/// local files: about three times faster here than libsodium's SHA-256 (16 MiB: 23 ms against
+/// 67 ms), whose portable code dominated building a compaction snapshot.
+public enum Blake2b256 {
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let h = Hasher()
+        bytes.withUnsafeBytes { h.update($0) }
+        return h.finalizeHex()
+    }
+
+    /// Incremental hashing. libsodium's state must be 64-byte aligned, so it lives in its own
+    /// allocation (hence a class). One thread uses it at a time.
+    public final class Hasher {
+        private let state: UnsafeMutableRawPointer
+
+        public init() {
+            Sodium.initialize()
+            state = UnsafeMutableRawPointer.allocate(byteCount: crypto_generichash_statebytes(), alignment: 64)
+            _ = crypto_generichash_init(OpaquePointer(state), nil, 0, 32)
+        }
+
+        deinit { state.deallocate() }
+
+        public func update(_ bytes: UnsafeRawBufferPointer) {
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+            _ = crypto_generichash_update(OpaquePointer(state), base.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+        }
+
+        /// The digest; the hasher is spent afterwards.
+        public func finalize() -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: 32)
+            _ = crypto_generichash_final(OpaquePointer(state), &out, 32)
+            return out
+        }
+
+        public func finalizeHex() -> String { Hex.encode(finalize()) }
+    }
+}
+
 /// Why a key could not be decoded.
 public enum KeyError: Error, Equatable, Sendable, CustomStringConvertible {
     case badBase64

@@ -147,11 +147,6 @@ extension Ledger {
         // tree first cost more than reading the tables.
         var out: [UInt8] = []
         out.reserveCapacity(chunk + 4096)
-        func flush(_ force: Bool) throws {
-            guard force ? !out.isEmpty : out.count >= chunk else { return }
-            try out.withUnsafeBytes(sink)
-            out.removeAll(keepingCapacity: true)
-        }
         out.append(contentsOf: "{\"format\":".utf8)
         CanonicalJSON.appendString(Ledger.snapshotFormat, to: &out)
         out.append(contentsOf: ",\"tables\":{".utf8)
@@ -160,27 +155,40 @@ extension Ledger {
             if ti > 0 { out.append(UInt8(ascii: ",")) }
             CanonicalJSON.appendString(t.name, to: &out)
             out.append(contentsOf: ":[".utf8)
-            var first = true
-            try db.forEachRow("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)") { row in
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
-                out.append(UInt8(ascii: "["))
-                for c in 0..<row.columnCount {
-                    if c > 0 { out.append(UInt8(ascii: ",")) }
-                    switch row.kind(c) {
-                    case .null: out.append(contentsOf: "null".utf8)
-                    case .int: CanonicalJSON.appendInt(row.int(c), to: &out)
-                    case .text: row.withText(c) { CanonicalJSON.appendString(utf8: $0, to: &out) }
-                    case .double, .blob: throw LedgerError("snapshot: unexpected non-integer, non-text value in \(t.name)")
-                    }
-                }
-                out.append(UInt8(ascii: "]"))
-                try flush(false)
+            try db.withRows("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)") { rows in
+                try Ledger.appendRows(rows, of: t.name, to: &out, chunk: chunk, sink: sink)
             }
             out.append(UInt8(ascii: "]"))
         }
         out.append(contentsOf: "}}".utf8)
-        try flush(true)
+        if !out.isEmpty { try out.withUnsafeBytes(sink) }
+    }
+
+    /// One table's rows as canonical JSON arrays, handing `out` to `sink` whenever it holds
+    /// `chunk` bytes. (`out` is a parameter rather than a captured variable: see `withRows`.)
+    private static func appendRows(_ rows: SQLRows, of table: String, to out: inout [UInt8], chunk: Int,
+                                   sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let row = rows.cursor
+        var first = true
+        while try rows.next() {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(UInt8(ascii: "["))
+            for c in 0..<row.columnCount {
+                if c > 0 { out.append(UInt8(ascii: ",")) }
+                switch row.kind(c) {
+                case .null: out.append(contentsOf: "null".utf8)
+                case .int: CanonicalJSON.appendInt(row.int(c), to: &out)
+                case .text: row.withText(c) { CanonicalJSON.appendString(utf8: $0, to: &out) }
+                case .double, .blob: throw LedgerError("snapshot: unexpected non-integer, non-text value in \(table)")
+                }
+            }
+            out.append(UInt8(ascii: "]"))
+            if out.count >= chunk {
+                try out.withUnsafeBytes(sink)
+                out.removeAll(keepingCapacity: true)
+            }
+        }
     }
 
     /// Replace the whole ledger state with a snapshot made by `snapshot()` (in one transaction).

@@ -341,7 +341,7 @@ public final class Consensus: @unchecked Sendable {
         guard let w = incomingSnapshot else { throw P2POSError("RAFT_STORAGE", "snapshot \(snap.metadata.index) installed with nothing staged") }
         incomingSnapshot = nil
         let file = try w.finish()
-        snap.data = try storage.mapSnapshotFile(file.name, sha256: nil)
+        snap.data = try storage.mapSnapshotFile(file.name, digest: nil)
         guard node.replaceSnapshotData(index: snap.metadata.index, with: snap.data) else {
             storage.discardSnapshotFile(file)
             throw P2POSError("RAFT_STORAGE", "staged snapshot \(snap.metadata.index) has \(snap.data.count) bytes, not what the leader sent")
@@ -726,7 +726,7 @@ public final class Consensus: @unchecked Sendable {
                     let file = try w.finish()
                     buildMs = (Monotonic.nanos() &- started) / 1_000_000
                     buildCPUMs = (Monotonic.threadCPUNanos() &- cpuStarted) / 1_000_000
-                    do { result = (index, file, try storage.mapSnapshotFile(file.name, sha256: nil)) } catch {
+                    do { result = (index, file, try storage.mapSnapshotFile(file.name, digest: nil)) } catch {
                         storage.discardSnapshotFile(file)
                         throw error
                     }

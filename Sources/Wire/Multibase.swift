@@ -164,6 +164,22 @@ public enum Base64 {
 public enum Hex {
     static let digits = Array("0123456789abcdef".utf8)
 
+    /// Bytes in an array (tx ids, hashes): written straight into the string's storage. The
+    /// generic version below, called across modules unspecialized, took ~2.5 µs for 32 bytes.
+    public static func encode(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBufferPointer { b in
+            String(unsafeUninitializedCapacity: 2 * b.count) { out in
+                digits.withUnsafeBufferPointer { d in
+                    for (i, x) in b.enumerated() {
+                        out[2 * i] = d[Int(x >> 4)]
+                        out[2 * i + 1] = d[Int(x & 15)]
+                    }
+                }
+                return 2 * b.count
+            }
+        }
+    }
+
     public static func encode<C: Sequence>(_ bytes: C) -> String where C.Element == UInt8 {
         var out: [UInt8] = []
         out.reserveCapacity(64)

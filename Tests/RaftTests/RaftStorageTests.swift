@@ -192,7 +192,7 @@ final class RaftStorageTests: XCTestCase {
         try Data("stale".utf8).write(to: URL(fileURLWithPath: filePath))
         XCTAssertThrowsError(try RaftStorage(path: path).load()) { e in
             XCTAssertEqual((e as? P2POSError)?.code, "RAFT_STORAGE_CORRUPT")
-            XCTAssertTrue("\(e)".contains("SHA-256"), "\(e)")
+            XCTAssertTrue("\(e)".contains("checksum"), "\(e)")
         }
         try FileManager.default.removeItem(atPath: filePath)
         XCTAssertThrowsError(try RaftStorage(path: path).load()) { e in
@@ -243,22 +243,32 @@ final class RaftStorageTests: XCTestCase {
         try data[off...].withUnsafeBytes { try w.write($0) }
         XCTAssertEqual(w.size, data.count)
         let file = try w.finish()
-        XCTAssertEqual(file.sha256, SHA256.hex(data))
+        XCTAssertEqual(file.digest, "blake2b-256:" + Blake2b256.hex(data))
         XCTAssertThrowsError(try w.write(UnsafeRawBufferPointer(start: nil, count: 0)), "a finished file takes no more bytes")
         let meta = SnapshotMetadata(index: 3, term: 1, conf: ConfState(voters: ["a"]))
         try s.compact(snapshot: meta, file: file)
-        let mapped = try s.mapSnapshotFile(file.name, sha256: file.sha256)
+        let mapped = try s.mapSnapshotFile(file.name, digest: file.digest)
         XCTAssertTrue(mapped.isMapped)
         XCTAssertEqual(mapped, SnapshotData(data), "mapped and heap bytes compare equal")
         XCTAssertNotEqual(mapped, SnapshotData(Array(data.dropLast())))
         XCTAssertEqual(mapped.bytes(299_990..<400_000), Array(data[299_990...]), "ranges are clamped to the data")
         XCTAssertEqual(mapped.bytes(-5..<2), Array(data[0..<2]))
-        XCTAssertThrowsError(try s.mapSnapshotFile(file.name, sha256: String(repeating: "0", count: 64))) { e in
-            XCTAssertEqual((e as? P2POSError)?.code, "RAFT_STORAGE_CORRUPT")
+        for wrong in [String(repeating: "0", count: 64), "blake2b-256:" + String(repeating: "0", count: 64), "blake2b-256:", ""] {
+            XCTAssertThrowsError(try s.mapSnapshotFile(file.name, digest: wrong), wrong) { e in
+                XCTAssertEqual((e as? P2POSError)?.code, "RAFT_STORAGE_CORRUPT")
+            }
         }
+        // A file written before BLAKE2b digests was recorded with its bare SHA-256: still accepted.
+        XCTAssertEqual(try s.mapSnapshotFile(file.name, digest: SHA256.hex(data)).count, data.count)
         let loaded = try XCTUnwrap(try s.load().snapshot)
         XCTAssertTrue(loaded.data.isMapped)
         XCTAssertEqual(loaded, Snapshot(metadata: meta, data: data))
+        // A data directory from before BLAKE2b digests: its row holds the bare SHA-256.
+        try s.db.run("UPDATE raft_snapshot SET sha256 = ? WHERE k = 1", [.text(SHA256.hex(data))])
+        XCTAssertEqual(try XCTUnwrap(try s.load().snapshot), Snapshot(metadata: meta, data: data))
+        try s.db.run("UPDATE raft_snapshot SET sha256 = ? WHERE k = 1", [.text(SHA256.hex(Array(data.dropLast())))])
+        XCTAssertThrowsError(try s.load()) { XCTAssertEqual(($0 as? P2POSError)?.code, "RAFT_STORAGE_CORRUPT") }
+        try s.db.run("UPDATE raft_snapshot SET sha256 = ? WHERE k = 1", [.text(file.digest)])
         // An abandoned writer removes its temporary file; so does dropping it unfinished.
         let before = try snapshotFiles()
         let a = try s.createSnapshotFile(index: 9)
@@ -273,7 +283,7 @@ final class RaftStorageTests: XCTestCase {
         XCTAssertEqual(try snapshotFiles(), before)
         // An empty snapshot file maps to empty data.
         let e = try s.createSnapshotFile(index: 11).finish()
-        XCTAssertEqual(try s.mapSnapshotFile(e.name, sha256: e.sha256).count, 0)
+        XCTAssertEqual(try s.mapSnapshotFile(e.name, digest: e.digest).count, 0)
         s.discardSnapshotFile(e)
     }
 }
