@@ -69,6 +69,10 @@ public final class Router: @unchecked Sendable {
 
     private let lock = NSLock()
     private var routes: [Route] = []
+    /// Routes without parameters by "METHOD /path": a request for one of them (the tx route,
+    /// status, stats) needs no split, decode or scan. Such a route always wins the scan too (no
+    /// other route of the same method has as many literal segments).
+    private var exact: [String: Route] = [:]
     private var roundEndHooks: [@Sendable () -> Void] = []
 
     public init() {}
@@ -111,6 +115,7 @@ public final class Router: @unchecked Sendable {
         lock.lock()
         routes.removeAll { $0.method == method && $0.pattern == pattern }
         routes.append(route)
+        if literals == segs.count { exact[method + " " + pattern] = route }
         lock.unlock()
     }
 
@@ -143,6 +148,9 @@ public final class Router: @unchecked Sendable {
 
     /// Find the route for a method and a (percent-encoded) path. HEAD falls back to GET.
     public func match(method: String, path: String) -> Match {
+        if !path.utf8.contains(UInt8(ascii: "%")), let r = lock.withLock({ exact[method + " " + path] }) {
+            return .found(r.handler, params: [:], pattern: r.pattern)
+        }
         var decoded: [String] = []
         for raw in path.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
             guard let d = percentDecode(String(raw)) else { return .badPath }

@@ -153,6 +153,36 @@ final class ControlServerTests: XCTestCase {
         XCTAssertEqual(head.body, [])
     }
 
+    /// Parameterless routes are found by a direct lookup; the answers must be the scan's.
+    func testRouteMatching() {
+        let router = Router()
+        router.get("/v1/p2p/sessions/{id}") { _ in .text("param") }
+        router.get("/v1/p2p/sessions/open") { _ in .text("literal") }
+        router.post("/v1/p2p/tx") { _ in .text("tx") }
+        router.get("/v1/p2p/stats") { _ in .text("old") }
+        router.get("/v1/p2p/stats") { _ in .text("stats") }    // replaces the first
+        func pattern(_ m: String, _ p: String) -> String? {
+            if case .found(_, _, let pat) = router.match(method: m, path: p) { return pat }
+            return nil
+        }
+        XCTAssertEqual(pattern("GET", "/v1/p2p/sessions/open"), "/v1/p2p/sessions/open")
+        XCTAssertEqual(pattern("GET", "/v1/p2p/sessions/ope%6e"), "/v1/p2p/sessions/open", "percent-encoded: decoded first")
+        XCTAssertEqual(pattern("GET", "/v1/p2p/sessions/x"), "/v1/p2p/sessions/{id}")
+        if case .found(_, let params, _) = router.match(method: "GET", path: "/v1/p2p/sessions/a%2Fb") {
+            XCTAssertEqual(params, ["id": "a/b"])
+        } else { XCTFail("param route not found") }
+        XCTAssertEqual(pattern("POST", "/v1/p2p/tx"), "/v1/p2p/tx")
+        XCTAssertEqual(pattern("HEAD", "/v1/p2p/stats"), "/v1/p2p/stats", "HEAD falls back to GET")
+        if case .methodNotAllowed(let allowed) = router.match(method: "POST", path: "/v1/p2p/stats") {
+            XCTAssertEqual(allowed, ["GET", "HEAD"])
+        } else { XCTFail("POST on a GET route must be 405") }
+        if case .notFound = router.match(method: "POST", path: "/v1/p2p/tx/") {} else { XCTFail("trailing slash is another path") }
+        if case .badPath = router.match(method: "GET", path: "/v1/p2p/sessions/%zz") {} else { XCTFail("bad escape") }
+        if case .found(let h, _, _) = router.match(method: "GET", path: "/v1/p2p/stats"), case .sync(let f) = h {
+            XCTAssertEqual(try f(HTTPRequest(method: "GET", target: "/v1/p2p/stats")).body, Array("stats".utf8))
+        } else { XCTFail("stats route") }
+    }
+
     func testSocketModeAndStaleSocket() throws {
         let path = dir + "/p2pos.sock"
         // A stale socket file (bound, nobody listening) is replaced.

@@ -31,7 +31,7 @@ final class Ed25519Tests: XCTestCase {
             var bTerms = Straus.Terms(capacity: 2)
             bTerms.addSplit(k, BaseTable.low, BaseTable.high, width: 8)
             XCTAssertEqual(bTerms.run().encoded, sodiumBaseMul(k))
-            // [k]P for a random P through a width-5 table, and decode(encode(P)) round trip.
+            // [k]P for a random P through a key's width-7 tables, and decode(encode(P)) round trip.
             let pEnc = sodiumBaseMul(randomScalar())
             guard let p = P3.decode(pEnc) else { return XCTFail("decode of a valid point failed") }
             XCTAssertEqual(p.encoded, pEnc)
@@ -39,7 +39,7 @@ final class Ed25519Tests: XCTestCase {
             XCTAssertEqual(crypto_scalarmult_ed25519_noclamp(&expect, k, pEnc), 0)
             let tables = KeyTables(p)
             var pTerms = Straus.Terms(capacity: 2)
-            pTerms.addSplit(k, tables.low, tables.high)
+            pTerms.addSplit(k, tables.low, tables.high, width: KeyTables.width)
             XCTAssertEqual(pTerms.run().encoded, expect)
             // A 128-bit scalar through one width-5 table.
             let k128 = Array(k[0..<16]) + [UInt8](repeating: 0, count: 16)
@@ -59,7 +59,7 @@ final class Ed25519Tests: XCTestCase {
     func testNAFDigitsReconstructTheScalar() {
         var cases: [[UInt8]] = [[UInt8](repeating: 0xff, count: 16), [UInt8](repeating: 0, count: 15) + [0x80], [UInt8](repeating: 0, count: 16), [1] + [UInt8](repeating: 0, count: 15)]
         for _ in 0..<300 { cases.append(Sodium.randomBytes(16)) }
-        for w in [5, 8] {
+        for w in [5, 7, 8] {
             for c in cases {
                 let r = UnsafeMutablePointer<Int8>.allocate(capacity: 130)
                 defer { r.deallocate() }
