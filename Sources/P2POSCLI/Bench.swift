@@ -161,7 +161,7 @@ func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable 
 /// `closedLoop`, with the CPU time the server processes `pids` used meanwhile.
 func measuredLoop(pids: [Int32], clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
                   op: @escaping @Sendable (KeepAliveClient, Int, Int) -> Bool) -> LoadResult {
-    let before = ProcessStats.cpuSeconds(pids: pids)
+    let before = pids.isEmpty ? nil : ProcessStats.cpuSeconds(pids: pids)
     var r = closedLoop(clients: clients, duration: duration, makeClient: makeClient, op: op)
     if let b = before, let a = ProcessStats.cpuSeconds(pids: pids) { r.serverCPUSeconds = a - b }
     return r
@@ -327,11 +327,14 @@ final class EtcdCluster {
         _ = runShell("exec /bin/bash '\(script)' stop '\(dir)' > /dev/null 2>&1 < /dev/null")
     }
 
-    /// The etcd processes (the script writes `e<i>.pid`).
+    /// The etcd processes (the script writes `e1.pid` … `e<n>.pid`). All of them or none: a
+    /// partial list would under-report etcd's CPU (reading e0…e<n−1> once silently dropped a
+    /// member, so the CPU-per-put figures before the ninth session counted two of three).
     var pids: [Int32] {
-        (0..<clientPorts.count).compactMap { i in
+        let ps = (1...max(1, clientPorts.count)).compactMap { i in
             (try? String(contentsOfFile: dir + "/e\(i).pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
+        return ps.count == clientPorts.count ? ps : []
     }
 
     /// Index of the leader (etcd's JSON gateway reports it in /v3/maintenance/status).
