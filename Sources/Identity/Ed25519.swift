@@ -278,8 +278,8 @@ enum Scalar {
 
 // MARK: - Multi-scalar multiplication (Straus, shared doublings)
 
-/// Tables of −A and −2^128·A for a public key A.
-/// Odd multiples P, 3P, …, 63P of a cached key's point and of 2^128 times it, for width-7
+/// Tables of −A and −2^128·A for a public key A (built with P = −A):
+/// odd multiples P, 3P, …, 63P of a cached key's point and of 2^128 times it, for width-7
 /// digits: a 128-bit half scalar then costs ~16 additions instead of ~21 at width 5 (about a
 /// tenth of a batch verification), for 10 KiB per key (`KeyCache` keeps at most 1,024 keys).
 final class KeyTables: @unchecked Sendable {

@@ -891,12 +891,17 @@ public final class Consensus: @unchecked Sendable {
     /// their signatures a second time: once a follower keeps up, its applies often overtook the
     /// batch verifying the same entries on the other core (measured: a sixth of all entries were
     /// verified twice at 64 clients). Bounded, so a stalled verifier only costs a redo.
+    /// A small batch is applied inline on the raft queue, which then waits too: no longer than
+    /// re-verifying there would take, since the verification it waits for is already running.
+    /// (The bound is on the monotonic clock; the condition's own timeout is wall-clock time, so
+    /// it only paces the re-checks.)
     func awaitPreverify(through last: UInt64) {
         preverifyCond.lock()
         defer { preverifyCond.unlock() }
-        let deadline = Date().addingTimeInterval(1)
+        let deadline = Monotonic.nanos() &+ 1_000_000_000
         while preverifying.values.contains(where: { $0 <= last }) {
-            if !preverifyCond.wait(until: deadline) { return }
+            guard Monotonic.nanos() < deadline else { return }
+            _ = preverifyCond.wait(until: Date().addingTimeInterval(0.05))
         }
     }
     private var decodedByIndex: [UInt64: (term: UInt64, bytes: [UInt8], tx: Tx)] = [:]

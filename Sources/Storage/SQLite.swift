@@ -55,8 +55,10 @@ private func walHook(_ ctx: UnsafeMutableRawPointer?, _ db: OpaquePointer?, _ na
     return SQLITE_OK
 }
 
-/// The current row of `SQLiteDB.forEachRow`.
-/// The rows of a statement `SQLiteDB.withRows` prepared; `cursor` reads the current one.
+/// The rows of a statement `SQLiteDB.withRows` prepared; `cursor` reads the current one. Valid
+/// only inside that `withRows` call (the statement is cached and reset afterwards), and stop at
+/// the first `false` from `next()` (stepping on would restart the query). Do not run the same
+/// SQL text on the connection meanwhile: it shares the cached statement.
 public struct SQLRows {
     let stmt: OpaquePointer
     let db: SQLiteDB
@@ -71,6 +73,7 @@ public struct SQLRows {
     }
 }
 
+/// The current row of `SQLiteDB.forEachRow` or `SQLRows`.
 public struct SQLRowCursor {
     public enum Kind: Sendable { case null, int, double, text, blob }
     let stmt: OpaquePointer

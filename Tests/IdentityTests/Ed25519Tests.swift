@@ -40,7 +40,7 @@ final class Ed25519Tests: XCTestCase {
             let tables = KeyTables(p)
             var pTerms = Straus.Terms(capacity: 2)
             pTerms.addSplit(k, tables.low, tables.high, width: KeyTables.width)
-            XCTAssertEqual(pTerms.run().encoded, expect)
+            XCTAssertEqual(withExtendedLifetime(tables) { pTerms.run() }.encoded, expect)    // the terms point into `tables`
             // A 128-bit scalar through one width-5 table.
             let k128 = Array(k[0..<16]) + [UInt8](repeating: 0, count: 16)
             XCTAssertEqual(crypto_scalarmult_ed25519_noclamp(&expect, k128, pEnc), 0)
