@@ -67,6 +67,18 @@ public enum Blake2b256 {
         return h.finalizeHex()
     }
 
+    /// The first 8 bytes (little-endian) of a 16-byte BLAKE2b digest of `bytes`: a short lookup key
+    /// for index entries. Not a commitment: collisions must be expected and told apart by whoever
+    /// looks the key up.
+    public static func key64(_ bytes: [UInt8]) -> UInt64 {
+        Sodium.initialize()
+        var out = (UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &out) { o in
+            _ = crypto_generichash(o.baseAddress!.assumingMemoryBound(to: UInt8.self), 16, bytes, UInt64(bytes.count), nil, 0)
+        }
+        return UInt64(littleEndian: out.0)
+    }
+
     /// Incremental hashing. libsodium's state must be 64-byte aligned, so it lives in its own
     /// allocation (hence a class). One thread uses it at a time.
     public final class Hasher {

@@ -127,7 +127,10 @@ extension Ledger {
 
     // MARK: Snapshot
 
-    static let snapshotFormat = "p2pos-ledger-snapshot/1"
+    static let snapshotFormat = "p2pos-ledger-snapshot/2"
+    /// Snapshots of ledger schema version 1 (before the record of applied txs moved into one
+    /// append-ordered table) are still restored: converted as a version-1 ledger file is.
+    static let snapshotFormatV1 = "p2pos-ledger-snapshot/1"
 
     /// A deterministic serialization of every ledger table: canonical JSON
     /// `{"format":…,"tables":{name:[[column values…]…]}}`, rows in primary-key order.
@@ -216,6 +219,12 @@ extension Ledger {
                 // equality would merge canonically equivalent keys).
                 var keys = Set<[UInt8]>()
                 var tablesSeen = Set<[UInt8]>()
+                // Where each snapshot table's rows go: its own table, or for a format-1 snapshot
+                // (known by then: "format" sorts before "tables") the two old record tables go to
+                // temporary tables that are converted at the end.
+                var target: [String: (table: String, columns: Int)] = [:]
+                for (name, n) in columnsOf { target[name] = (name, n) }
+                var legacy = false
                 try cur.expect(UInt8(ascii: "{"))
                 var firstKey = true
                 while try cur.next(close: UInt8(ascii: "}"), first: &firstKey) {
@@ -225,6 +234,18 @@ extension Ledger {
                     switch key {
                     case "format":
                         format = try cur.value(depth: 2).stringValue
+                        if format == Ledger.snapshotFormatV1, !tablesSeen.isEmpty || keys.contains(Array("tables".utf8)) {
+                            throw LedgerError("a \(Ledger.snapshotFormatV1) snapshot must name its format before its tables")
+                        }
+                        if format == Ledger.snapshotFormatV1, !legacy {
+                            legacy = true
+                            try db.exec("""
+                                CREATE TEMP TABLE v1_applied(\(Ledger.v1AppliedColumns));
+                                CREATE TEMP TABLE v1_nonces(\(Ledger.v1NonceColumns));
+                                """)
+                            target["ledger_applied"] = ("temp.v1_applied", 7)
+                            target["ledger_nonces"] = ("temp.v1_nonces", 3)
+                        }
                     case "tables":
                         try cur.expect(UInt8(ascii: "{"))
                         var firstTable = true
@@ -232,11 +253,11 @@ extension Ledger {
                             let name = try cur.string()
                             guard tablesSeen.insert(Array(name.utf8)).inserted else { throw LedgerError("snapshot has table \(name) twice") }
                             try cur.expect(UInt8(ascii: ":"))
-                            guard let columns = columnsOf[name] else {
+                            guard let (table, columns) = target[name] else {
                                 _ = try cur.value(depth: 3)    // not a table of this schema: ignored
                                 continue
                             }
-                            let sql = "INSERT INTO \(name) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))"
+                            let sql = "INSERT INTO \(table) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))"
                             try cur.expect(UInt8(ascii: "["))
                             var firstRow = true
                             while try cur.next(close: UInt8(ascii: "]"), first: &firstRow) {
@@ -258,16 +279,24 @@ extension Ledger {
                     }
                 }
                 try cur.expectEnd()
-                guard format == Ledger.snapshotFormat, keys.contains(Array("tables".utf8)) else {
-                    throw LedgerError("not a \(Ledger.snapshotFormat) snapshot")
+                guard format == Ledger.snapshotFormat || format == Ledger.snapshotFormatV1, keys.contains(Array("tables".utf8)) else {
+                    throw LedgerError("not a \(Ledger.snapshotFormat) (or \(Ledger.snapshotFormatV1)) snapshot")
                 }
-                for t in Ledger.tables where !tablesSeen.contains(Array(t.name.utf8)) {
-                    throw LedgerError("snapshot lacks table \(t.name)")
+                for t in (legacy ? Ledger.v1Tables : Ledger.tables.map(\.name)) where !tablesSeen.contains(Array(t.utf8)) {
+                    throw LedgerError("snapshot lacks table \(t)")
                 }
                 _ = try lastAppliedIndex()
                 let version = try db.query("SELECT value FROM ledger_meta WHERE key = 'schema_version'").first?.first?.text
-                guard version == Ledger.schemaVersion else {
-                    throw LedgerError("snapshot has ledger schema version \(version ?? "none"), this node uses \(Ledger.schemaVersion)")
+                guard version == (legacy ? "1" : Ledger.schemaVersion) else {
+                    throw LedgerError("snapshot in format \(format ?? "") has ledger schema version \(version ?? "none")")
+                }
+                if legacy {
+                    try db.exec("CREATE INDEX temp.v1_nonces_by_tx ON v1_nonces(tx_id)")
+                    _ = try convertV1(applied: "temp.v1_applied", nonces: "temp.v1_nonces")
+                    try db.exec("DROP TABLE temp.v1_applied; DROP TABLE temp.v1_nonces")
+                    try db.run("UPDATE ledger_meta SET value = ? WHERE key = 'schema_version'", [.text(Ledger.schemaVersion)])
+                } else {
+                    try checkRecordKeys()
                 }
             }
         } catch let e as JSONError {

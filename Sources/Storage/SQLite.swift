@@ -92,6 +92,9 @@ public struct SQLRowCursor {
 
     public func int(_ column: Int) -> Int64 { sqlite3_column_int64(stmt, Int32(column)) }
 
+    /// The column as a string when it holds text, else nil.
+    public func text(_ column: Int) -> String? { value(column).text }
+
     /// The column as a value (copied).
     public func value(_ column: Int) -> SQLValue {
         let c = Int32(column)

@@ -151,6 +151,7 @@ final class FlowTests: XCTestCase {
         XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index + 2)
         // Bad snapshots are refused and change nothing.
         XCTAssertThrowsError(try c.ledger.restore(Array("{}".utf8)))
+        XCTAssertThrowsError(try c.ledger.restore(Array("{\"format\":\"p2pos-ledger-snapshot/2\",\"tables\":{}}".utf8)))
         XCTAssertThrowsError(try c.ledger.restore(Array("{\"format\":\"p2pos-ledger-snapshot/1\",\"tables\":{}}".utf8)))
         XCTAssertThrowsError(try c.ledger.restore(Array(snap.dropLast())))
         XCTAssertEqual(try c.ledger.lastAppliedIndex(), a.index + 2)
@@ -178,7 +179,7 @@ final class FlowTests: XCTestCase {
         refused(snap + Array(" x".utf8), "trailing data")
         refused(Array(text.replacingOccurrences(of: "{\"format\":", with: "{\"format\":\"x\",\"format\":").utf8), "duplicate member")
         refused(Array(text.replacingOccurrences(of: "\"ledger_votes\":[", with: "\"ledger_votes\":[],\"ledger_votes\":[").utf8), "duplicate table")
-        refused(Array(text.replacingOccurrences(of: "p2pos-ledger-snapshot/1", with: "p2pos-ledger-snapshot/9").utf8), "other format")
+        refused(Array(text.replacingOccurrences(of: "p2pos-ledger-snapshot/2", with: "p2pos-ledger-snapshot/9").utf8), "other format")
         refused(Array(text.replacingOccurrences(of: "\"ledger_votes\":[", with: "\"ledger_vote\":[").utf8), "a table missing")
         refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[[", with: "\"ledger_meta\":[[\"extra\",").utf8), "row with too many columns")
         refused(Array(text.replacingOccurrences(of: "\"ledger_meta\":[[", with: "\"ledger_meta\":[[true,").utf8), "a boolean cell")

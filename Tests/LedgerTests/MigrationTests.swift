@@ -1,0 +1,191 @@
+import Foundation
+import XCTest
+import Identity
+import Storage
+import Support
+import Wire
+@testable import Ledger
+
+/// Ledger schema version 1 (records keyed by tx_id, nonces in their own table) is upgraded to
+/// version 2 — a ledger file when it is opened, a snapshot when it is restored — and both come out
+/// exactly as if version 2 had applied the same entries.
+final class MigrationTests: XCTestCase {
+    let owner = Keys.owner, alice = Keys.alice, bob = Keys.bob, mallory = Keys.mallory
+
+    /// Records of every kind: applied, rejected by a rule (it holds its nonce), REPLAYED (it does
+    /// not), and one signer's nonce reused by another signer.
+    func fill(_ h: Harness) throws {
+        try h.ok(owner, .sessionCreate, "{\"session_id\":\"s1\",\"title\":\"t\",\"steps\":[{\"step_id\":\"a\",\"title\":\"A\"},{\"step_id\":\"b\",\"title\":\"B\"}]}")
+        try h.ok(alice, .participantJoin, "{\"session_id\":\"s1\"}")
+        XCTAssertEqual(try h.apply(alice, .participantJoin, "{\"session_id\":\"s1\"}", nonce: "j2").code, .alreadyExists)
+        XCTAssertEqual(try h.apply(alice, .stepClaim, "{\"step_id\":\"a\"}", nonce: "j2").code, .replayed)
+        try h.ok(bob, .participantJoin, "{\"session_id\":\"s1\"}")
+        XCTAssertEqual(try h.apply(mallory, .stepClaim, "{\"step_id\":\"a\"}", nonce: "m1").code, .notParticipant)
+        try h.ok(alice, .stepClaim, "{\"step_id\":\"a\"}")
+    }
+
+    /// Rewrite a version-2 ledger file into the version-1 layout (what p2pos before this change wrote).
+    func downgradeToV1(_ db: SQLiteDB) throws {
+        try db.exec("""
+            BEGIN;
+            CREATE TABLE old_applied(tx_id TEXT PRIMARY KEY, raft_index INTEGER NOT NULL, signer TEXT NOT NULL, status TEXT NOT NULL,
+                code TEXT, message TEXT NOT NULL, event_seq INTEGER) WITHOUT ROWID;
+            INSERT INTO old_applied SELECT tx_id, raft_index, signer, status, code, message, event_seq FROM ledger_applied;
+            CREATE TABLE ledger_nonces(signer TEXT NOT NULL, nonce TEXT NOT NULL, tx_id TEXT NOT NULL, PRIMARY KEY(signer, nonce)) WITHOUT ROWID;
+            INSERT INTO ledger_nonces SELECT signer, nonce, tx_id FROM ledger_applied WHERE nonce IS NOT NULL;
+            DROP TABLE ledger_applied;
+            ALTER TABLE old_applied RENAME TO ledger_applied;
+            UPDATE ledger_meta SET value = '1' WHERE key = 'schema_version';
+            COMMIT;
+            """)
+    }
+
+    /// A version-2 snapshot rewritten as a version-1 snapshot of the same state.
+    func v1Snapshot(of snap: [UInt8]) throws -> [UInt8] {
+        let v = try JSONValue.parse(snap, limits: JSONLimits(maxBytes: Int.max))
+        var tables = try XCTUnwrap(v["tables"]?.objectValue)
+        let rows = try XCTUnwrap(tables["ledger_applied"]?.arrayValue).map { try XCTUnwrap($0.arrayValue) }
+        // v2 columns: seq, tx_key, tx_id, raft_index, signer, nonce_key, nonce, status, code, message, event_seq
+        tables["ledger_applied"] = .array(rows.map { r in .array([r[2], r[3], r[4], r[7], r[8], r[9], r[10]]) }
+            .sorted { Array($0.arrayValue![0].stringValue!.utf8).lexicographicallyPrecedes(Array($1.arrayValue![0].stringValue!.utf8)) })
+        tables["ledger_nonces"] = .array(rows.filter { $0[6] != .null }.map { r in .array([r[4], r[6], r[2]]) }
+            .sorted { a, b in
+                let x = a.arrayValue!.map { $0.stringValue! }, y = b.arrayValue!.map { $0.stringValue! }
+                return Array(x[0].utf8).lexicographicallyPrecedes(Array(y[0].utf8))
+                    || (x[0] == y[0] && Array(x[1].utf8).lexicographicallyPrecedes(Array(y[1].utf8)))
+            })
+        tables["ledger_meta"] = .array(try XCTUnwrap(tables["ledger_meta"]?.arrayValue).map { r in
+            r.arrayValue?.first == .string("schema_version") ? .array([.string("schema_version"), .string("1")]) : r
+        })
+        return JSONValue.obj([("format", .string("p2pos-ledger-snapshot/1")), ("tables", .object(tables))]).canonicalBytes
+    }
+
+    /// The replay protections work on a ledger: the first entry answers with its original result,
+    /// and new txs reusing a held nonce are refused (another signer may use the same nonce).
+    func checkProtections(_ h: Harness, _ source: Harness, file: StaticString = #filePath, line: UInt = #line) throws {
+        let again = try h.applyBytes(source.entries[0].txBytes)
+        XCTAssertTrue(again.duplicate, file: file, line: line)
+        XCTAssertEqual(again.raftIndex, 1, file: file, line: line)
+        // Rejected by rules, mallory's claim holds "m1" and alice's second join "j2".
+        XCTAssertEqual(try h.apply(mallory, .participantJoin, "{\"session_id\":\"s1\"}", nonce: "m1").code, .replayed, file: file, line: line)
+        XCTAssertEqual(try h.apply(alice, .stepRelease, "{\"step_id\":\"a\"}", nonce: "j2").code, .replayed, file: file, line: line)
+        XCTAssertEqual(try h.apply(bob, .stepClaim, "{\"step_id\":\"b\"}", nonce: "m1").status, .applied, file: file, line: line)
+    }
+
+    func testV1LedgerFileIsUpgradedOnOpen() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ledger.db").path
+        let source = try Harness(path: path)
+        try fill(source)
+        let expected = try source.ledger.snapshot()
+        try downgradeToV1(source.db)
+        XCTAssertEqual(try source.db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "1")
+
+        let h = try Harness(path: path)
+        XCTAssertEqual(try h.ledger.snapshot(), expected, "the upgraded ledger is the one version 2 would have built")
+        XCTAssertEqual(try h.db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
+        XCTAssertFalse(try h.db.queryExists("SELECT 1 FROM sqlite_master WHERE name IN ('ledger_nonces', 'ledger_applied_v1')"))
+        try checkProtections(h, source)
+        // Opening again changes nothing.
+        let after = try h.ledger.snapshot()
+        XCTAssertEqual(try Harness(path: path).ledger.snapshot(), after)
+    }
+
+    func testLedgerOfUnknownVersionIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ledger.db").path
+        let source = try Harness(path: path)
+        try fill(source)
+        try source.db.exec("UPDATE ledger_meta SET value = '3' WHERE key = 'schema_version'")
+        XCTAssertThrowsError(try Harness(path: path)) { e in
+            XCTAssertTrue("\(e)".contains("schema version 3"), "\(e)")
+        }
+    }
+
+    func testV1SnapshotIsRestoredAndConverted() throws {
+        let source = try Harness()
+        try fill(source)
+        let snap = try source.ledger.snapshot()
+        let old = try v1Snapshot(of: snap)
+        XCTAssertTrue(String(decoding: old, as: UTF8.self).contains("\"ledger_nonces\":[["))
+        let h = try Harness()
+        try h.ok(mallory, .sessionCreate, "{\"session_id\":\"junk\",\"title\":\"x\",\"steps\":[{\"step_id\":\"j\",\"title\":\"J\"}]}")
+        try h.ledger.restore(old)
+        XCTAssertEqual(try h.ledger.snapshot(), snap)
+        XCTAssertFalse(try h.db.queryExists("SELECT 1 FROM sqlite_temp_master WHERE name LIKE 'v1_%'"), "temporary tables are gone")
+        h.index = try h.ledger.lastAppliedIndex()
+        try checkProtections(h, source)
+
+        // A version-1 snapshot that is not one is refused and changes nothing.
+        let before = try h.ledger.snapshot()
+        let text = String(decoding: old, as: UTF8.self)
+        for (bad, why) in [
+            (text.replacingOccurrences(of: "\"ledger_nonces\":[[", with: "\"ledger_nonce\":[["), "lacks ledger_nonces"),
+            (text.replacingOccurrences(of: "\"schema_version\",\"1\"", with: "\"schema_version\",\"2\""), "says version 2"),
+            ("{\"tables\":" + String(text.dropFirst("{\"format\":\"p2pos-ledger-snapshot/1\",\"tables\":".count).dropLast()) + ",\"format\":\"p2pos-ledger-snapshot/1\"}", "format after tables"),
+        ] {
+            XCTAssertThrowsError(try h.ledger.restore(Array(bad.utf8)), why) { e in XCTAssertTrue(e is LedgerError, "\(why): \(e)") }
+            XCTAssertEqual(try h.ledger.snapshot(), before, "\(why): state changed")
+        }
+    }
+
+    /// A snapshot whose lookup keys do not match its records would hide txs from the replay
+    /// checks: refused.
+    func testSnapshotWithWrongKeysIsRefused() throws {
+        let source = try Harness()
+        try fill(source)
+        let snap = try source.ledger.snapshot()
+        let v = try JSONValue.parse(snap, limits: JSONLimits(maxBytes: Int.max))
+        var tables = try XCTUnwrap(v["tables"]?.objectValue)
+        let rows = try XCTUnwrap(tables["ledger_applied"]?.arrayValue).map { try XCTUnwrap($0.arrayValue) }
+        func with(_ change: (inout [[JSONValue]]) -> Void) -> [UInt8] {
+            var r = rows
+            change(&r)
+            var t = tables
+            t["ledger_applied"] = .array(r.map { .array($0) })
+            return JSONValue.obj([("format", v["format"]!), ("tables", .object(t))]).canonicalBytes
+        }
+        let h = try Harness()
+        try h.ledger.restore(snap)
+        let before = try h.ledger.snapshot()
+        let held = try XCTUnwrap(rows.firstIndex { $0[6] != .null })
+        let free = try XCTUnwrap(rows.firstIndex { $0[6] == .null })
+        for (bad, why) in [
+            (with { $0[0][1] = .int(($0[0][1].intValue ?? 0) &+ 1) }, "tx_key"),
+            (with { $0[held][5] = .int(($0[held][5].intValue ?? 0) &+ 1) }, "nonce_key"),
+            (with { $0[held][6] = .string("other") }, "nonce"),
+            (with { $0[free][5] = .int(7) }, "nonce_key without a nonce"),
+            (with { $0[0][1] = .string("1") }, "tx_key as text"),
+        ] {
+            XCTAssertThrowsError(try h.ledger.restore(bad), why) { e in XCTAssertTrue(e is LedgerError, "\(why): \(e)") }
+            XCTAssertEqual(try h.ledger.snapshot(), before, "\(why): state changed")
+        }
+        tables["ledger_applied"] = nil
+        _ = tables
+    }
+
+    /// The lookups use the key indexes, not a scan of every record.
+    func testLookupsUseTheKeyIndexes() throws {
+        let h = try Harness()
+        func plan(_ sql: String) throws -> String {
+            try h.db.query("EXPLAIN QUERY PLAN " + sql, [.int(1), .text("x"), .text("y")]).map { $0.last?.text ?? "" }.joined(separator: "; ")
+        }
+        XCTAssertTrue(try plan("SELECT raft_index FROM ledger_applied WHERE tx_key = ? AND tx_id = ? AND ? IS NOT NULL").contains("ledger_applied_by_tx"))
+        XCTAssertTrue(try plan("SELECT tx_id FROM ledger_applied WHERE nonce_key = ? AND signer = ? AND nonce = ?").contains("ledger_applied_by_nonce"))
+    }
+
+    func testKeys() {
+        let id = SHA256.hex(Array("x".utf8))
+        XCTAssertEqual(Ledger.txKey(id), Int64(UInt64(id.prefix(12), radix: 16)! >> 1))
+        XCTAssertLessThan(Ledger.txKey(String(repeating: "f", count: 64)), 1 << 47)
+        XCTAssertGreaterThanOrEqual(Ledger.nonceKey(signer: "a", nonce: "b"), 0)
+        XCTAssertEqual(Ledger.txKey("not-hex"), Ledger.txKey("not-hex"))
+        XCTAssertNotEqual(Ledger.txKey("not-hex"), Ledger.txKey("not-hey"))
+        XCTAssertNotEqual(Ledger.nonceKey(signer: "a", nonce: "bc"), Ledger.nonceKey(signer: "ab", nonce: "c"))
+        XCTAssertEqual(Ledger.nonceKey(signer: "a", nonce: "b"), Ledger.nonceKey(signer: "a", nonce: "b"))
+    }
+}
