@@ -635,9 +635,16 @@ public final class Consensus: @unchecked Sendable {
     }
 
     func commitLedger() {
+        let started = trace ? Monotonic.nanos() : 0
+        let entries = ledger.pendingEntries
+        let framesBefore = trace ? ledgerWAL.frames : 0
         do { try ledger.commitPending() } catch {
             Log.error("ledger", "commit_failed", ["reason": "\(error)"])
             fatalError("ledger commit failed: \(error)")
+        }
+        if trace && entries > 0 {
+            let frames = ledgerWAL.frames
+            FileHandle.standardError.write("TRACE ledger_commit us=\((Monotonic.nanos() &- started) / 1000) entries=\(entries) pages=\(frames >= framesBefore ? frames - framesBefore : frames)\n".data(using: .utf8)!)
         }
     }
 
