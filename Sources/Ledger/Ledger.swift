@@ -234,18 +234,8 @@ public final class Ledger: @unchecked Sendable {
     /// The index key of a tx_id: from its first 16 hex digits (a tx_id is a SHA-256 digest), or
     /// for anything that is not a tx_id from a hash of it.
     static func txKey(_ txID: String) -> Int64 {
-        var v: UInt64 = 0
-        var n = 0
-        for c in txID.utf8 {
-            let d: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c &- UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c &- UInt8(ascii: "a") &+ 10
-            default: return key(Blake2b256.key64(Array(txID.utf8)))
-            }
-            v = v << 4 | UInt64(d)
-            n += 1
-            if n == 16 { return key(v) }
+        if let b = Hex.decode(String(txID.prefix(16))), b.count == 8 {
+            return key(b.reduce(0) { $0 << 8 | UInt64($1) })
         }
         return key(Blake2b256.key64(Array(txID.utf8)))
     }
@@ -414,12 +404,15 @@ public final class Ledger: @unchecked Sendable {
         (try db.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_events").first?.first?.int) ?? 1
     }
 
+    /// Appends one record (apply, and the conversion of version-1 records).
+    static let insertRecord = """
+        INSERT INTO ledger_applied(tx_key, tx_id, raft_index, signer, nonce_key, nonce, status, code, message, event_seq)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+
     /// Append the record of `tx`; with `nonceKey` the record holds the signer's nonce.
     private func record(_ tx: Tx, _ r: TxResult, nonceKey: Int64?) throws {
-        try db.run("""
-            INSERT INTO ledger_applied(tx_key, tx_id, raft_index, signer, nonce_key, nonce, status, code, message, event_seq)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
+        try db.run(Ledger.insertRecord,
                    [.int(Ledger.txKey(tx.txID)), .text(tx.txID), .int(Int64(r.raftIndex)), .text(tx.signer),
                     nonceKey.map { .int($0) } ?? .null, nonceKey == nil ? .null : .text(tx.nonce), .text(r.status.rawValue),
                     r.code.map { .text($0.rawValue) } ?? .null, .text(r.message), r.eventSeq.map { .int($0) } ?? .null])

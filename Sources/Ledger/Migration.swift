@@ -6,9 +6,10 @@ import Support
 /// indexes of 64-bit keys (see "The record of applied txs" in Ledger.swift). Every other table
 /// is unchanged.
 extension Ledger {
-    /// The version-1 shapes of the two tables, for a ledger file or a snapshot of that version.
-    static let v1AppliedColumns = "tx_id TEXT NOT NULL, raft_index INTEGER NOT NULL, signer TEXT NOT NULL, status TEXT NOT NULL, code TEXT, message TEXT NOT NULL, event_seq INTEGER"
-    static let v1NonceColumns = "signer TEXT NOT NULL, nonce TEXT NOT NULL, tx_id TEXT NOT NULL"
+    /// The version-1 columns of the two tables, for a snapshot of that version.
+    static let v1AppliedColumns = ["tx_id TEXT NOT NULL", "raft_index INTEGER NOT NULL", "signer TEXT NOT NULL", "status TEXT NOT NULL",
+                                   "code TEXT", "message TEXT NOT NULL", "event_seq INTEGER"]
+    static let v1NonceColumns = ["signer TEXT NOT NULL", "nonce TEXT NOT NULL", "tx_id TEXT NOT NULL"]
 
     /// The tables a snapshot of ledger format 1 holds.
     static let v1Tables: [String] = tables.map(\.name).filter { $0 != "ledger_applied" } + ["ledger_applied", "ledger_nonces"]
@@ -21,23 +22,22 @@ extension Ledger {
         try db.transaction {
             try db.exec("ALTER TABLE ledger_applied RENAME TO ledger_applied_v1")
             try db.exec(Ledger.schema)
-            try db.exec("CREATE INDEX ledger_nonces_by_tx ON ledger_nonces(tx_id)")
-            rows = try convertV1(applied: "ledger_applied_v1", nonces: "ledger_nonces")
-            try db.exec("DROP TABLE ledger_applied_v1; DROP TABLE ledger_nonces")
-            try db.run("UPDATE ledger_meta SET value = ? WHERE key = 'schema_version'", [.text(Ledger.schemaVersion)])
+            rows = try replaceV1Tables(schema: "main", applied: "ledger_applied_v1", nonces: "ledger_nonces")
         }
         Log.info("ledger", "schema_upgraded", ["from": "1", "to": Ledger.schemaVersion, "records": rows,
                                                  "ms": (Monotonic.nanos() &- started) / 1_000_000])
     }
 
-    /// Fill the (empty) version-2 `ledger_applied` from version-1 tables, in raft-index order (the
-    /// order in which the txs were applied, so `seq` comes out as if they were applied by this
-    /// version). `nonces` needs an index on `tx_id`. Returns the number of records.
-    func convertV1(applied: String, nonces: String) throws -> Int {
+    /// Fill the (empty) version-2 `ledger_applied` from the version-1 tables `applied` and
+    /// `nonces` in `schema`, in raft-index order (the order in which the txs were applied, so `seq`
+    /// comes out as if they were applied by this version); then drop those tables and record
+    /// schema version 2. Inside the caller's transaction. Returns the number of records.
+    func replaceV1Tables(schema: String, applied: String, nonces: String) throws -> Int {
+        try db.exec("CREATE INDEX \(schema).\(nonces)_by_tx ON \(nonces)(tx_id)")
         var count = 0
         try db.forEachRow("""
             SELECT a.tx_id, a.raft_index, a.signer, a.status, a.code, a.message, a.event_seq, n.nonce, n.signer
-            FROM \(applied) a LEFT JOIN \(nonces) n ON n.tx_id = a.tx_id ORDER BY a.raft_index, a.tx_id
+            FROM \(schema).\(applied) a LEFT JOIN \(schema).\(nonces) n ON n.tx_id = a.tx_id ORDER BY a.raft_index, a.tx_id
             """) { r in
             guard let txID = r.text(0), let signer = r.text(2) else { throw LedgerError("\(applied): a record without tx_id or signer") }
             // The nonce row names the tx that holds it; its signer is the tx's own.
@@ -48,13 +48,12 @@ extension Ledger {
                 nonceKey = .int(Ledger.nonceKey(signer: signer, nonce: n))
                 nonce = .text(n)
             }
-            try db.run("""
-                INSERT INTO ledger_applied(tx_key, tx_id, raft_index, signer, nonce_key, nonce, status, code, message, event_seq)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, [.int(Ledger.txKey(txID)), .text(txID), r.value(1), .text(signer), nonceKey, nonce,
-                      r.value(3), r.value(4), r.value(5), r.value(6)])
+            try db.run(Ledger.insertRecord, [.int(Ledger.txKey(txID)), .text(txID), r.value(1), .text(signer), nonceKey, nonce,
+                                             r.value(3), r.value(4), r.value(5), r.value(6)])
             count += 1
         }
+        try db.exec("DROP TABLE \(schema).\(applied); DROP TABLE \(schema).\(nonces)")
+        try db.run("UPDATE ledger_meta SET value = ? WHERE key = 'schema_version'", [.text(Ledger.schemaVersion)])
         return count
     }
 

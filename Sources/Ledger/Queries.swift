@@ -234,17 +234,18 @@ extension Ledger {
                     switch key {
                     case "format":
                         format = try cur.value(depth: 2).stringValue
-                        if format == Ledger.snapshotFormatV1, !tablesSeen.isEmpty || keys.contains(Array("tables".utf8)) {
-                            throw LedgerError("a \(Ledger.snapshotFormatV1) snapshot must name its format before its tables")
-                        }
-                        if format == Ledger.snapshotFormatV1, !legacy {
+                        // (A second "format" member was refused above as a duplicate.)
+                        if format == Ledger.snapshotFormatV1 {
+                            guard !keys.contains(Array("tables".utf8)) else {
+                                throw LedgerError("a \(Ledger.snapshotFormatV1) snapshot must name its format before its tables")
+                            }
                             legacy = true
                             try db.exec("""
-                                CREATE TEMP TABLE v1_applied(\(Ledger.v1AppliedColumns));
-                                CREATE TEMP TABLE v1_nonces(\(Ledger.v1NonceColumns));
+                                CREATE TEMP TABLE v1_applied(\(Ledger.v1AppliedColumns.joined(separator: ", ")));
+                                CREATE TEMP TABLE v1_nonces(\(Ledger.v1NonceColumns.joined(separator: ", ")));
                                 """)
-                            target["ledger_applied"] = ("temp.v1_applied", 7)
-                            target["ledger_nonces"] = ("temp.v1_nonces", 3)
+                            target["ledger_applied"] = ("temp.v1_applied", Ledger.v1AppliedColumns.count)
+                            target["ledger_nonces"] = ("temp.v1_nonces", Ledger.v1NonceColumns.count)
                         }
                     case "tables":
                         try cur.expect(UInt8(ascii: "{"))
@@ -291,10 +292,7 @@ extension Ledger {
                     throw LedgerError("snapshot in format \(format ?? "") has ledger schema version \(version ?? "none")")
                 }
                 if legacy {
-                    try db.exec("CREATE INDEX temp.v1_nonces_by_tx ON v1_nonces(tx_id)")
-                    _ = try convertV1(applied: "temp.v1_applied", nonces: "temp.v1_nonces")
-                    try db.exec("DROP TABLE temp.v1_applied; DROP TABLE temp.v1_nonces")
-                    try db.run("UPDATE ledger_meta SET value = ? WHERE key = 'schema_version'", [.text(Ledger.schemaVersion)])
+                    _ = try replaceV1Tables(schema: "temp", applied: "v1_applied", nonces: "v1_nonces")
                 } else {
                     try checkRecordKeys()
                 }

@@ -106,10 +106,7 @@ final class CacheTests: XCTestCase {
     /// An instance that does not apply (another connection) counts on every request, so it
     /// never answers from counts that the applying connection has moved past.
     func testNonApplyingInstanceCountsEveryTime() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("state.db").path
+        let path = try temporaryDBPath("state.db")
         let h = try Harness(path: path)
         let reader = try Ledger(db: try SQLiteDB(path: path, synchronous: "NORMAL"), clusterID: Harness.cluster)
         XCTAssertEqual(try reader.currentCounters().sessions, 0)

@@ -197,10 +197,7 @@ final class FlowTests: XCTestCase {
     }
 
     func testRestartResumesAndStaleIndexes() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("state.db").path
+        let path = try temporaryDBPath("state.db")
         var entries: [LedgerEntry] = []
         do {
             let h = try Harness(path: path)
@@ -232,10 +229,7 @@ extension FlowTests {
     /// loses that part, and replaying the same entries (as Raft does after a restart) gives the
     /// same results and the same state.
     func testDeferredCommitCrashReplaysToTheSameState() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("state.db").path
+        let path = try temporaryDBPath("state.db")
         // Reference: the whole flow applied with a commit per entry.
         let ref = try Harness()
         try runFlow(ref)

@@ -1,9 +1,20 @@
+import Foundation
 import XCTest
 import Identity
 import Storage
 import Support
 import Wire
 @testable import Ledger
+
+extension XCTestCase {
+    /// The path of a database file `name` in a fresh directory, removed when the test ends.
+    func temporaryDBPath(_ name: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir.appendingPathComponent(name).path
+    }
+}
 
 /// A ledger on an in-memory SQLite DB plus helpers to sign and apply txs at increasing indexes.
 final class Harness {

@@ -73,10 +73,7 @@ final class MigrationTests: XCTestCase {
     }
 
     func testV1LedgerFileIsUpgradedOnOpen() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ledger.db").path
+        let path = try temporaryDBPath("ledger.db")
         let source = try Harness(path: path)
         try fill(source)
         let expected = try source.ledger.snapshot()
@@ -94,10 +91,7 @@ final class MigrationTests: XCTestCase {
     }
 
     func testLedgerOfUnknownVersionIsRefused() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ledger.db").path
+        let path = try temporaryDBPath("ledger.db")
         let source = try Harness(path: path)
         try fill(source)
         try source.db.exec("UPDATE ledger_meta SET value = '3' WHERE key = 'schema_version'")
