@@ -762,6 +762,9 @@ public final class Daemon: @unchecked Sendable {
             .filter { $0.hasPrefix("raft-snapshot-") }
             .compactMap { ProcessStats.fileBytes(dir + "/" + $0) }.reduce(0, +)
         t += "p2pos_storage_bytes{file=\"raft-snapshot\"} \(snapshots)\n"
+        let segments = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/raft-log")) ?? [])
+            .compactMap { ProcessStats.fileBytes(dir + "/raft-log/" + $0) }.reduce(0, +)
+        t += "p2pos_storage_bytes{file=\"raft-log\"} \(segments)\n"
         return t
     }
 

@@ -1,4 +1,4 @@
-// Durable Raft state (hard state, log, snapshot) in SQLite. See docs/adr/0003-raft-storage.md.
+// Durable Raft state: hard state and log in segment files, snapshots in SQLite and files. See docs/adr/0003-raft-storage.md.
 import Foundation
 import Identity
 import Raft
@@ -43,40 +43,45 @@ public enum SnapshotDigest {
     }
 }
 
-/// Durable Raft hard state, log entries and latest snapshot in one SQLite database
-/// (WAL, synchronous=FULL). Every `save` is one transaction, so one fsync covers a whole
-/// `Ready` (group commit). Not thread-safe: one owner uses it.
+/// Durable Raft state: the hard state and the log in append-only segment files (`SegmentLog`, in
+/// `raft-log/` next to `raft.db`), the latest snapshot's metadata in SQLite (`raft.db`, WAL,
+/// synchronous=FULL) and its data in a file of its own. Every `save` is one write and one
+/// `fdatasync` of the log, so one sync covers a whole `Ready` (group commit). Not thread-safe:
+/// one owner uses it.
 public final class RaftStorage {
     public let db: SQLiteDB
-    /// Where snapshot files live (the database's directory); nil for an in-memory database, whose
-    /// snapshots stay in the table.
-    public let dir: String?
+    /// Where snapshot files and the log directory live (the database's directory).
+    public let dir: String
+    /// The log directory (`<database name>-log`).
+    public let logDir: String
     /// Snapshot files are named `<database name>-snapshot-<index>-<random>.bin` (`raft-snapshot-…`
     /// for raft.db), so databases sharing a directory keep apart.
     let snapshotPrefix: String
-    /// Log rows at or below `truncateTarget` are garbage once a snapshot covers them; `save`
-    /// deletes them a chunk at a time so compaction never stalls the log on one big DELETE.
+    let log: SegmentLog
+    /// The index of the recorded snapshot: log segments whose entries are all at or below it
+    /// are deleted.
     private var truncateTarget: UInt64 = 0
-    private var truncatedThrough: UInt64 = 0
-    static let truncateChunk: UInt64 = 2048
 
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path` and its log directory.
     /// The file is this process's alone (the daemon holds the data directory's lock), so SQLite
     /// keeps its file lock instead of taking it per transaction.
     public convenience init(path: String) throws {
         try self.init(db: SQLiteDB(path: path, synchronous: "FULL", exclusive: true))
     }
 
-    /// Uses an already open database (its tables are prefixed `raft_`).
-    public init(db: SQLiteDB) throws {
+    /// Uses an already open database file (its tables are prefixed `raft_`) and the log directory
+    /// next to it. `syncLog: false` skips the log's fdatasync (simulations only: nothing is durable).
+    /// `segmentBytes`: size at which a new log segment starts.
+    public init(db: SQLiteDB, syncLog: Bool = true, segmentBytes: Int = 64 << 20) throws {
         self.db = db
-        if db.path == ":memory:" || db.path.isEmpty {
-            dir = nil
-        } else {
-            let d = (db.path as NSString).deletingLastPathComponent
-            dir = d.isEmpty ? "." : d
+        guard db.path != ":memory:" && !db.path.isEmpty else {
+            throw P2POSError("RAFT_STORAGE", "Raft storage needs a database file (its log and snapshots live next to it)")
         }
-        snapshotPrefix = ((db.path as NSString).lastPathComponent as NSString).deletingPathExtension + "-snapshot-"
+        let d = (db.path as NSString).deletingLastPathComponent
+        dir = d.isEmpty ? "." : d
+        let base = ((db.path as NSString).lastPathComponent as NSString).deletingPathExtension
+        snapshotPrefix = base + "-snapshot-"
+        logDir = dir + "/" + base + "-log"
         try db.exec("""
             CREATE TABLE IF NOT EXISTS raft_hard_state (
                 k INTEGER PRIMARY KEY CHECK (k = 1),
@@ -103,10 +108,67 @@ public final class RaftStorage {
         if !columns.contains("sha256") { try db.exec("ALTER TABLE raft_snapshot ADD COLUMN sha256 TEXT") }
         let snapRow = try db.query("SELECT idx, file FROM raft_snapshot WHERE k = 1").first
         truncateTarget = snapRow?[0].int.map { UInt64(bitPattern: $0) } ?? 0
-        let minIdx = try db.query("SELECT MIN(idx) FROM raft_log").first?.first?.int.map { UInt64(bitPattern: $0) }
-        truncatedThrough = minIdx.map { $0 > 0 ? $0 - 1 : 0 } ?? truncateTarget
+        try RaftStorage.moveLogOutOfDatabase(db: db, logDir: logDir, sync: syncLog)
+        log = try SegmentLog(dir: logDir, snapshotIndex: truncateTarget, sync: syncLog, segmentBytes: segmentBytes)
+        log.dropSegments(through: truncateTarget)
         // Files left by a crash between writing a snapshot file and recording it.
         removeSnapshotFiles(except: snapRow?[1].text)
+    }
+
+    /// Storage written before the log had files of its own kept the hard state and the entries in
+    /// `raft_hard_state` and `raft_log`. They are copied into a new log directory (written under a
+    /// temporary name, synced, then renamed, so a crash leaves either the old tables in charge or
+    /// the complete directory) and then deleted from the database. A new node gets an empty log
+    /// the same way.
+    static func moveLogOutOfDatabase(db: SQLiteDB, logDir: String, sync: Bool) throws {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: logDir, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw P2POSError("RAFT_STORAGE", "\(logDir) exists and is not a directory") }
+            // A crash after the rename and before the tables were emptied: the directory wins.
+            if try db.query("SELECT EXISTS(SELECT 1 FROM raft_log) OR EXISTS(SELECT 1 FROM raft_hard_state)").first?.first?.int == 1 {
+                try db.transaction {
+                    try db.run("DELETE FROM raft_log")
+                    try db.run("DELETE FROM raft_hard_state")
+                }
+            }
+            return
+        }
+        let tmp = logDir + ".tmp"
+        if fm.fileExists(atPath: tmp) {
+            do { try fm.removeItem(atPath: tmp) } catch {
+                throw P2POSError("RAFT_STORAGE", "cannot remove the unfinished \(tmp): \(error.localizedDescription)")
+            }
+        }
+        var hardState: HardState?
+        if let row = try db.query("SELECT term, vote, commit_index FROM raft_hard_state WHERE k = 1").first {
+            guard let t = row[0].int, let c = row[2].int else {
+                throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): non-integer value in raft_hard_state",
+                                 hint: "restore the data directory from a backup or re-join the node")
+            }
+            hardState = HardState(term: UInt64(bitPattern: t), vote: row[1].text, commit: UInt64(bitPattern: c))
+        }
+        var entries: [Entry] = []
+        for r in try db.query("SELECT idx, term, kind, data FROM raft_log ORDER BY idx") {
+            guard let i = r[0].int, let t = r[1].int, let k = r[2].int, k >= 0, k < 256,
+                  let kind = EntryKind(rawValue: UInt8(k)) else {
+                throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): unreadable row in raft_log",
+                                 hint: "restore the data directory from a backup or re-join the node")
+            }
+            entries.append(Entry(term: UInt64(bitPattern: t), index: UInt64(bitPattern: i), kind: kind, data: r[3].blob ?? []))
+        }
+        try SegmentLog.create(dir: tmp, hardState: hardState, entries: entries, sync: sync)
+        guard rename(tmp, logDir) == 0 else {
+            throw P2POSError("RAFT_STORAGE", "cannot rename \(tmp) to \(logDir): \(String(cString: strerror(errno)))")
+        }
+        if sync { try SegmentLog.syncDirectory((logDir as NSString).deletingLastPathComponent) }
+        try db.transaction {
+            try db.run("DELETE FROM raft_log")
+            try db.run("DELETE FROM raft_hard_state")
+        }
+        if !entries.isEmpty || hardState != nil {
+            Log.info("raft", "log_moved_to_files", ["dir": logDir, "entries": entries.count])
+        }
     }
 
     // MARK: snapshot files
@@ -116,8 +178,7 @@ public final class RaftStorage {
     /// durable before any database row refers to it. Safe on any thread (it reads only
     /// immutable properties).
     public func createSnapshotFile(index: UInt64) throws -> SnapshotFileWriter {
-        guard let dir else { throw P2POSError("RAFT_STORAGE", "an in-memory database keeps snapshots in its table") }
-        return try SnapshotFileWriter(dir: dir, name: snapshotPrefix + "\(index)-\(UInt32.random(in: 0...UInt32.max)).bin")
+        try SnapshotFileWriter(dir: dir, name: snapshotPrefix + "\(index)-\(UInt32.random(in: 0...UInt32.max)).bin")
     }
 
     /// Write `data` to a new snapshot file (see `createSnapshotFile`). Safe on any thread.
@@ -140,7 +201,7 @@ public final class RaftStorage {
     /// file never changes once written). With `digest`, the contents are checked against it.
     /// Safe on any thread.
     public func mapSnapshotFile(_ name: String, digest: String?) throws -> SnapshotData {
-        let path = (dir ?? ".") + "/" + name
+        let path = dir + "/" + name
         let corrupt = { (why: String) in
             P2POSError("RAFT_STORAGE_CORRUPT", "\(self.db.path): snapshot file \(path) \(why)",
                        hint: "restore the data directory from a backup or re-join the node")
@@ -171,14 +232,14 @@ public final class RaftStorage {
 
     /// Delete a snapshot file that was written but will not be recorded. Safe on any thread.
     public func discardSnapshotFile(_ file: SnapshotFile) {
-        if let dir { unlink(dir + "/" + file.name) }
+        unlink(dir + "/" + file.name)
     }
 
     /// Remove snapshot files other than `keep`. At open (`below == nil`) every other file goes,
     /// temporary ones included; later only finished files of an older index, because another
     /// thread may be writing the next snapshot's file while this one is recorded.
     private func removeSnapshotFiles(except keep: String?, below: UInt64? = nil) {
-        guard let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
         for n in names where n.hasPrefix(snapshotPrefix) && n != keep {
             if let below {
                 let rest = n.dropFirst(snapshotPrefix.count)
@@ -194,100 +255,62 @@ public final class RaftStorage {
         try save(hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot)
     }
 
-    /// Writes everything in one transaction. A snapshot replaces the whole stored log; entries
-    /// replace any stored entry at or after `entries.first.index`. Returns the file a snapshot's
-    /// data went to (nil without a snapshot or for an in-memory database).
+    /// Writes everything durably. A snapshot replaces the whole stored log (its row is committed
+    /// first, then the log restarts with a reset record); entries replace any stored entry at or
+    /// after `entries.first.index`. Returns the file a snapshot's data went to (nil without a snapshot).
     /// `snapshotFile`: the snapshot's data is already durable in this file (written with
     /// `createSnapshotFile`), which is recorded instead of writing `snapshot.data` again.
     @discardableResult
     public func save(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil, snapshotFile: SnapshotFile? = nil) throws -> SnapshotFile? {
         if hardState == nil && entries.isEmpty && snapshot == nil { return nil }
-        // A received snapshot's data goes to its file before the transaction that records it.
-        let file = dir == nil ? nil : try snapshotFile ?? snapshot.map { try writeSnapshotFile(index: $0.metadata.index, data: $0.data) }
-        var truncated = truncatedThrough
-        do {
-            try db.transaction {
-                if let s = snapshot {
-                    try writeSnapshot(s.metadata, data: s.data, file: file)
-                    try db.run("DELETE FROM raft_log")
-                    truncated = s.metadata.index
-                } else {
-                    truncated = try truncateChunk(appending: entries.count)
-                }
-                if let first = entries.first {
-                    try db.run("DELETE FROM raft_log WHERE idx >= ?", [.int(i64(first.index))])
-                    for e in entries {
-                        try db.run("INSERT INTO raft_log (idx, term, kind, data) VALUES (?, ?, ?, ?)",
-                                   [.int(i64(e.index)), .int(i64(e.term)), .int(Int64(e.kind.rawValue)), .blob(e.data)])
-                    }
-                }
-                if let hs = hardState {
-                    try db.run("""
-                        INSERT INTO raft_hard_state (k, term, vote, commit_index) VALUES (1, ?, ?, ?)
-                        ON CONFLICT(k) DO UPDATE SET term = excluded.term, vote = excluded.vote,
-                            commit_index = excluded.commit_index
-                        """, [.int(i64(hs.term)), hs.vote.map { .text($0) } ?? .null, .int(i64(hs.commit))])
-                }
-            }
+        guard let s = snapshot else {
+            try log.append(entries: entries, hardState: hardState)
+            return nil
         }
+        // A received snapshot's data goes to its file before the row that records it.
+        let file = try snapshotFile ?? writeSnapshotFile(index: s.metadata.index, data: s.data)
+        try db.transaction { try writeSnapshot(s.metadata, data: s.data, file: file) }
         // (A failed COMMIT may still have reached the WAL, so a file it might name is never deleted
-        // here; opening the database removes files no row names.)
-        // Only after the commit: the rows a recorded snapshot covers may go.
-        if let s = snapshot { truncateTarget = s.metadata.index }
-        truncatedThrough = truncated
-        if let file, let s = snapshot { removeSnapshotFiles(except: file.name, below: s.metadata.index) }
+        // here; opening the database removes files no row names.) A crash here leaves the old log
+        // with the new row: loading keeps only what is consistent with the snapshot.
+        try log.reset(index: s.metadata.index, term: s.metadata.term, entries: entries, hardState: hardState ?? log.hardState)
+        truncateTarget = s.metadata.index
+        removeSnapshotFiles(except: file.name, below: s.metadata.index)
         return file
     }
 
-    /// Inside a transaction: delete the next chunk of log rows a recorded snapshot made garbage;
-    /// returns how far the log is then truncated (the caller keeps it once the transaction commits).
-    private func truncateChunk(appending count: Int) throws -> UInt64 {
-        guard truncatedThrough < truncateTarget else { return truncatedThrough }
-        // At least twice what this save appends, so deletion never falls behind the log.
-        let upTo = min(truncateTarget, truncatedThrough + max(RaftStorage.truncateChunk, 2 * UInt64(count)))
-        try db.run("DELETE FROM raft_log WHERE idx <= ?", [.int(i64(upTo))])
-        return upTo
-    }
-
-    /// Stores a snapshot the application took (after `RaftNode.compact`): its data in a file
-    /// (inline in the table for an in-memory database), the entries it covers deleted by later saves.
+    /// Stores a snapshot the application took (after `RaftNode.compact`): its data in a file; the
+    /// log segments it covers are deleted.
     public func compact(snapshot meta: SnapshotMetadata, data: [UInt8]) throws {
         try compact(snapshot: meta, data: SnapshotData(data))
     }
 
     public func compact(snapshot meta: SnapshotMetadata, data: SnapshotData) throws {
-        guard dir != nil else {
-            try db.transaction {
-                try writeSnapshot(meta, data: data, file: nil)
-                try db.run("DELETE FROM raft_log WHERE idx <= ?", [.int(i64(meta.index))])
-            }
-            truncateTarget = max(truncateTarget, meta.index)
-            truncatedThrough = max(truncatedThrough, meta.index)
-            return
-        }
         try compact(snapshot: meta, file: try writeSnapshotFile(index: meta.index, data: data))
     }
 
     /// Record a snapshot whose data is already durable in `file` (written off the Raft thread
-    /// with `writeSnapshotFile`). Only the small row changes here; the log entries it covers are
-    /// deleted a chunk per later `save`, and older snapshot files are removed.
+    /// with `writeSnapshotFile`). Only the small row changes here; the log segments whose entries
+    /// it covers are deleted, and older snapshot files are removed.
     public func compact(snapshot meta: SnapshotMetadata, file: SnapshotFile) throws {
-        // Truncation trusts the recorded index, so it only moves forward.
+        // Deletion trusts the recorded index, so it only moves forward.
         guard meta.index > truncateTarget else {
             throw P2POSError("RAFT_STORAGE", "snapshot at index \(meta.index) is not after the recorded one at \(truncateTarget)")
         }
         try db.transaction { try writeSnapshot(meta, data: [], file: file) }
         truncateTarget = meta.index
+        log.dropSegments(through: meta.index)
         removeSnapshotFiles(except: file.name, below: meta.index)
     }
+
+    /// Number of log segment files.
+    public var logSegmentCount: Int { log.segmentCount }
 
     /// Everything needed to construct a `RaftNode` after a restart.
     public func load() throws -> RaftInitialState {
         var state = RaftInitialState()
-        if let row = try db.query("SELECT term, vote, commit_index FROM raft_hard_state WHERE k = 1").first {
-            state.hardState = HardState(term: try u64(row[0]), vote: row[1].text, commit: try u64(row[2]))
-        }
         var from: UInt64 = 0
+        var snapTerm: UInt64 = 0
         if let row = try db.query("SELECT idx, term, conf, data, file, sha256 FROM raft_snapshot WHERE k = 1").first {
             let conf: ConfState
             do { conf = try ConfState.decode(row[2].blob ?? []) } catch {
@@ -307,33 +330,29 @@ public final class RaftStorage {
             }
             state.snapshot = Snapshot(metadata: meta, data: data)
             from = meta.index
+            snapTerm = meta.term
         }
-        state.entries = try entries(after: from)
+        let replay = try log.read(after: from)
+        state.hardState = replay.hardState ?? HardState()
+        state.entries = replay.entries
+        if let first = state.entries.first, first.index != from + 1 {
+            throw P2POSError("RAFT_STORAGE_CORRUPT", "\(logDir): the log resumes at index \(first.index), after a snapshot at \(from)",
+                             hint: "restore the data directory from a backup or re-join the node")
+        }
+        // A crash between recording a received snapshot and restarting the log leaves the old log:
+        // entries after the snapshot stay only if the log agrees with it at its index.
+        if from > 0, let t = replay.termAtAfter, t != snapTerm { state.entries = [] }
         return state
     }
 
     /// Stored entries with index > `after`, in order.
     public func entries(after: UInt64) throws -> [Entry] {
-        let rows = try db.query("SELECT idx, term, kind, data FROM raft_log WHERE idx > ? ORDER BY idx",
-                                [.int(i64(after))])
-        var out: [Entry] = []
-        out.reserveCapacity(rows.count)
-        for r in rows {
-            guard let k = r[2].int, let kind = EntryKind(rawValue: UInt8(truncatingIfNeeded: k)), k >= 0, k < 256 else {
-                throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): entry with unknown kind",
-                                 hint: "restore the data directory from a backup or re-join the node")
-            }
-            out.append(Entry(term: try u64(r[1]), index: try u64(r[0]), kind: kind, data: r[3].blob ?? []))
-        }
-        return out
+        try log.read(after: after).entries
     }
 
     /// Index of the last stored entry (or of the snapshot when the log is empty).
     public func lastIndex() throws -> UInt64 {
-        // Rows below the snapshot may still await deletion, so take the larger of the two.
-        let log = try db.query("SELECT MAX(idx) FROM raft_log").first?.first?.int.map { UInt64(bitPattern: $0) } ?? 0
-        let snap = try db.query("SELECT idx FROM raft_snapshot WHERE k = 1").first?.first?.int.map { UInt64(bitPattern: $0) } ?? 0
-        return max(log, snap)
+        max(log.lastIndex, truncateTarget)
     }
 
     private func writeSnapshot(_ meta: SnapshotMetadata, data: SnapshotData, file: SnapshotFile?) throws {

@@ -124,58 +124,65 @@ final class RaftStorageTests: XCTestCase {
         try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("raft-snapshot-") }.sorted()
     }
 
-    func logRows(_ s: RaftStorage) throws -> Int {
-        Int(try s.db.query("SELECT COUNT(*) FROM raft_log").first?.first?.int ?? -1)
+    func logSegments() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: dir.path + "/raft-log").filter { $0.hasSuffix(".log") }.sorted()
     }
 
-    /// Compaction keeps the data in its own file and deletes the covered log rows a chunk per
-    /// later save; the state reads the same at every point and after a reopen.
-    func testSnapshotFileAndChunkedTruncation() throws {
-        let n = 3 * Int(2048) + 100
+    /// Compaction keeps the data in its own file and deletes the log segments whose entries it
+    /// covers (never the one being written); the state reads the same at every point and after a
+    /// reopen.
+    func testSnapshotFileAndSegmentDeletion() throws {
+        let n = 3000
         let meta = SnapshotMetadata(index: UInt64(n - 50), term: 1, conf: ConfState(voters: ["a"]))
         let data = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         do {
-            let s = try RaftStorage(path: path)
-            try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: entries(1...UInt64(n), term: 1))
+            let s = try RaftStorage(db: SQLiteDB(path: path, exclusive: true), segmentBytes: 8192)
+            for i in stride(from: 1, through: n, by: 100) {
+                try s.save(hardState: HardState(term: 1, commit: UInt64(i)), entries: entries(UInt64(i)...UInt64(i + 99), term: 1))
+            }
+            let before = try logSegments().count
+            XCTAssertGreaterThan(before, 5)
             let file = try s.writeSnapshotFile(index: meta.index, data: data)
             try s.compact(snapshot: meta, file: file)
             XCTAssertEqual(try snapshotFiles(), [file.name])
-            XCTAssertEqual(try logRows(s), n, "nothing deleted by the compaction itself")
+            let after = try logSegments().count
+            XCTAssertLessThan(after, before)
+            XCTAssertGreaterThanOrEqual(after, 1)
+            XCTAssertEqual(s.logSegmentCount, after)
             var st = try s.load()
             XCTAssertEqual(st.snapshot, Snapshot(metadata: meta, data: data))
             XCTAssertEqual(st.entries, entries(meta.index + 1...UInt64(n), term: 1))
+            XCTAssertEqual(st.hardState, HardState(term: 1, commit: UInt64(n - 99)))
             XCTAssertEqual(try s.lastIndex(), UInt64(n))
-            // Each save deletes one chunk.
-            try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: [])
-            XCTAssertEqual(try logRows(s), n - 2048)
-            try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: entries(UInt64(n + 1)...UInt64(n + 1), term: 1))
-            XCTAssertEqual(try logRows(s), n + 1 - 2 * 2048)
+            try s.save(hardState: nil, entries: entries(UInt64(n + 1)...UInt64(n + 1), term: 1))
             st = try s.load()
             XCTAssertEqual(st.entries, entries(meta.index + 1...UInt64(n + 1), term: 1))
+            XCTAssertEqual(st.hardState, HardState(term: 1, commit: UInt64(n - 99)), "every segment starts with the hard state")
         }
-        // Reopen: the rest is deleted by the next saves; a stray temporary file and an unrecorded
-        // snapshot file (a crash before the row was written) are removed at open.
+        // Reopen: a stray temporary file and an unrecorded snapshot file (a crash before the row
+        // was written) are removed at open.
         FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-1-2.bin.tmp", contents: Data([1]))
         FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-9-9.bin", contents: Data([2]))
-        let s = try RaftStorage(path: path)
+        let s = try RaftStorage(db: SQLiteDB(path: path, exclusive: true), segmentBytes: 8192)
         XCTAssertEqual(try snapshotFiles().count, 1)
         XCTAssertEqual(try s.load().snapshot?.data.array, data)
-        for _ in 0..<3 { try s.save(hardState: HardState(term: 1, commit: UInt64(n)), entries: []) }
-        XCTAssertEqual(try logRows(s), 51, "only entries after the snapshot remain")
         XCTAssertEqual(try s.load().entries, entries(meta.index + 1...UInt64(n + 1), term: 1))
+        XCTAssertEqual(try s.load().hardState, HardState(term: 1, commit: UInt64(n - 99)))
         // A newer snapshot replaces the file. A file of a higher index (another thread may be
         // writing the next snapshot) is left alone; one of a lower index goes.
-        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-\(n + 100)-1.bin", contents: Data([3]))
-        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-\(n + 100)-2.bin.tmp", contents: Data([3]))
+        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-\(n + 1)-1.bin", contents: Data([3]))
+        FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-\(n + 1)-2.bin.tmp", contents: Data([3]))
         FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-3-1.bin", contents: Data([4]))
-        let meta2 = SnapshotMetadata(index: UInt64(n), term: 1, conf: ConfState(voters: ["a"]))
+        let meta2 = SnapshotMetadata(index: UInt64(n + 1), term: 1, conf: ConfState(voters: ["a"]))
         try s.compact(snapshot: meta2, data: [7, 7])
         let files = try snapshotFiles()
         XCTAssertEqual(files.count, 3, "\(files)")
-        XCTAssertTrue(files.contains("raft-snapshot-\(n + 100)-1.bin") && files.contains("raft-snapshot-\(n + 100)-2.bin.tmp"))
+        XCTAssertTrue(files.contains("raft-snapshot-\(n + 1)-1.bin") && files.contains("raft-snapshot-\(n + 1)-2.bin.tmp"))
         XCTAssertFalse(files.contains("raft-snapshot-3-1.bin"))
         XCTAssertEqual(try s.load().snapshot, Snapshot(metadata: meta2, data: [7, 7]))
-        // Recording an older snapshot is refused (truncation trusts the recorded index).
+        XCTAssertEqual(try s.load().entries, [])
+        XCTAssertEqual(try logSegments().count, 1, "only the segment being written remains")
+        // Recording an older snapshot is refused (deletion trusts the recorded index).
         XCTAssertThrowsError(try s.compact(snapshot: meta, data: [1]))
         XCTAssertEqual(try s.load().snapshot, Snapshot(metadata: meta2, data: [7, 7]))
     }
@@ -201,8 +208,9 @@ final class RaftStorageTests: XCTestCase {
         }
     }
 
-    /// A raft.db written before snapshot files (data inline, no file columns) still loads, and
-    /// its next compaction moves to a file.
+    /// A raft.db written before snapshot files (data inline, no file columns) and before log
+    /// files (hard state and entries in tables) still loads: the log moves to its directory, and
+    /// the next compaction moves the snapshot to a file.
     func testDatabaseWithInlineSnapshotStillLoads() throws {
         do {
             let db = try SQLiteDB(path: path)
@@ -222,6 +230,9 @@ final class RaftStorageTests: XCTestCase {
         XCTAssertEqual(st.snapshot, Snapshot(metadata: SnapshotMetadata(index: 4, term: 2, conf: ConfState(voters: ["a"])), data: [4, 4]))
         XCTAssertEqual(st.entries, entries(5...6, term: 2))
         XCTAssertEqual(st.hardState, HardState(term: 2, vote: "a", commit: 6))
+        // The hard state and entries moved to the log directory; the tables are empty.
+        XCTAssertEqual(try s.db.query("SELECT (SELECT COUNT(*) FROM raft_log) + (SELECT COUNT(*) FROM raft_hard_state)").first?.first?.int, 0)
+        XCTAssertEqual(try logSegments().count, 1)
         try s.compact(snapshot: SnapshotMetadata(index: 6, term: 2, conf: ConfState(voters: ["a"])), data: [6])
         XCTAssertEqual(try s.load().snapshot?.data, [6])
         XCTAssertEqual(try snapshotFiles().count, 1)
