@@ -171,7 +171,7 @@ def test_metrics_and_curl(single):
     samples = dict((l.rsplit(" ", 1)[0], float(l.rsplit(" ", 1)[1])) for l in text.splitlines() if l and not l.startswith("#"))
     assert samples["p2pos_raft_term"] >= 1 and samples["p2pos_raft_applied_index"] >= 1
     assert samples["p2pos_raft_commit_index"] >= samples["p2pos_raft_applied_index"]
-    assert samples['p2pos_storage_bytes{file="raft.db"}'] > 0 and samples['p2pos_storage_bytes{file="ledger.db"}'] > 0
+    assert samples['p2pos_storage_bytes{file="raft.db"}'] > 0 and samples['p2pos_storage_bytes{file="raft-log"}'] >= 64 << 20 and samples['p2pos_storage_bytes{file="ledger.db"}'] > 0
     assert samples['p2pos_storage_bytes{file="raft-snapshot"}'] >= 0
     if shutil.which("curl"):
         r = subprocess.run(["curl", "-s", "--unix-socket", a.sock, "http://p2pos/v1/status"], capture_output=True, text=True, timeout=10)

@@ -167,6 +167,8 @@ public final class RaftStorage {
             try db.run("DELETE FROM raft_hard_state")
         }
         if !entries.isEmpty || hardState != nil {
+            // Give the emptied table's pages back to the file system (once).
+            try db.exec("VACUUM")
             Log.info("raft", "log_moved_to_files", ["dir": logDir, "entries": entries.count])
         }
     }
