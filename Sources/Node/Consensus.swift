@@ -208,6 +208,7 @@ public final class Consensus: @unchecked Sendable {
     let queue = DispatchQueue(label: "p2pos.raft")
     var node: RaftNode
     let storage: RaftStorage
+    static let ledgerPageSize = 8192
     public let ledger: Ledger
     let ledgerDB: SQLiteDB
     /// Frames in ledger.db's WAL after the apply connection's last commit.
@@ -257,7 +258,10 @@ public final class Consensus: @unchecked Sendable {
         // `LedgerGuard` discards it after a crash of the machine (see there).
         self.dataDir = dataDir
         try LedgerGuard.open(dataDir: dataDir)
-        ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "OFF")
+        // A new ledger gets 8 KiB pages: a commit group then writes about half as many pages
+        // (and WAL syscalls) for the same random inserts; measured in docs/benchmarks.md
+        // (eleventh session). An existing file keeps its page size.
+        ledgerDB = try SQLiteDB(path: dataDir + "/ledger.db", synchronous: "OFF", pageSize: Consensus.ledgerPageSize)
         ledger = try Ledger(db: ledgerDB, clusterID: clusterID)
         // Apply commits in groups (see `scheduleLedgerCommit`) and leaves WAL checkpoints to a
         // background timer; SQLite's own checkpoint stays as a safety net for a large WAL.

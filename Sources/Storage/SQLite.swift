@@ -132,7 +132,8 @@ public final class SQLiteDB: @unchecked Sendable {
     /// Open (creating if needed). WAL journal, `synchronous` FULL by default so a commit is durable.
     /// `exclusive`: this connection is the file's only user (no other connection or process opens
     /// it), so SQLite takes its file lock once instead of per transaction and needs no shared memory.
-    public init(path: String, synchronous: String = "FULL", exclusive: Bool = false) throws {
+    /// `pageSize`: the page size of a database this call creates (an existing file keeps its own).
+    public init(path: String, synchronous: String = "FULL", exclusive: Bool = false, pageSize: Int? = nil) throws {
         _ = SQLiteDB.configured
         var h: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
@@ -146,6 +147,8 @@ public final class SQLiteDB: @unchecked Sendable {
         self.path = path
         sqlite3_busy_timeout(handle, 5000)
         if exclusive { try exec("PRAGMA locking_mode=EXCLUSIVE") }
+        // Only takes effect on a file that has no content yet.
+        if let pageSize { try exec("PRAGMA page_size=\(pageSize)") }
         if path != ":memory:" {
             try exec("PRAGMA journal_mode=WAL")
         }

@@ -12,6 +12,23 @@ final class SQLiteTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
+    /// A page size given at open applies to a file the call creates; an existing file keeps its own.
+    func testPageSizeOfNewFilesOnly() throws {
+        let path = dir.appendingPathComponent("p.db").path
+        do {
+            let db = try SQLiteDB(path: path, pageSize: 8192)
+            try db.exec("CREATE TABLE t(k INTEGER PRIMARY KEY)")
+            XCTAssertEqual(try db.query("PRAGMA page_size").first?.first?.int, 8192)
+        }
+        XCTAssertEqual(try SQLiteDB(path: path).query("PRAGMA page_size").first?.first?.int, 8192)
+        let old = dir.appendingPathComponent("o.db").path
+        try SQLiteDB(path: old).exec("CREATE TABLE t(k INTEGER PRIMARY KEY)")
+        let db = try SQLiteDB(path: old, pageSize: 8192)
+        XCTAssertEqual(try db.query("PRAGMA page_size").first?.first?.int, 4096)
+        try db.exec("INSERT INTO t VALUES (1)")
+        XCTAssertEqual(try db.query("SELECT k FROM t").first?.first?.int, 1)
+    }
+
     /// The WAL hook reports the log's frames after every commit; the connection checkpoints by
     /// itself at `autocheckpoint` frames (so the next write restarts the log), as SQLite's own
     /// wal_autocheckpoint did.
