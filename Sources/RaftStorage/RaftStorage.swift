@@ -108,11 +108,12 @@ public final class RaftStorage {
         if !columns.contains("sha256") { try db.exec("ALTER TABLE raft_snapshot ADD COLUMN sha256 TEXT") }
         let snapRow = try db.query("SELECT idx, file FROM raft_snapshot WHERE k = 1").first
         truncateTarget = snapRow?[0].int.map { UInt64(bitPattern: $0) } ?? 0
+        // Files left by a crash between writing a snapshot file and recording it, first thing
+        // (before the log is read).
+        RaftStorage.removeSnapshotFiles(dir: dir, prefix: snapshotPrefix, except: snapRow?[1].text, below: nil)
         try RaftStorage.moveLogOutOfDatabase(db: db, logDir: logDir, sync: syncLog)
         log = try SegmentLog(dir: logDir, snapshotIndex: truncateTarget, sync: syncLog, segmentBytes: segmentBytes)
         log.dropSegments(through: truncateTarget)
-        // Files left by a crash between writing a snapshot file and recording it.
-        removeSnapshotFiles(except: snapRow?[1].text)
     }
 
     /// Storage written before the log had files of its own kept the hard state and the entries in
@@ -241,10 +242,14 @@ public final class RaftStorage {
     /// temporary ones included; later only finished files of an older index, because another
     /// thread may be writing the next snapshot's file while this one is recorded.
     private func removeSnapshotFiles(except keep: String?, below: UInt64? = nil) {
+        RaftStorage.removeSnapshotFiles(dir: dir, prefix: snapshotPrefix, except: keep, below: below)
+    }
+
+    private static func removeSnapshotFiles(dir: String, prefix: String, except keep: String?, below: UInt64?) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
-        for n in names where n.hasPrefix(snapshotPrefix) && n != keep {
+        for n in names where n.hasPrefix(prefix) && n != keep {
             if let below {
-                let rest = n.dropFirst(snapshotPrefix.count)
+                let rest = n.dropFirst(prefix.count)
                 guard n.hasSuffix(".bin"), let index = rest.split(separator: "-").first.flatMap({ UInt64($0) }), index < below else { continue }
             }
             unlink(dir + "/" + n)

@@ -234,7 +234,7 @@ final class SegmentLog {
         put64(seq)
         if let hs = hardState { encodeHardState(hs) }
         try writeBuffer()
-        try SegmentLog.syncDirectory(dir)
+        if sync { try SegmentLog.syncDirectory(dir) }
     }
 
     /// Reserves the active segment's full size on disk (reads as zeros), so that a sync after an

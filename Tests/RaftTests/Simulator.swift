@@ -146,7 +146,7 @@ final class Simulator {
             n.storePath = path
             n.store = nil
             do {
-                let st = try RaftStorage(db: SQLiteDB(path: path, synchronous: "OFF"), syncLog: false)
+                let st = try RaftStorage(db: SQLiteDB(path: path, synchronous: "OFF"), syncLog: false, segmentBytes: 4096)
                 let loaded = try st.load()
                 if loaded.hardState != state.hardState || loaded.snapshot != state.snapshot || loaded.entries != state.entries {
                     fail("RaftStorage of \(n.id) differs from the model disk after reopen")
