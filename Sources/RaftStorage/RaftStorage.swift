@@ -43,6 +43,11 @@ public enum SnapshotDigest {
     }
 }
 
+/// The error for damaged storage: what is wrong, where, and what the operator can do.
+func storageCorrupt(_ path: String, _ what: String) -> P2POSError {
+    P2POSError("RAFT_STORAGE_CORRUPT", "\(path): \(what)", hint: "restore the data directory from a backup or re-join the node")
+}
+
 /// Durable Raft state: the hard state and the log in append-only segment files (`SegmentLog`, in
 /// `raft-log/` next to `raft.db`), the latest snapshot's metadata in SQLite (`raft.db`, WAL,
 /// synchronous=FULL) and its data in a file of its own. Every `save` is one write and one
@@ -144,8 +149,7 @@ public final class RaftStorage {
         var hardState: HardState?
         if let row = try db.query("SELECT term, vote, commit_index FROM raft_hard_state WHERE k = 1").first {
             guard let t = row[0].int, let c = row[2].int else {
-                throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): non-integer value in raft_hard_state",
-                                 hint: "restore the data directory from a backup or re-join the node")
+                throw storageCorrupt(db.path, "non-integer value in raft_hard_state")
             }
             hardState = HardState(term: UInt64(bitPattern: t), vote: row[1].text, commit: UInt64(bitPattern: c))
         }
@@ -153,8 +157,7 @@ public final class RaftStorage {
         for r in try db.query("SELECT idx, term, kind, data FROM raft_log ORDER BY idx") {
             guard let i = r[0].int, let t = r[1].int, let k = r[2].int, k >= 0, k < 256,
                   let kind = EntryKind(rawValue: UInt8(k)) else {
-                throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): unreadable row in raft_log",
-                                 hint: "restore the data directory from a backup or re-join the node")
+                throw storageCorrupt(db.path, "unreadable row in raft_log")
             }
             entries.append(Entry(term: UInt64(bitPattern: t), index: UInt64(bitPattern: i), kind: kind, data: r[3].blob ?? []))
         }
@@ -206,8 +209,7 @@ public final class RaftStorage {
     public func mapSnapshotFile(_ name: String, digest: String?) throws -> SnapshotData {
         let path = dir + "/" + name
         let corrupt = { (why: String) in
-            P2POSError("RAFT_STORAGE_CORRUPT", "\(self.db.path): snapshot file \(path) \(why)",
-                       hint: "restore the data directory from a backup or re-join the node")
+            storageCorrupt(self.db.path, "snapshot file \(path) \(why)")
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw corrupt("is missing or unreadable (\(String(cString: strerror(errno))))") }
@@ -280,7 +282,7 @@ public final class RaftStorage {
         // (A failed COMMIT may still have reached the WAL, so a file it might name is never deleted
         // here; opening the database removes files no row names.) A crash here leaves the old log
         // with the new row: loading keeps only what is consistent with the snapshot.
-        try log.reset(index: s.metadata.index, term: s.metadata.term, entries: entries, hardState: hardState ?? log.hardState)
+        try log.reset(index: s.metadata.index, term: s.metadata.term, entries: entries, hardState: hardState)
         truncateTarget = s.metadata.index
         removeSnapshotFiles(except: file.name, below: s.metadata.index)
         return file
@@ -321,15 +323,13 @@ public final class RaftStorage {
         if let row = try db.query("SELECT idx, term, conf, data, file, sha256 FROM raft_snapshot WHERE k = 1").first {
             let conf: ConfState
             do { conf = try ConfState.decode(row[2].blob ?? []) } catch {
-                throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): stored snapshot configuration is unreadable (\(error))",
-                                 hint: "restore the data directory from a backup or re-join the node")
+                throw storageCorrupt(db.path, "stored snapshot configuration is unreadable (\(error))")
             }
             let meta = SnapshotMetadata(index: try u64(row[0]), term: try u64(row[1]), conf: conf)
             let data: SnapshotData
             if let name = row[4].text {
                 guard let sha = row[5].text else {
-                    throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): snapshot file \(name) has no recorded checksum",
-                                     hint: "restore the data directory from a backup or re-join the node")
+                    throw storageCorrupt(db.path, "snapshot file \(name) has no recorded checksum")
                 }
                 data = try mapSnapshotFile(name, digest: sha)
             } else {
@@ -343,8 +343,7 @@ public final class RaftStorage {
         state.hardState = replay.hardState ?? HardState()
         state.entries = replay.entries
         if let first = state.entries.first, first.index != from + 1 {
-            throw P2POSError("RAFT_STORAGE_CORRUPT", "\(logDir): the log resumes at index \(first.index), after a snapshot at \(from)",
-                             hint: "restore the data directory from a backup or re-join the node")
+            throw storageCorrupt(logDir, "the log resumes at index \(first.index), after a snapshot at \(from)")
         }
         // A crash between recording a received snapshot and restarting the log leaves the old log:
         // entries after the snapshot stay only if the log agrees with it at its index.
@@ -375,8 +374,7 @@ public final class RaftStorage {
 
     private func u64(_ v: SQLValue) throws -> UInt64 {
         guard let i = v.int else {
-            throw P2POSError("RAFT_STORAGE_CORRUPT", "\(db.path): non-integer value in raft tables",
-                             hint: "restore the data directory from a backup or re-join the node")
+            throw storageCorrupt(db.path, "non-integer value in raft tables")
         }
         return UInt64(bitPattern: i)
     }

@@ -170,6 +170,12 @@ final class SegmentLog {
         if entries.isEmpty && hs == nil { return }
         if activeSize >= segmentBytes { try rotate() }
         buf.removeAll(keepingCapacity: true)
+        try write(entries: entries, hardState: hs)
+    }
+
+    /// Encodes `entries` and then the hard state after what `buf` already holds, writes it all
+    /// durably and records what it changed.
+    private func write(entries: [Entry], hardState hs: HardState?) throws {
         for e in entries { encodeEntry(e) }
         if let hs { encodeHardState(hs) }
         try writeBuffer()
@@ -189,12 +195,8 @@ final class SegmentLog {
         put64(index)
         put64(term)
         endRecord()
-        for e in entries { encodeEntry(e) }
-        if let hs { encodeHardState(hs) }
-        try writeBuffer()
-        lastIndex = entries.last?.index ?? index
-        activeMaxIndex = entries.last?.index ?? 0
-        if let hs { hardState = hs }
+        lastIndex = index
+        try write(entries: entries, hardState: hs)
         for c in closed { unlink(segmentPath(c.seq)) }
         closed.removeAll()
     }
@@ -335,7 +337,6 @@ final class SegmentLog {
         var lastSeen: UInt64?
         var sawReset = false
         var resetIndex: UInt64 = 0
-        var resetTerm: UInt64 = 0
         /// The term of the entry at `after` as the log holds it (nil when not held).
         var termAtAfter: UInt64?
 
@@ -344,14 +345,10 @@ final class SegmentLog {
             self.keepEntries = keepEntries
         }
 
-        static func corrupt(_ path: String, _ what: String) -> P2POSError {
-            P2POSError("RAFT_STORAGE_CORRUPT", "\(path): \(what)", hint: "restore the data directory from a backup or re-join the node")
-        }
-
         mutating func apply(_ type: RecordType, _ body: UnsafeRawBufferPointer, path: String) throws {
             switch type {
             case .entry:
-                guard body.count >= 17, let kind = EntryKind(rawValue: body[16]) else { throw Replay.corrupt(path, "malformed log entry") }
+                guard body.count >= 17, let kind = EntryKind(rawValue: body[16]) else { throw storageCorrupt(path, "malformed log entry") }
                 let index = body.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
                 let term = body.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
                 if let last = lastSeen, index > last + 1 {
@@ -359,7 +356,7 @@ final class SegmentLog {
                     // (the unlinks are not synced) while later ones stay gone: a gap the snapshot
                     // covers is harmless. Any other gap lost acknowledged entries.
                     guard index - 1 <= after else {
-                        throw Replay.corrupt(path, "log entries jump from index \(last) to \(index)")
+                        throw storageCorrupt(path, "log entries jump from index \(last) to \(index)")
                     }
                     entries.removeAll(keepingCapacity: true)
                     termAtAfter = nil
@@ -372,7 +369,7 @@ final class SegmentLog {
                     }
                     if index <= after { termAtAfter = nil }
                 } else if lastSeen == nil && sawReset && index != resetIndex + 1 {
-                    throw Replay.corrupt(path, "log entry \(index) follows a snapshot at \(resetIndex)")
+                    throw storageCorrupt(path, "log entry \(index) follows a snapshot at \(resetIndex)")
                 }
                 lastSeen = index
                 if index == after { termAtAfter = term }
@@ -380,22 +377,22 @@ final class SegmentLog {
                     entries.append(Entry(term: term, index: index, kind: kind, data: Array(body[17...])))
                 }
             case .hardState:
-                guard body.count >= 17 else { throw Replay.corrupt(path, "malformed hard state") }
+                guard body.count >= 17 else { throw storageCorrupt(path, "malformed hard state") }
                 let term = body.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
                 let commit = body.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
                 var vote: String?
                 switch body[16] {
-                case 0: guard body.count == 17 else { throw Replay.corrupt(path, "malformed hard state") }
+                case 0: guard body.count == 17 else { throw storageCorrupt(path, "malformed hard state") }
                 case 1:
-                    guard let v = String(validating: body[17...], as: UTF8.self), !v.isEmpty else { throw Replay.corrupt(path, "malformed vote") }
+                    guard let v = String(validating: body[17...], as: UTF8.self), !v.isEmpty else { throw storageCorrupt(path, "malformed vote") }
                     vote = v
-                default: throw Replay.corrupt(path, "malformed hard state")
+                default: throw storageCorrupt(path, "malformed hard state")
                 }
                 hardState = HardState(term: term, vote: vote, commit: commit)
             case .reset:
-                guard body.count == 16 else { throw Replay.corrupt(path, "malformed reset record") }
+                guard body.count == 16 else { throw storageCorrupt(path, "malformed reset record") }
                 resetIndex = body.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
-                resetTerm = body.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
+                let resetTerm = body.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
                 entries.removeAll(keepingCapacity: true)
                 lastSeen = nil
                 sawReset = true
@@ -506,7 +503,7 @@ final class SegmentLog {
             guard b.count >= headerBytes, Array(b[0..<8]) == magic,
                   b.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian == seq else {
                 if mode == .newest && (b.count < headerBytes || zeros(0..<b.count)) { return ScanEnd(end: 0, droppedBytes: 0) }
-                throw Replay.corrupt(path, "not a p2pos log segment (bad header)")
+                throw storageCorrupt(path, "not a p2pos log segment (bad header)")
             }
             var off = headerBytes
             while off < b.count {
@@ -536,7 +533,7 @@ final class SegmentLog {
                     }
                 }
                 guard mode == .newest && torn else {
-                    throw Replay.corrupt(path, "damaged record at byte \(off) of \(b.count)")
+                    throw storageCorrupt(path, "damaged record at byte \(off) of \(b.count)")
                 }
                 return ScanEnd(end: off, droppedBytes: nonZeroSpan(off..<b.count))
             }
@@ -550,8 +547,7 @@ final class SegmentLog {
         guard mkdir(dir, 0o700) == 0 else {
             throw P2POSError("RAFT_STORAGE", "cannot create \(dir): \(String(cString: strerror(errno)))")
         }
-        let log = try SegmentLog(dir: dir, snapshotIndex: 0, sync: sync)
-        try log.append(entries: entries, hardState: hardState)
-        if sync { try syncDirectory(dir) }
+        // Starting segment 1 syncs the directory entry; the append syncs the records.
+        try SegmentLog(dir: dir, snapshotIndex: 0, sync: sync).append(entries: entries, hardState: hardState)
     }
 }
