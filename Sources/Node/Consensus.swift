@@ -497,6 +497,7 @@ public final class Consensus: @unchecked Sendable {
             }
             node.advance(rd)
         }
+        if !commitFlushArmed && node.commitFlushDue { armCommitFlush() }
         let (role, leaderNow) = (node.role, node.leader)
         roleLock.withLock {
             cachedRole = role
@@ -505,6 +506,24 @@ public final class Consensus: @unchecked Sendable {
         if node.role != lastRole {
             Log.info("raft", "role_change", ["from": lastRole.rawValue, "to": node.role.rawValue, "term": node.term, "leader": node.leader ?? ""])
             lastRole = node.role
+        }
+    }
+
+    /// Raft queue: a commit that followers holding every entry have not been told yet (the core
+    /// sends the new commit index only with entries: `RaftNode.bcastCommitted`) reaches them
+    /// this much later at the latest — usually the next append carries it first, and then the
+    /// flush finds nothing to send. Followers apply, and answer local reads, up to this late.
+    /// (1 client, `bench raft`: 2 ms, 20 ms and none at all gave the same p50 and CPU per op;
+    /// the p99 was best at 20 ms — the timer's own wake-ups land inside other txs' round trips.)
+    static let commitFlushDelay = 0.01
+    private var commitFlushArmed = false
+    private func armCommitFlush() {
+        commitFlushArmed = true
+        queue.asyncAfter(deadline: .now() + Consensus.commitFlushDelay) { [self] in
+            commitFlushArmed = false
+            guard !stopped else { return }
+            node.flushCommit()
+            process()
         }
     }
 

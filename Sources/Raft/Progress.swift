@@ -43,6 +43,9 @@ struct Progress: Sendable {
     var pendingSnapshot: UInt64 = 0
     var snapshotOffset: UInt64 = 0
     var snapshotChunkOut = false
+    /// The highest commit index sent to this follower (in an append or a heartbeat): a hint
+    /// that saves a message carrying nothing new, never relied on for safety.
+    var sentCommit: UInt64 = 0
 
     init(next: UInt64, maxInflight: Int) {
         self.next = next

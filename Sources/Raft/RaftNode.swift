@@ -368,7 +368,7 @@ public struct RaftNode: Sendable {
         if role == .leader, var pr = progress[id] {
             if pr.maybeUpdate(log.stable) {
                 progress[id] = pr
-                if maybeCommit() { pendingBroadcast = true }
+                if maybeCommit() { bcastCommitted() }
             }
         }
     }
@@ -593,6 +593,7 @@ public struct RaftNode: Sendable {
     mutating func tickLeader() {
         electionElapsed += 1
         heartbeatElapsed += 1
+        defer { flushCommit() }    // after a heartbeat, which carries the commit index too
         if electionElapsed >= config.electionTick {
             electionElapsed = 0
             if config.checkQuorum {
@@ -646,6 +647,7 @@ public struct RaftNode: Sendable {
         send(RaftMessage(type: .append, from: id, to: peer, term: term, logTerm: prevTerm, index: prevIndex,
                          commit: log.committed, entries: ents))
         pr.sentEntries(last: ents.last?.index ?? prevIndex, count: ents.count)
+        pr.sentCommit = max(pr.sentCommit, log.committed)
         progress[peer] = pr
         return true
     }
@@ -675,9 +677,46 @@ public struct RaftNode: Sendable {
     mutating func bcastHeartbeat() {
         guard role == .leader else { return }
         for m in conf.members where m != id {
-            guard let pr = progress[m] else { continue }
-            send(RaftMessage(type: .heartbeat, from: id, to: m, term: term,
-                             commit: min(pr.match, log.committed), context: readSeq))
+            guard var pr = progress[m] else { continue }
+            let commit = min(pr.match, log.committed)
+            send(RaftMessage(type: .heartbeat, from: id, to: m, term: term, commit: commit, context: readSeq))
+            pr.sentCommit = max(pr.sentCommit, commit)
+            progress[m] = pr
+        }
+    }
+
+    /// After the commit index advanced: appends go only to followers that have entries to
+    /// take (they carry the new commit index). A follower that already holds everything learns
+    /// the commit index later — from the next append, from `flushCommit()` (which the host calls
+    /// a few milliseconds later) or at the latest from the next tick. Telling it at once, as
+    /// etcd does, costs an empty append and its answer per follower per commit, and on a small
+    /// machine those wake-ups land exactly while the leader answers its client.
+    mutating func bcastCommitted() {
+        guard role == .leader else { return }
+        for m in conf.members where m != id {
+            while sendAppend(to: m, sendIfEmpty: false) {}
+        }
+    }
+
+    /// Whether some follower holds entries up to an index that was committed since its last
+    /// message (`flushCommit` would send it an empty append).
+    public var commitFlushDue: Bool {
+        guard role == .leader else { return false }
+        for m in conf.members where m != id {
+            if let pr = progress[m], needsCommit(pr) { return true }
+        }
+        return false
+    }
+
+    func needsCommit(_ pr: Progress) -> Bool {
+        pr.state != .snapshot && !pr.isPaused && pr.sentCommit < min(log.committed, pr.match)
+    }
+
+    /// Tells followers the commit index where nothing else has (an empty append each).
+    public mutating func flushCommit() {
+        guard role == .leader else { return }
+        for m in conf.members where m != id {
+            if let pr = progress[m], needsCommit(pr) { sendAppend(to: m, sendIfEmpty: true) }
         }
     }
 
@@ -708,7 +747,7 @@ public struct RaftNode: Sendable {
             }
             progress[m.from] = pr
             if maybeCommit() {
-                bcastAppend()
+                bcastCommitted()
             } else {
                 while sendAppend(to: m.from, sendIfEmpty: false) {}
             }

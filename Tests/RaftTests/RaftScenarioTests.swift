@@ -465,6 +465,52 @@ final class RaftScenarioTests: XCTestCase {
         let badCommit = RaftInitialState(hardState: HardState(term: 1, commit: 5), entries: [Entry(term: 1, index: 1)])
         XCTAssertThrowsError(try RaftNode(config: RaftConfig(id: "x"), state: badCommit))
     }
+    /// A new commit index goes to followers with entries, not in an empty append of its own: a
+    /// follower that holds everything learns it from the next append, from the host's
+    /// `flushCommit()`, or at the latest from the next tick.
+    func testCommitIndexTravelsWithEntriesOrTheFlush() throws {
+        let c = TestCluster(voters: three)
+        c.elect("a")
+        c.tickAll(2)
+        c.hostFlushesCommits = false
+        c.deliveredLog = []
+        try c.propose("a", "x")
+        let commit = c.nodes["a"]!.commitIndex
+        XCTAssertEqual(c.appliedData("a").last, Array("x".utf8))
+        // Only the appends that carried the entry, and their answers: no empty appends.
+        XCTAssertTrue(c.deliveredLog.filter { $0.type == .append }.allSatisfy { !$0.entries.isEmpty })
+        XCTAssertEqual(c.deliveredLog.filter { $0.type == .append }.count, 2)
+        for f in ["b", "c"] {
+            XCTAssertLessThan(c.nodes[f]!.commitIndex, commit, f)
+            XCTAssertNotEqual(c.appliedData(f).last, Array("x".utf8), f)
+        }
+        XCTAssertTrue(c.nodes["a"]!.commitFlushDue)
+        // The next entry carries the previous commit.
+        c.deliveredLog = []
+        try c.propose("a", "y")
+        for f in ["b", "c"] {
+            XCTAssertEqual(c.nodes[f]!.commitIndex, commit, f)
+            XCTAssertEqual(c.appliedData(f).last, Array("x".utf8), f)
+        }
+        // The host's flush: one empty append per follower, then nothing more is due.
+        c.deliveredLog = []
+        XCTAssertTrue(c.nodes["a"]!.commitFlushDue)
+        c.nodes["a"]!.flushCommit()
+        c.stabilize()
+        let empty = c.deliveredLog.filter { $0.type == .append }
+        XCTAssertEqual(empty.map(\.to).sorted(), ["b", "c"])
+        XCTAssertTrue(empty.allSatisfy { $0.entries.isEmpty })
+        XCTAssertFalse(c.nodes["a"]!.commitFlushDue)
+        for f in ["b", "c"] { XCTAssertEqual(c.appliedData(f).last, Array("y".utf8), f) }
+        c.nodes["a"]!.flushCommit()
+        XCTAssertFalse(c.nodes["a"]!.hasReady, "nothing left to flush")
+        // Without the host, a tick tells them.
+        try c.propose("a", "z")
+        XCTAssertNotEqual(c.appliedData("b").last, Array("z".utf8))
+        c.tick("a")
+        for f in ["b", "c"] { XCTAssertEqual(c.appliedData(f).last, Array("z".utf8), f) }
+    }
+
     func testPipeliningIsBoundedAndBatched() throws {
         let c = TestCluster(voters: three) {
             $0.maxInflightAppends = 4

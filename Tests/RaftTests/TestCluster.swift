@@ -98,12 +98,20 @@ final class TestCluster {
         return rd.messages
     }
 
+    /// Whether `stabilize` plays the host's part of calling `flushCommit()` on a leader once
+    /// nothing else is left to do (the daemon does it a few milliseconds after a commit).
+    var hostFlushesCommits = true
+
     /// Delivers messages until nothing is left to do (bounded).
     func stabilize(maxRounds: Int = 200) {
         for _ in 0..<maxRounds {
             var msgs: [RaftMessage] = []
             for id in ids { msgs += drain(id) }
-            if msgs.isEmpty && !ids.contains(where: { nodes[$0]!.hasReady }) { return }
+            if msgs.isEmpty && !ids.contains(where: { nodes[$0]!.hasReady }) {
+                guard hostFlushesCommits, let l = ids.first(where: { nodes[$0]!.commitFlushDue }) else { return }
+                nodes[l]!.flushCommit()
+                continue
+            }
             for m in msgs where !cut.contains([m.from, m.to]) && dropIf?(m) != true {
                 deliveredLog.append(m)
                 nodes[m.to]?.step(m)
