@@ -45,10 +45,22 @@ protocol FDHandler: AnyObject {
 
 /// A single-threaded epoll event loop. Sockets registered with it are owned by its thread;
 /// other threads hand it work with `execute`. Timers run on the loop thread.
+///
+/// Loop state is only ever touched by the holder of `turnLock`: the loop thread holds it for
+/// everything but its `epoll_wait`, and `runNowIfIdle` lets another thread take it while the
+/// loop sleeps and do a short piece of loop work itself (a send) instead of waking the loop
+/// thread for it — one thread hand-off less on every Raft message.
 final class EventLoop: @unchecked Sendable {
     private let epfd: Int32
     private let wakeFD: Int32
     private let lock = NSLock()
+    private let turnLock = NSLock()
+    /// Per thread: the loop whose turn lock this thread holds outside the loop thread.
+    nonisolated(unsafe) private static var turnKey: pthread_key_t = {
+        var k = pthread_key_t()
+        precondition(pthread_key_create(&k, nil) == 0, "pthread_key_create failed")
+        return k
+    }()
     private var pending: [() -> Void] = []
     private var wakePending = false
     private var handlers: [Int32: FDHandler] = [:]
@@ -76,9 +88,35 @@ final class EventLoop: @unchecked Sendable {
         t.start()
     }
 
+    /// True on the loop thread, and on a thread inside `runNowIfIdle` of this loop.
     var inLoop: Bool {
-        guard let t = threadID else { return false }
-        return pthread_equal(t, pthread_self()) != 0
+        if let t = threadID, pthread_equal(t, pthread_self()) != 0 { return true }
+        return pthread_getspecific(EventLoop.turnKey) == Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    /// Run `fn` on the calling thread, as loop work, if the loop thread is waiting for events
+    /// (then work queued earlier runs first, so the order of everything handed to the loop
+    /// holds); otherwise queue it like `execute`. Only for short, non-blocking work.
+    func runNowIfIdle(_ fn: @escaping @Sendable () -> Void) {
+        if inLoop { fn(); return }
+        guard turnLock.try() else { execute(fn); return }
+        // A stopped loop runs nothing more (queued work was dropped the same way).
+        guard !stopped else { turnLock.unlock(); return }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        pthread_setspecific(EventLoop.turnKey, me)
+        let soonest = heap.first?.deadline
+        runPending()
+        fn()
+        drainFlushes()
+        // Work queued meanwhile skipped the wake-up (`inLoop` was true here), and a new
+        // earlier timer needs a new timeout: wake the loop for either.
+        let wake = lock.withLock { !pending.isEmpty } || heap.first.map { soonest == nil || $0.deadline < soonest! } ?? false
+        pthread_setspecific(EventLoop.turnKey, nil)
+        turnLock.unlock()
+        if wake {
+            var one: UInt64 = 1
+            _ = Glibc.write(wakeFD, &one, 8)
+        }
     }
 
     /// Run `fn` on the loop thread (queued; safe from any thread).
@@ -176,6 +214,7 @@ final class EventLoop: @unchecked Sendable {
         let maxEvents = 256
         let events = UnsafeMutableRawPointer.allocate(byteCount: maxEvents * Epoll.eventSize, alignment: 8)
         defer { events.deallocate() }
+        turnLock.lock()
         while !stopped {
             var timeout: Int32 = -1
             pruneHeap()
@@ -186,7 +225,9 @@ final class EventLoop: @unchecked Sendable {
             lock.lock()
             if !pending.isEmpty { timeout = 0 }
             lock.unlock()
+            turnLock.unlock()
             let n = Epoll.wait(epfd, events, Int32(maxEvents), timeout)
+            turnLock.lock()
             if n > 0 {
                 for i in 0..<Int(n) {
                     let e = events.loadUnaligned(fromByteOffset: i * Epoll.eventSize, as: UInt32.self)
@@ -212,6 +253,7 @@ final class EventLoop: @unchecked Sendable {
         }
         for (fd, h) in handlers { _ = fd; h.onHangup() }
         handlers.removeAll()
+        turnLock.unlock()
         close(epfd)
         close(wakeFD)
     }

@@ -472,11 +472,13 @@ public final class Libp2pStream: @unchecked Sendable {
         c.conn.loop.run { c.installReceiver(receive, closed: closed) }
     }
 
-    /// Queue bytes without waiting (any thread). `queued`, if given, runs on the event-loop
-    /// thread once the bytes are queued, with the stream's unsent backlog in bytes (the caller's
-    /// backpressure signal), or nil when the stream can no longer send (reset or closed).
+    /// Queue bytes without waiting (any thread). `queued`, if given, runs as event-loop work
+    /// once the bytes are queued — on the loop thread, or on the calling thread when the loop
+    /// was idle and the bytes went out right away (`EventLoop.runNowIfIdle`) — with the stream's
+    /// unsent backlog in bytes (the caller's backpressure signal), or nil when the stream can no
+    /// longer send (reset or closed).
     public func send(_ bytes: [UInt8], queued: (@Sendable (Int?) -> Void)? = nil) {
         let c = core
-        c.conn.loop.run { c.conn.streamSend(c, bytes, queued) }
+        c.conn.loop.runNowIfIdle { c.conn.streamSend(c, bytes, queued) }
     }
 }
