@@ -63,6 +63,9 @@ final class EventLoop: @unchecked Sendable {
     }()
     private var pending: [() -> Void] = []
     private var wakePending = false
+    /// Set (under `lock`) once the loop thread has exited and closed its descriptors: nothing
+    /// more is queued or woken (the eventfd's number may belong to another file by then).
+    private var exited = false
     private var handlers: [Int32: FDHandler] = [:]
     /// Timer callbacks by ID, and a min-heap of (deadline, ID); cancelled IDs are skipped lazily.
     private var timers: [UInt64: () -> Void] = [:]
@@ -113,24 +116,27 @@ final class EventLoop: @unchecked Sendable {
         let wake = lock.withLock { !pending.isEmpty } || heap.first.map { soonest == nil || $0.deadline < soonest! } ?? false
         pthread_setspecific(EventLoop.turnKey, nil)
         turnLock.unlock()
-        if wake {
-            var one: UInt64 = 1
-            _ = Glibc.write(wakeFD, &one, 8)
-        }
+        if wake { lock.withLock { wakeLocked() } }
     }
 
     /// Run `fn` on the loop thread (queued; safe from any thread).
     func execute(_ fn: @escaping @Sendable () -> Void) {
         lock.lock()
+        defer { lock.unlock() }
+        guard !exited else { return }
         pending.append(fn)
         let needWake = !wakePending
         wakePending = true
-        lock.unlock()
         // The loop thread itself needs no wake-up: it runs pending work before it waits again.
-        if needWake && !inLoop {
-            var one: UInt64 = 1
-            _ = Glibc.write(wakeFD, &one, 8)
-        }
+        // (Written under the lock, so the descriptor cannot be closed meanwhile.)
+        if needWake && !inLoop { wakeLocked() }
+    }
+
+    /// Wake the loop thread (caller holds `lock`; not after the loop has exited).
+    private func wakeLocked() {
+        guard !exited else { return }
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
     }
 
     /// Run on the loop thread now if already there, otherwise queue.
@@ -254,6 +260,7 @@ final class EventLoop: @unchecked Sendable {
         for (fd, h) in handlers { _ = fd; h.onHangup() }
         handlers.removeAll()
         turnLock.unlock()
+        lock.withLock { exited = true }
         close(epfd)
         close(wakeFD)
     }
