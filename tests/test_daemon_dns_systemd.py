@@ -126,6 +126,29 @@ def test_unit_file_verifies():
     assert not [l for l in problems if "Unknown" in l], problems
 
 
+def test_sigterm_right_after_ready_stops_cleanly(tmp_path, env):
+    """A service manager may stop the node the moment it reports READY=1, which the daemon
+    sends from inside its start-up: the signal must neither kill it with the default action nor
+    be lost (it used to be ignored until the handlers were installed after start-up)."""
+    for i in range(3):
+        sock_path = str(tmp_path / f"notify{i}.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(sock_path)
+        s.settimeout(20)
+        a = Node(tmp_path / f"r{i}", "a", dict(env, NOTIFY_SOCKET=sock_path))
+        a.init_new(cluster="sd")
+        a.start()
+        try:
+            while "READY=1" not in s.recv(4096).decode():
+                pass
+            a.proc.send_signal(15)
+            assert a.proc.wait(timeout=15) == 0, a.logtext()[-2000:]
+            assert "action=signal signal=SIGTERM" in a.logtext()
+        finally:
+            a.stop()
+            s.close()
+
+
 def test_sd_notify_ready_and_stopping(tmp_path, env):
     sock_path = str(tmp_path / "notify.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

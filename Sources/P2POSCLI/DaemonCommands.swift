@@ -52,6 +52,23 @@ func callJSON(_ client: ControlClient, _ method: String, _ path: String, body: [
     }
     if let l = LogLevel(name: config.logLevel) { Log.shared.level = l }
     let daemon = try Daemon(config: config)
+    // Signal sources before anything starts: a SIGTERM that arrives while the daemon starts (the
+    // service manager has been told READY by then) waits in its source and is handled once the
+    // main queue runs. Set up after start, a signal in between was ignored and lost, and the
+    // node ran on until killed (seen once in CI: test_sd_notify_ready_and_stopping).
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    var sources: [DispatchSourceSignal] = []
+    for sig in [SIGTERM, SIGINT] {
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+        s.setEventHandler {
+            Log.info("node", "signal", ["signal": sig == SIGTERM ? "SIGTERM" : "SIGINT"])
+            daemon.stop()
+            exit(0)
+        }
+        s.resume()
+        sources.append(s)
+    }
     do { try daemon.start() } catch {
         daemon.stop()
         throw P2POSError("START_FAILED", "\(error)", hint: "check the listen addresses and the data directory")
@@ -67,19 +84,6 @@ func callJSON(_ client: ControlClient, _ method: String, _ path: String, body: [
           curl --unix-socket \(sock) http://p2pos/v1/membership
         Stop with Ctrl-C.
         """)
-    }
-    signal(SIGTERM, SIG_IGN)
-    signal(SIGINT, SIG_IGN)
-    var sources: [DispatchSourceSignal] = []
-    for sig in [SIGTERM, SIGINT] {
-        let s = DispatchSource.makeSignalSource(signal: sig, queue: .main)
-        s.setEventHandler {
-            Log.info("node", "signal", ["signal": sig == SIGTERM ? "SIGTERM" : "SIGINT"])
-            daemon.stop()
-            exit(0)
-        }
-        s.resume()
-        sources.append(s)
     }
     withExtendedLifetime(sources) { dispatchMain() }
 }
