@@ -105,16 +105,17 @@ final class EventLoop: @unchecked Sendable {
         guard turnLock.try() else { execute(fn); return }
         // A stopped loop runs nothing more (queued work was dropped the same way).
         guard !stopped else { turnLock.unlock(); return }
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        pthread_setspecific(EventLoop.turnKey, me)
-        let soonest = heap.first?.deadline
+        // Another loop's marker, when this thread is inside that loop's turn: put back after.
+        let outer = pthread_getspecific(EventLoop.turnKey)
+        pthread_setspecific(EventLoop.turnKey, Unmanaged.passUnretained(self).toOpaque())
+        let soonest = heap.first?.deadline ?? .max
         runPending()
         fn()
         drainFlushes()
         // Work queued meanwhile skipped the wake-up (`inLoop` was true here), and a new
         // earlier timer needs a new timeout: wake the loop for either.
-        let wake = lock.withLock { !pending.isEmpty } || heap.first.map { soonest == nil || $0.deadline < soonest! } ?? false
-        pthread_setspecific(EventLoop.turnKey, nil)
+        let wake = lock.withLock { !pending.isEmpty } || (heap.first?.deadline ?? .max) < soonest
+        pthread_setspecific(EventLoop.turnKey, outer)
         turnLock.unlock()
         if wake { lock.withLock { wakeLocked() } }
     }
