@@ -325,3 +325,35 @@ def test_ledger_survives_kill9_and_is_rebuilt_after_a_machine_crash(tmp_path, en
         assert after[1:] == before[1:]
     finally:
         a.stop()
+
+
+def test_follower_forwards_a_burst_of_writes(tmp_path, env):
+    """Writes sent to a follower reach the leader even when they come faster than the per-peer
+    stream rate limit that protects a node from strangers (100 new streams a second): a member's
+    forwarded writes are never refused for their rate."""
+    nodes = start_cluster(tmp_path, env, 3)
+    try:
+        leader = wait_for(lambda: leader_of(nodes), what="a leader")
+        follower = next(n for n in nodes if n is not leader)
+        keys = [nacl.signing.SigningKey.generate() for _ in range(8)]
+        results, lock = [], threading.Lock()
+
+        def client(k):
+            for i in range(60):
+                code, body = api(follower.sock, "POST", "/v1/p2p/tx", new_tx(keys[k], "test-cluster", i, prefix=f"f{k}-"), timeout=30)
+                with lock:
+                    results.append((code, body))
+
+        started = time.time()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(len(keys))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        elapsed = time.time() - started
+        bad = [(c, b) for c, b in results if c != 200 or b.get("status") != "applied"]
+        assert len(results) == 480 and not bad, (len(bad), bad[:3])
+        print(f"480 writes through a follower in {elapsed:.2f}s ({480 / elapsed:.0f}/s), all applied")
+    finally:
+        for n in nodes:
+            n.stop()

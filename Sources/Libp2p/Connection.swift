@@ -10,6 +10,8 @@ protocol ConnectionDelegate: AnyObject {
     func connectionClosed(_ c: Connection, reason: String)
     func inboundStream(_ c: Connection, _ s: StreamCore)
     func streamCountChanged(_ c: Connection)
+    /// Whether `peer` is exempt from the inbound stream rate limit (the host's protected peers).
+    func isRateExempt(_ peer: PeerID) -> Bool
 }
 
 /// Limits applied to each connection.
@@ -410,12 +412,15 @@ final class Connection: FDHandler, @unchecked Sendable {
         let now = Monotonic.nanos()
         streamTokens = min(limits.inboundStreamBurst, streamTokens + Double(now - tokensAt) / 1e9 * limits.inboundStreamsPerSecond)
         tokensAt = now
-        if streams.count >= limits.maxStreams || goAwaySent || streamTokens < 1 {
+        // Protected peers (the daemon's members: a follower forwards every write it is sent
+        // as a stream of its own) are held only to the cap on concurrent streams.
+        let rateLimited = streamTokens < 1 && !(delegate?.isRateExempt(peer) ?? false)
+        if streams.count >= limits.maxStreams || goAwaySent || rateLimited {
             sendFrame(YamuxHeader(type: .windowUpdate, flags: YamuxHeader.rst, streamID: sid, length: 0))
-            Log.debug("LIBP2P", "stream_refused", ["peer_id": peer, "reason": streamTokens < 1 ? "stream rate limit" : "stream limit"])
+            Log.debug("LIBP2P", "stream_refused", ["peer_id": peer, "reason": rateLimited ? "stream rate limit" : "stream limit"])
             return
         }
-        streamTokens -= 1
+        streamTokens = max(0, streamTokens - 1)
         let s = StreamCore(conn: self, id: sid, initiator: false, remote: peer)
         lastStreamActivity = Monotonic.nanos()
         s.established = true

@@ -19,7 +19,8 @@ public struct HostConfig: Sendable {
     /// that never finish their handshake cannot keep everyone else out.
     public var maxPendingHandshakesPerIP = 16
     public var maxStreamsPerConnection = 256
-    /// Rate limit on streams a remote peer may open on one connection (token bucket).
+    /// Rate limit on streams a remote peer may open on one connection (token bucket). Protected
+    /// peers (`Libp2pHost.setProtected`) are exempt; `maxStreamsPerConnection` still bounds them.
     public var inboundStreamsPerSecond: Double = 100
     public var inboundStreamBurst: Double = 200
     /// Inbound connections from one IP that fail before completing the handshake within a minute

@@ -421,6 +421,8 @@ final class HostCore: ConnectionDelegate, @unchecked Sendable {
         host?.handleInbound(Libp2pStream(s))
     }
 
+    func isRateExempt(_ peer: PeerID) -> Bool { host?.isProtected(peer) ?? false }
+
     func streamCountChanged(_ c: Connection) {
         if c.draining && c.streamCount == 0 {
             loop.schedule(after: 1) { [weak c] in

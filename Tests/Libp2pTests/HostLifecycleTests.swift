@@ -103,6 +103,22 @@ final class HostLifecycleTests: XCTestCase {
         _ = try await c.ping(server.peerID)  // tokens refill; the connection is still usable
     }
 
+    func testProtectedPeersAreNotStreamRateLimited() async throws {
+        let server = try host { $0.inboundStreamsPerSecond = 5; $0.inboundStreamBurst = 5; $0.autoIdentify = false }
+        defer { server.close() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        let member = try host { $0.autoIdentify = false }, stranger = try host { $0.autoIdentify = false }
+        defer { member.close(); stranger.close() }
+        let memberID = member.peerID
+        server.setProtected { $0 == memberID }
+        _ = try await member.dial(addr)
+        _ = try await stranger.dial(addr)
+        for _ in 0..<30 { _ = try await member.ping(server.peerID) }   // six times the burst, none refused
+        var refused = 0
+        for _ in 0..<12 { do { _ = try await stranger.ping(server.peerID) } catch { refused += 1 } }
+        XCTAssertGreaterThan(refused, 0, "the stranger is still rate-limited")
+    }
+
     func testConnectTriesAddressesInOrder() async throws {
         let a = try host(), b = try host()
         defer { a.close(); b.close() }
