@@ -103,8 +103,8 @@ final class EventLoop: @unchecked Sendable {
     func runNowIfIdle(_ fn: @escaping @Sendable () -> Void) {
         if inLoop { fn(); return }
         guard turnLock.try() else { execute(fn); return }
-        // A stopped loop runs nothing more (queued work was dropped the same way).
-        guard !stopped else { turnLock.unlock(); return }
+        // A stopped loop runs work only as it exits (see `run`): queue it for that.
+        guard !stopped else { turnLock.unlock(); execute(fn); return }
         // Another loop's marker, when this thread is inside that loop's turn: put back after.
         let outer = pthread_getspecific(EventLoop.turnKey)
         pthread_setspecific(EventLoop.turnKey, Unmanaged.passUnretained(self).toOpaque())
@@ -121,16 +121,20 @@ final class EventLoop: @unchecked Sendable {
     }
 
     /// Run `fn` on the loop thread (queued; safe from any thread).
-    func execute(_ fn: @escaping @Sendable () -> Void) {
+    /// Returns false, and drops `fn`, once the loop has exited: a caller holding a continuation
+    /// must then answer it itself (work queued before the exit still runs, see `run`).
+    @discardableResult
+    func execute(_ fn: @escaping @Sendable () -> Void) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        guard !exited else { return }
+        guard !exited else { return false }
         pending.append(fn)
         let needWake = !wakePending
         wakePending = true
         // The loop thread itself needs no wake-up: it runs pending work before it waits again.
         // (Written under the lock, so the descriptor cannot be closed meanwhile.)
         if needWake && !inLoop { wakeLocked() }
+        return true
     }
 
     /// Wake the loop thread (caller holds `lock`; not after the loop has exited).
@@ -260,8 +264,20 @@ final class EventLoop: @unchecked Sendable {
         }
         for (fd, h) in handlers { _ = fd; h.onHangup() }
         handlers.removeAll()
+        // Work queued before the exit still runs: it finds its connections closed and answers
+        // whoever waits on it (a task suspended in a stream write, say) with an error instead of
+        // never. Work queued from now on is refused (`execute` returns false).
+        let leftover = lock.withLock { () -> [() -> Void] in
+            exited = true
+            let p = pending
+            pending.removeAll()
+            return p
+        }
+        for fn in leftover { fn() }
+        drainFlushes()
+        for (_, h) in handlers { h.onHangup() }    // anything that work opened meanwhile
+        handlers.removeAll()
         turnLock.unlock()
-        lock.withLock { exited = true }
         close(epfd)
         close(wakeFD)
     }

@@ -246,7 +246,7 @@ public final class Libp2pHost: @unchecked Sendable {
             do {
                 let c = core
                 return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<PeerID, Error>) in
-                    loop.execute { c.dial(ss, addr: target, expected: expected, cont) }
+                    if !loop.execute({ c.dial(ss, addr: target, expected: expected, cont) }) { cont.resume(throwing: Libp2pError.connectionClosed("host is closed")) }
                 }
             } catch {
                 lastError = error
@@ -281,7 +281,7 @@ public final class Libp2pHost: @unchecked Sendable {
         let s: Libp2pStream
         do {
             s = Libp2pStream(try await withCheckedThrowingContinuation { (cont: CheckedContinuation<StreamCore, Error>) in
-                loop.execute { c.openStream(peer, cont) }
+                if !loop.execute({ c.openStream(peer, cont) }) { cont.resume(throwing: Libp2pError.connectionClosed("host is closed")) }
             })
         } catch Libp2pError.notConnected(let p) {
             // Try addresses learned through identify.
@@ -292,7 +292,7 @@ public final class Libp2pHost: @unchecked Sendable {
             }
             guard connected else { throw Libp2pError.notConnected(p) }
             s = Libp2pStream(try await withCheckedThrowingContinuation { (cont: CheckedContinuation<StreamCore, Error>) in
-                loop.execute { c.openStream(peer, cont) }
+                if !loop.execute({ c.openStream(peer, cont) }) { cont.resume(throwing: Libp2pError.connectionClosed("host is closed")) }
             })
         }
         do {
@@ -310,7 +310,7 @@ public final class Libp2pHost: @unchecked Sendable {
     public func connectedPeers() async -> [PeerID] {
         let c = core
         return await withCheckedContinuation { (cont: CheckedContinuation<[PeerID], Never>) in
-            loop.execute { cont.resume(returning: c.connectedPeers()) }
+            if !loop.execute({ cont.resume(returning: c.connectedPeers()) }) { cont.resume(returning: []) }
         }
     }
 
@@ -318,7 +318,7 @@ public final class Libp2pHost: @unchecked Sendable {
     public func connectionCount(to peer: PeerID) async -> Int {
         let c = core
         return await withCheckedContinuation { (cont: CheckedContinuation<Int, Never>) in
-            loop.execute { cont.resume(returning: c.connectionCount(peer)) }
+            if !loop.execute({ cont.resume(returning: c.connectionCount(peer)) }) { cont.resume(returning: 0) }
         }
     }
 
@@ -326,7 +326,7 @@ public final class Libp2pHost: @unchecked Sendable {
     public func isConnected(_ peer: PeerID) async -> Bool {
         let c = core
         return await withCheckedContinuation { (cont: CheckedContinuation<Bool, Never>) in
-            loop.execute { cont.resume(returning: c.hasConnection(peer)) }
+            if !loop.execute({ cont.resume(returning: c.hasConnection(peer)) }) { cont.resume(returning: false) }
         }
     }
 
@@ -355,7 +355,7 @@ public final class Libp2pHost: @unchecked Sendable {
     public func muxerPing(_ peer: PeerID) async throws -> Double {
         let c = core
         return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Double, Error>) in
-            loop.execute { c.muxerPing(peer, cont) }
+            if !loop.execute({ c.muxerPing(peer, cont) }) { cont.resume(throwing: Libp2pError.connectionClosed("host is closed")) }
         }
     }
 

@@ -214,7 +214,7 @@ extension Libp2pHost {
         let hc = core
         // A closed host's loop no longer runs queued work: answer here instead of never.
         guard !isClosed else { completion(.failure(.connectionClosed("host is closed"))); return }
-        loop.execute {
+        let queued = loop.execute {
             guard let conn = hc.establishedConnection(peer) else { completion(.failure(.notConnected(peer.base58))); return }
             let core: StreamCore
             do { core = try conn.openStream() } catch let e as Libp2pError { completion(.failure(e)); return } catch {
@@ -262,5 +262,6 @@ extension Libp2pHost {
             conn.streamSend(core, Multistream.encode(Multistream.protocolID) + Multistream.encode(protocolID) + (optimistic ? request : []), nil)
             if optimistic { conn.streamCloseWrite(core, full: false, nil) }
         }
+        if !queued { completion(.failure(.connectionClosed("host is closed"))) }
     }
 }

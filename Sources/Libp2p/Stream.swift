@@ -348,7 +348,7 @@ final class StreamCore: @unchecked Sendable {
         let c = conn, s = self
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, Error>) in
-                c.loop.execute { c.streamWrite(s, bytes, cont) }
+                if !c.loop.execute({ c.streamWrite(s, bytes, cont) }) { cont.resume(throwing: Libp2pError.streamReset) }
             }
         } onCancel: {
             s.reset()
@@ -373,7 +373,7 @@ final class StreamCore: @unchecked Sendable {
     func closeWrite(full: Bool) async throws {
         let c = conn, s = self
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, Error>) in
-            c.loop.execute { c.streamCloseWrite(s, full: full, cont) }
+            if !c.loop.execute({ c.streamCloseWrite(s, full: full, cont) }) { cont.resume(throwing: Libp2pError.streamReset) }
         }
     }
 

@@ -119,6 +119,34 @@ final class HostLifecycleTests: XCTestCase {
         XCTAssertGreaterThan(refused, 0, "the stranger is still rate-limited")
     }
 
+    /// Calls on a closed host answer at once (an error, or an empty answer) instead of leaving
+    /// the caller suspended forever on work its stopped loop will never run.
+    func testCallsAfterCloseDoNotHang() async throws {
+        let server = try host { $0.autoIdentify = false }
+        defer { server.close() }
+        server.setHandler("/hold/1") { s in _ = try? await s.read() }
+        let addr = try server.listen([try Multiaddr("/ip4/127.0.0.1/tcp/0")])[0]
+        let c = try host { $0.autoIdentify = false }
+        _ = try await c.dial(addr)
+        let s = try await c.openStream(to: server.peerID, protocols: ["/hold/1"])
+        c.close()
+        let finished = expectation(description: "every call returned")
+        let serverID = server.peerID
+        Task {
+            do { try await s.write([1, 2, 3]); XCTFail("write on a closed host") } catch {}
+            do { try await s.closeWrite(); XCTFail("closeWrite on a closed host") } catch {}
+            do { _ = try await c.openStream(to: serverID, protocols: ["/hold/1"]); XCTFail("openStream") } catch {}
+            do { _ = try await c.dial(addr); XCTFail("dial") } catch {}
+            do { _ = try await c.muxerPing(serverID); XCTFail("muxerPing") } catch {}
+            let peers = await c.connectedPeers()
+            let connected = await c.isConnected(serverID)
+            XCTAssertEqual(peers, [])
+            XCTAssertFalse(connected)
+            finished.fulfill()
+        }
+        await fulfillment(of: [finished], timeout: 10)
+    }
+
     func testConnectTriesAddressesInOrder() async throws {
         let a = try host(), b = try host()
         defer { a.close(); b.close() }
