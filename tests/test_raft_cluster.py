@@ -357,3 +357,50 @@ def test_follower_forwards_a_burst_of_writes(tmp_path, env):
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_retry_after_the_ts_window_answers_the_original_result(tmp_path, env):
+    """A tx is admitted only within ±5 min of its ts, but a retry of one already applied — say
+    after a long outage — answers its original result from any node, not EXPIRED (a client that
+    re-signed on EXPIRED would apply its operation twice). An old tx never applied stays
+    EXPIRED and changes nothing."""
+    import datetime
+
+    def ts(offset):
+        t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset)
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    nodes = start_cluster(tmp_path, env, 3)
+    try:
+        leader = wait_for(lambda: leader_of(nodes), what="a leader")
+        follower = next(n for n in nodes if n is not leader)
+        sk = nacl.signing.SigningKey.generate()
+
+        def tx(i, offset):
+            payload = {"session_id": f"old{i}", "title": "t", "steps": [{"step_id": f"old{i}-a", "title": "a"}]}
+            return sign_tx.sign_tx(sk, "SESSION_CREATE", payload, "test-cluster", nonce=f"old-{i}", ts=ts(offset))[0]
+
+        signed_at = time.time()
+        first_tx = tx(1, -296)
+        code, first = api(follower.sock, "POST", "/v1/p2p/tx", first_tx)
+        assert code == 200 and first["status"] == "applied", first
+        stats = api(leader.sock, "GET", "/v1/p2p/stats?consistency=strong")[1]
+
+        for i, offset in [(2, -600), (3, 600)]:
+            for n in (leader, follower):
+                code, body = api(n.sock, "POST", "/v1/p2p/tx", tx(i, offset))
+                assert code == 422 and body["code"] == "EXPIRED" and body["error"]["code"] == "EXPIRED", body
+
+        time.sleep(max(0, signed_at + 6 - time.time()))   # the first tx's ts is now > 300 s old
+        for n in nodes:
+            code, again = api(n.sock, "POST", "/v1/p2p/tx", first_tx)
+            assert code == 200 and again.get("duplicate") is True, (n.name, again)
+            assert {k: again[k] for k in ("tx_id", "status", "raft_index", "event_seq")} == \
+                   {k: first[k] for k in ("tx_id", "status", "raft_index", "event_seq")}, (n.name, again, first)
+        # Nothing was proposed for the expired txs or the retries.
+        for n in nodes:
+            assert api(n.sock, "GET", "/v1/p2p/stats?consistency=strong")[1] == stats
+            assert api(n.sock, "GET", "/v1/p2p/sessions/old2")[0] == 404
+    finally:
+        for n in nodes:
+            n.stop()

@@ -36,7 +36,7 @@ public struct TxResult: Equatable, Sendable {
         return .object(o)
     }
 
-    static func rejected(_ r: TxRejection, txID: String?, raftIndex: UInt64) -> TxResult {
+    public static func rejected(_ r: TxRejection, txID: String?, raftIndex: UInt64) -> TxResult {
         TxResult(txID: txID, status: .rejected, code: r.code, message: r.message, raftIndex: raftIndex, eventSeq: nil, duplicate: false)
     }
 }

@@ -293,12 +293,16 @@ public final class Tx: Sendable, Equatable {
             throw TxRejection(.wrongCluster, "tx is for cluster \"\(Limits.clip(tx.clusterID))\", this is \"\(clusterID)\"")
         }
         try SignatureMemo.shared.verify(tx)
-        let skew = tx.timestamp.interval(since: now)
-        guard abs(skew) <= Double(maxSkewSeconds) else {
-            let dir = skew > 0 ? "ahead of" : "behind"
-            throw TxRejection(.expired, "ts \(tx.ts) is \(Int64(abs(skew)))s \(dir) this node's clock (allowed ±\(maxSkewSeconds)s); re-sign with the current time")
-        }
+        if let r = windowRejection(tx, now: now, maxSkewSeconds: maxSkewSeconds) { throw r }
         return tx
+    }
+
+    /// `EXPIRED` when `ts` is outside the admission window around `now`, else nil.
+    public static func windowRejection(_ tx: Tx, now: Timestamp, maxSkewSeconds: Int64 = defaultMaxSkewSeconds) -> TxRejection? {
+        let skew = tx.timestamp.interval(since: now)
+        guard abs(skew) > Double(maxSkewSeconds) else { return nil }
+        let dir = skew > 0 ? "ahead of" : "behind"
+        return TxRejection(.expired, "ts \(tx.ts) is \(Int64(abs(skew)))s \(dir) this node's clock (allowed ±\(maxSkewSeconds)s); re-sign with the current time")
     }
 
     /// Build and sign a tx. The payload is validated, so a bad payload fails here (MALFORMED).

@@ -1009,6 +1009,7 @@ public final class Consensus: @unchecked Sendable {
             drainScheduled = false
             return b
         }
+        let now = Timestamp.now()
         for input in batch {
             switch input {
             case .message(let m):
@@ -1023,6 +1024,10 @@ public final class Consensus: @unchecked Sendable {
                 guard node.role == .leader else { done(.failure(notLeader())); continue }
                 if let tx, let prior = try? readLedger.precheck(tx) {
                     done(.success(prior))
+                    continue
+                }
+                if let tx, let r = Tx.windowRejection(tx, now: now) {
+                    done(.success(.rejected(r, txID: nil, raftIndex: 0)))
                     continue
                 }
                 do {
@@ -1091,6 +1096,16 @@ public final class Consensus: @unchecked Sendable {
         for (i, r) in Tx.admit(batch: txs, parsed: parsed, clusterID: daemon.clusterID, now: Timestamp.now()).enumerated() {
             switch r {
             case .success(let tx): admitted.append((i, tx))
+            case .failure(let e) where e.code == .expired:
+                // Signed and well formed, only too old (or too new) to be admitted: it still goes
+                // to the leader's raft queue, which answers a tx already recorded with its original
+                // result (a retry after a long outage learns what happened) and rejects anything
+                // else EXPIRED there, unproposed (`drain`).
+                if let tx = try? Tx.decodeForAdmission(txs[i], parsed: i < parsed.count ? parsed[i] : nil) {
+                    admitted.append((i, tx))
+                } else {
+                    results[i] = ["status": "rejected", "code": e.code.rawValue, "message": e.message]
+                }
             case .failure(let e): results[i] = ["status": "rejected", "code": e.code.rawValue, "message": e.message]
             }
         }
@@ -1144,8 +1159,8 @@ public final class Consensus: @unchecked Sendable {
         roundLock.withLock { roundTxs.append(RoundTx(bytes: bytes, parsed: parsed, completion: completion)) }
     }
 
-    /// Admit the round's single txs with one batch signature check, then propose each.
-    /// Answers are what `submitFast` gives each alone.
+    /// Admit the round's single txs with one batch signature check, then propose each (leader)
+    /// or forward them together (follower). Answers are what `submitFast` gives each alone.
     func flushRound() {
         let items = roundLock.withLock { () -> [RoundTx] in
             let p = roundTxs
@@ -1153,8 +1168,19 @@ public final class Consensus: @unchecked Sendable {
             return p
         }
         guard !items.isEmpty else { return }
-        guard items.count > 1, isLeader else {
+        guard items.count > 1 else {
             for i in items { submitFast([i.bytes], parsed: i.parsed, wait: true, completion: i.completion) }
+            return
+        }
+        guard isLeader else {
+            // A follower checks the round's txs as one batch and forwards them to the leader in
+            // one exchange (one stream, one batch check there) instead of one stream each.
+            let c = self
+            let bytes = items.map(\.bytes), completions = items.map(\.completion)
+            Task {
+                let rows = await c.submitLocal(bytes, allowForward: true)
+                for (done, row) in zip(completions, rows) { done([row]) }
+            }
             return
         }
         let (results, admitted) = admitAll(items.map(\.bytes), parsed: items.map(\.parsed))
@@ -1193,7 +1219,12 @@ public final class Consensus: @unchecked Sendable {
         var (results, admitted) = admitAll(txs)
         if !admitted.isEmpty {
             if isLeader && !wait {
+                let now = Timestamp.now()
                 for (i, tx) in admitted {
+                    if let r = Tx.windowRejection(tx, now: now) {
+                        results[i] = ["status": "rejected", "code": r.code.rawValue, "message": r.message]
+                        continue
+                    }
                     submit(tx) { _ in }
                     results[i] = ["status": "accepted", "tx_id": tx.txID]
                 }
