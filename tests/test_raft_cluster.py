@@ -404,3 +404,80 @@ def test_retry_after_the_ts_window_answers_the_original_result(tmp_path, env):
     finally:
         for n in nodes:
             n.stop()
+
+
+@pytest.mark.parametrize("victim", ["follower", "leader"])
+def test_replace_a_member_under_writes(tmp_path, env, victim):
+    """The operator's way to replace a machine, while clients keep writing: a new node joins
+    (as a learner first: `raft.max_voters` is 3), catches up through a snapshot, and becomes a
+    voter when an old member — a follower, or the leader itself — is removed from the membership
+    snapshot. No acknowledged write is lost; the remaining members converge; the removed node
+    stops taking writes."""
+    nodes = start_cluster(tmp_path, env, 3, snapshot_entries=100, max_voters=3)
+    a, b, c = nodes
+    system_pubkey = json.loads((a.dir / "config.json").read_text())["system_pubkey"]
+    d = Node(tmp_path, "d", env)
+    try:
+        sk = nacl.signing.SigningKey.generate()
+        acked, errors = [], []
+        stop = threading.Event()
+        live = list(nodes)
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = submit(list(live), new_tx(sk, "test-cluster", i))
+                    if r.get("status") == "applied":
+                        acked.append(f"s{i}")
+                    else:
+                        errors.append(r)
+                except AssertionError as e:
+                    errors.append(str(e))
+                i += 1
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        wait_for(lambda: len(acked) >= 300, timeout=60, what="writes before the join")
+
+        d.init_join(system_pubkey, [f"/ip4/127.0.0.1/tcp/{a.port}/p2p/{a.peer_id}"])
+        d.tune(snapshot_entries=100, max_voters=3)
+        d.start()
+        r = a.cli("snapshot", "publish", "--data-dir", str(a.dir), "--add", d.peer_id)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: d.peer_id in raft(leader_of(live))["learners"], timeout=60, what="d as a learner")
+        wait_for(lambda: raft(d)["applied_index"] >= raft(leader_of(live))["commit_index"] - 50, timeout=60, what="d caught up")
+        assert raft(d)["snapshot_index"] > 0, "d should have caught up through a snapshot"
+        live.append(d)
+
+        leader = leader_of(live)
+        gone = leader if victim == "leader" else next(n for n in (a, b, c) if n is not leader)
+        members = [n for n in (a, b, c, d) if n is not gone]
+        r = a.cli("snapshot", "publish", "--data-dir", str(a.dir), "--remove", gone.peer_id)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: (l := leader_of(members)) is not None and sorted(raft(l)["voters"]) == sorted(n.peer_id for n in members),
+                 timeout=60, what=f"d promoted, {gone.name} removed")
+        live.remove(gone)
+        count = len(acked)
+        wait_for(lambda: len(acked) >= count + 200, timeout=60, what="writes after the change")
+        # The removed node no longer takes writes.
+        code, body = api(gone.sock, "POST", "/v1/p2p/tx", new_tx(sk, "test-cluster", 10**6))
+        assert code != 200, body
+        stop.set()
+        t.join(timeout=60)
+        assert not errors, errors[:3]
+
+        def converged():
+            rs = [raft(n) for n in members]
+            return len({r["applied_index"] for r in rs}) == 1 and rs[0]["applied_index"] >= rs[0]["commit_index"]
+        wait_for(converged, timeout=60, what="convergence")
+        stats = [api(n.sock, "GET", "/v1/p2p/stats")[1] for n in members]
+        assert stats[0] == stats[1] == stats[2], stats
+        for sid in acked[::7] + acked[-5:]:
+            for n in members:
+                assert api(n.sock, "GET", f"/v1/p2p/sessions/{sid}")[0] == 200, (sid, n.name)
+        print(f"{len(acked)} acknowledged writes across a join and the removal of the {victim}, none lost")
+    finally:
+        stop.set()
+        for n in nodes + [d]:
+            n.stop()
