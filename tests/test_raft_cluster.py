@@ -60,6 +60,14 @@ def submit(nodes, tx, deadline=20):
     raise AssertionError("tx never applied")
 
 
+def wait_converged(nodes, timeout):
+    """Wait until every node applied the same index, and everything it knows committed."""
+    def converged():
+        rs = [raft(n) for n in nodes]
+        return len({r["applied_index"] for r in rs}) == 1 and rs[0]["applied_index"] >= rs[0]["commit_index"]
+    wait_for(converged, timeout=timeout, what="every node applied the same index")
+
+
 def leader_of(nodes):
     for n in nodes:
         if n.proc and n.proc.poll() is None:
@@ -109,10 +117,7 @@ def test_leader_kill9_keeps_committing(tmp_path, env):
         t.join(timeout=30)
         assert not errors, errors[:3]
         # Converge: same applied index and identical ledger stats everywhere; every acked session everywhere.
-        def converged():
-            rs = [raft(n) for n in nodes]
-            return len({r["applied_index"] for r in rs}) == 1 and rs[0]["applied_index"] >= rs[0]["commit_index"]
-        wait_for(converged, timeout=30, what="convergence")
+        wait_converged(nodes, timeout=30)
         stats = [api(n.sock, "GET", "/v1/p2p/stats")[1] for n in nodes]
         assert stats[0] == stats[1] == stats[2], stats
         for sid in acked:
@@ -466,11 +471,7 @@ def test_replace_a_member_under_writes(tmp_path, env, victim):
         stop.set()
         t.join(timeout=60)
         assert not errors, errors[:3]
-
-        def converged():
-            rs = [raft(n) for n in members]
-            return len({r["applied_index"] for r in rs}) == 1 and rs[0]["applied_index"] >= rs[0]["commit_index"]
-        wait_for(converged, timeout=60, what="convergence")
+        wait_converged(members, timeout=60)
         stats = [api(n.sock, "GET", "/v1/p2p/stats")[1] for n in members]
         assert stats[0] == stats[1] == stats[2], stats
         for sid in acked[::7] + acked[-5:]:

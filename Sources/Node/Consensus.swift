@@ -1104,9 +1104,9 @@ public final class Consensus: @unchecked Sendable {
                 if let tx = try? Tx.decodeForAdmission(txs[i], parsed: i < parsed.count ? parsed[i] : nil) {
                     admitted.append((i, tx))
                 } else {
-                    results[i] = ["status": "rejected", "code": e.code.rawValue, "message": e.message]
+                    results[i] = TxCodec.rejection(e)
                 }
-            case .failure(let e): results[i] = ["status": "rejected", "code": e.code.rawValue, "message": e.message]
+            case .failure(let e): results[i] = TxCodec.rejection(e)
             }
         }
         return (results, admitted)
@@ -1222,7 +1222,7 @@ public final class Consensus: @unchecked Sendable {
                 let now = Timestamp.now()
                 for (i, tx) in admitted {
                     if let r = Tx.windowRejection(tx, now: now) {
-                        results[i] = ["status": "rejected", "code": r.code.rawValue, "message": r.message]
+                        results[i] = TxCodec.rejection(r)
                         continue
                     }
                     submit(tx) { _ in }
@@ -1292,6 +1292,11 @@ enum TxCodec {
         if let s = r.eventSeq { o["event_seq"] = s }
         if r.duplicate { o["duplicate"] = true }
         return o
+    }
+
+    /// A tx refused before consensus (admission): no tx_id, no raft index.
+    static func rejection(_ r: TxRejection) -> [String: Any] {
+        ["status": "rejected", "code": r.code.rawValue, "message": r.message]
     }
 
     static func error(_ e: ConsensusError, txID: String) -> [String: Any] {
