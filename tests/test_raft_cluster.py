@@ -1,5 +1,6 @@
 """Raft with real processes: leader kill -9, catch-up through a snapshot, a minority that never commits."""
 import json
+import os
 import sys
 import threading
 import time
@@ -306,6 +307,16 @@ def test_ledger_survives_kill9_and_is_rebuilt_after_a_machine_crash(tmp_path, en
         state = a.dir / "ledger.state"
         assert state.read_text().startswith("open "), state.read_text()
         assert list(a.dir.glob("raft-snapshot-*.bin")), "a compaction snapshot should exist"
+        # Snapshots are built on a thread of their own at nice 19; the process itself keeps its
+        # priority (field 19 of /proc/PID/task/TID/stat is the thread's nice value).
+        def nice(task):
+            return int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        tasks = list(pathlib.Path(f"/proc/{a.proc.pid}/task").iterdir())
+        builders = [t for t in tasks if (t / "comm").read_text().strip() == "p2pos-snapshot"]
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert len(builders) == 1, [(t / "comm").read_text() for t in tasks]
+        assert nice(builders[0]) == min(19, base + 19)
+        assert nice(pathlib.Path(f"/proc/{a.proc.pid}/task/{a.proc.pid}")) == base
 
         a.stop(sig="KILL")
         restart()

@@ -422,6 +422,7 @@ public final class Consensus: @unchecked Sendable {
             _ = try? ledger.db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
             LedgerGuard.markClean(dataDir: dataDir)
         }
+        snapshotWorker.stop()
     }
 
     // MARK: the Ready loop (runs on `queue`)
@@ -686,6 +687,8 @@ public final class Consensus: @unchecked Sendable {
     /// consistent read transaction while apply continues.
     var snapshotLedger: Ledger!
     let snapshotQueue = DispatchQueue(label: "p2pos.snapshot", qos: .utility)
+    /// Where compaction snapshots are built: a thread at nice 19 (see `BackgroundThread`).
+    let snapshotWorker = BackgroundThread(name: "p2pos-snapshot", niceIncrement: 19)
     private var snapshotInFlight = false
     private let waitLock = NSLock()
     /// Apply batches handed to the apply queue and not finished yet (under `waitLock`).
@@ -739,41 +742,9 @@ public final class Consensus: @unchecked Sendable {
         commitLedger()
         snapshotInFlight = true
         snapshotQueue.async { [self] in
-            // The state is streamed from one read transaction straight into the snapshot file,
-            // which is then mapped: no copy of the whole state is ever held on the heap. The read
-            // transaction ends before the fsync, so it holds back WAL checkpoints no longer than
-            // the reading takes. Writing the file here, off the Raft queue, matters: writing
-            // megabytes into raft.db there stalled every proposal for 50–200 ms per compaction.
-            var result: (index: UInt64, file: SnapshotFile, data: SnapshotData)? = nil
-            var buildMs: UInt64 = 0, buildCPUMs: UInt64 = 0
-            do {
-                var index: UInt64 = 0
-                var writer: SnapshotFileWriter? = nil
-                let started = Monotonic.nanos()
-                let cpuStarted = Monotonic.threadCPUNanos()
-                do {
-                    try snapshotLedger.db.exec("BEGIN")
-                    defer { try? snapshotLedger.db.exec("COMMIT") }    // ends the read before the fsync
-                    index = try snapshotLedger.lastAppliedIndex()
-                    let w = try storage.createSnapshotFile(index: index)
-                    writer = w
-                    try snapshotLedger.snapshot { try w.write($0) }
-                } catch {
-                    writer?.abandon()
-                    throw error
-                }
-                if let w = writer {
-                    let file = try w.finish()
-                    buildMs = (Monotonic.nanos() &- started) / 1_000_000
-                    buildCPUMs = (Monotonic.threadCPUNanos() &- cpuStarted) / 1_000_000
-                    do { result = (index, file, try storage.mapSnapshotFile(file.name, digest: nil)) } catch {
-                        storage.discardSnapshotFile(file)
-                        throw error
-                    }
-                }
-            } catch {
-                Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
-            }
+            // Built on a thread of its own at a lower CPU priority: reading the whole ledger
+            // then takes idle CPU time instead of time from admission, replication and apply.
+            let (result, buildMs, buildCPUMs) = snapshotWorker.run { [self] in buildSnapshot() }
             if let (index, file, data) = result {
                 queue.async { [self, buildMs, buildCPUMs] in
                     let meta: SnapshotMetadata
@@ -808,6 +779,46 @@ public final class Consensus: @unchecked Sendable {
                 snapshotInFlight = false
             }
         }
+    }
+
+    /// Build a compaction snapshot of the committed ledger into a new snapshot file (on
+    /// `snapshotWorker`). The state is streamed from one read transaction straight into the
+    /// file, which is then mapped: no copy of the whole state is ever held on the heap. The read
+    /// transaction ends before the fsync, so it holds back WAL checkpoints no longer than the
+    /// reading takes. Writing the file off the Raft queue matters: writing megabytes into
+    /// raft.db there stalled every proposal for 50–200 ms per compaction.
+    func buildSnapshot() -> (result: (index: UInt64, file: SnapshotFile, data: SnapshotData)?, buildMs: UInt64, buildCPUMs: UInt64) {
+        var result: (index: UInt64, file: SnapshotFile, data: SnapshotData)? = nil
+        var buildMs: UInt64 = 0, buildCPUMs: UInt64 = 0
+        do {
+            var index: UInt64 = 0
+            var writer: SnapshotFileWriter? = nil
+            let started = Monotonic.nanos()
+            let cpuStarted = Monotonic.threadCPUNanos()
+            do {
+                try snapshotLedger.db.exec("BEGIN")
+                defer { try? snapshotLedger.db.exec("COMMIT") }    // ends the read before the fsync
+                index = try snapshotLedger.lastAppliedIndex()
+                let w = try storage.createSnapshotFile(index: index)
+                writer = w
+                try snapshotLedger.snapshot { try w.write($0) }
+            } catch {
+                writer?.abandon()
+                throw error
+            }
+            if let w = writer {
+                let file = try w.finish()
+                buildMs = (Monotonic.nanos() &- started) / 1_000_000
+                buildCPUMs = (Monotonic.threadCPUNanos() &- cpuStarted) / 1_000_000
+                do { result = (index, file, try storage.mapSnapshotFile(file.name, digest: nil)) } catch {
+                    storage.discardSnapshotFile(file)
+                    throw error
+                }
+            }
+        } catch {
+            Log.warn("raft", "snapshot_failed", ["reason": "\(error)"])
+        }
+        return (result, buildMs, buildCPUMs)
     }
 
     // MARK: membership → configuration (leader only, one change at a time)
