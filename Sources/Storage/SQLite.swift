@@ -184,15 +184,39 @@ public final class SQLiteDB: @unchecked Sendable {
         }
     }
 
+    /// Statements by the address of their SQL text's UTF-8 bytes. The statements of the apply
+    /// path are string literals, whose bytes sit at one fixed address for the whole run, so the
+    /// lookup hashes one word instead of the whole text (SipHash over ~150 bytes, several times
+    /// per applied tx). A hit is confirmed by comparing the text with the statement's own, so a
+    /// heap string that reuses a freed string's address can never get the wrong statement.
+    private var byAddress: [UInt: OpaquePointer] = [:]
+
     private func prepare(_ sql: String) throws -> OpaquePointer {
-        if let s = cache[sql] {
+        let fast = sql.utf8.withContiguousStorageIfAvailable { b -> OpaquePointer? in
+            guard let base = b.baseAddress, let s = byAddress[UInt(bitPattern: base)],
+                  let text = sqlite3_sql(s), strlen(text) == b.count, memcmp(text, base, b.count) == 0 else { return nil }
+            return s
+        } ?? nil
+        if let s = fast {
             sqlite3_reset(s)
             return s
         }
-        var s: OpaquePointer?
-        let rc = sqlite3_prepare_v2(handle, sql, -1, &s, nil)
-        guard rc == SQLITE_OK, let stmt = s else { throw error(rc) }
-        cache[sql] = stmt
+        let stmt: OpaquePointer
+        if let s = cache[sql] {
+            sqlite3_reset(s)
+            stmt = s
+        } else {
+            var s: OpaquePointer?
+            let rc = sqlite3_prepare_v2(handle, sql, -1, &s, nil)
+            guard rc == SQLITE_OK, let prepared = s else { throw error(rc) }
+            cache[sql] = prepared
+            stmt = prepared
+        }
+        // Remembered by address only for texts that will stay put: literals (immortal) and the
+        // first 256 distinct addresses seen (a bound on what dynamic texts can add).
+        if byAddress.count < 256, let base = sql.utf8.withContiguousStorageIfAvailable({ $0.baseAddress }) ?? nil {
+            byAddress[UInt(bitPattern: base)] = stmt
+        }
         return stmt
     }
 
@@ -207,7 +231,16 @@ public final class SQLiteDB: @unchecked Sendable {
             case .null: rc = sqlite3_bind_null(stmt, idx)
             case .int(let v): rc = sqlite3_bind_int64(stmt, idx, v)
             case .double(let v): rc = sqlite3_bind_double(stmt, idx, v)
-            case .text(let v): rc = sqlite3_bind_text(stmt, idx, v, -1, SQLITE_TRANSIENT_PTR)
+            case .text(let v):
+                // The string's own UTF-8 bytes and their length: no C-string copy, no strlen.
+                // (An empty text still needs a non-NULL pointer, or SQLite would bind NULL.)
+                var t = v
+                rc = t.withUTF8 { (b: UnsafeBufferPointer<UInt8>) -> Int32 in
+                    let p: UnsafePointer<UInt8> = b.baseAddress ?? ("" as StaticString).utf8Start
+                    return p.withMemoryRebound(to: CChar.self, capacity: max(1, b.count)) { c in
+                        sqlite3_bind_text(stmt, idx, c, Int32(b.count), SQLITE_TRANSIENT_PTR)
+                    }
+                }
             case .blob(let v):
                 rc = v.withUnsafeBytes { sqlite3_bind_blob(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(v.count), SQLITE_TRANSIENT_PTR) }
             }
