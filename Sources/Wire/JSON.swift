@@ -631,12 +631,41 @@ enum JSONWriter {
     static func sortedMembers(_ o: JSONObject) -> [(key: String, value: JSONValue)] {
         // Byte order of UTF-8 equals UTF-16 code-unit order except where a key holds a character
         // above U+FFFF or between U+E000 and U+FFFF; keys made only of bytes below 0xEE (every
-        // key this project writes) sort directly on their UTF-8 bytes, without copies.
-        if o.members.allSatisfy({ $0.key.utf8.allSatisfy { $0 < 0xEE } }) {
-            return o.members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        // key this project writes) sort directly on their UTF-8 bytes, without copies. Objects
+        // parsed from canonical JSON (log entries, signed txs) are already in that order: one
+        // pass confirms it and the members are used as they are.
+        let m = o.members
+        var byteOrder = true
+        var inOrder = true
+        for i in m.indices {
+            if !utf8Below0xEE(m[i].key) { byteOrder = false; break }
+            if inOrder && i > 0 && !utf8Precedes(m[i - 1].key, m[i].key) { inOrder = false }
+        }
+        if byteOrder {
+            return inOrder ? m : m.sorted { utf8Precedes($0.key, $1.key) }
         }
         let withUnits = o.members.map { (Array($0.key.utf16), $0) }
         return withUnits.sorted { $0.0.lexicographicallyPrecedes($1.0) }.map { $0.1 }
+    }
+
+    /// Whether `a`'s UTF-8 bytes sort strictly before `b`'s (memcmp, then length).
+    @inline(__always) static func utf8Precedes(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { pa in
+            b.withUTF8 { pb in
+                let n = Swift.min(pa.count, pb.count)
+                if n > 0 {
+                    let c = memcmp(pa.baseAddress!, pb.baseAddress!, n)
+                    if c != 0 { return c < 0 }
+                }
+                return pa.count < pb.count
+            }
+        }
+    }
+
+    @inline(__always) static func utf8Below0xEE(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { $0.allSatisfy { $0 < 0xEE } }
     }
 
     static func write(_ v: JSONValue, into out: inout [UInt8], canonical: Bool) {

@@ -134,6 +134,11 @@ final class JSONTests: XCTestCase {
     /// Known answers from RFC 8785 and its reference test data (integers only).
     func testCanonicalKnownAnswers() throws {
         XCTAssertEqual(try parse("{ \"b\" : [ 1 , true , null ] , \"a\" : \"x\" }").canonicalString, "{\"a\":\"x\",\"b\":[1,true,null]}")
+        // A key that is a prefix of another sorts first; input already in order stays in order,
+        // input out of order only at its end is still sorted.
+        XCTAssertEqual(try parse("{\"ab\":1,\"a\":2,\"\":3}").canonicalString, "{\"\":3,\"a\":2,\"ab\":1}")
+        XCTAssertEqual(try parse("{\"a\":1,\"ab\":2,\"b\":3}").canonicalString, "{\"a\":1,\"ab\":2,\"b\":3}")
+        XCTAssertEqual(try parse("{\"a\":1,\"b\":2,\"c\":3,\"ba\":4}").canonicalString, "{\"a\":1,\"b\":2,\"ba\":4,\"c\":3}")
         // RFC 8785 §3.2.3 sorting example: keys sorted by UTF-16 code units.
         let sorting = "{\"\\u20ac\":\"Euro Sign\",\"\\r\":\"Carriage Return\",\"\\ufb33\":\"Hebrew Letter Dalet With Dagesh\",\"1\":\"One\",\"\\ud83d\\ude00\":\"Emoji: Grinning Face\",\"\\u0080\":\"Control\",\"\\u00f6\":\"Latin Small Letter O With Diaeresis\"}"
         XCTAssertEqual(try parse(sorting).canonicalString,
