@@ -237,9 +237,9 @@ public final class Tx: Sendable, Equatable {
         }
         let operation = try PayloadReader.operation(op, payload)
 
-        var unsigned = env
-        unsigned["signature"] = nil
-        let signed = signingBytes(.object(unsigned))
+        // The envelope without its signature, canonical, behind the prefix (= `signingBytes` of
+        // the envelope minus "signature", written without copying the envelope first).
+        let signed = value.canonicalBytes(prefix: signingPrefix, omitting: "signature")
         return Tx(op: op, clusterID: clusterID, nonce: nonce, ts: ts, timestamp: timestamp, payload: payload,
                   operation: operation, publicKey: publicKey, signer: publicKey.base64, signature: signature,
                   signedBytes: signed, txID: SHA256.hex(signed), envelope: value)

@@ -538,6 +538,30 @@ extension JSONValue {
         return out
     }
 
+    /// `prefix`, then the canonical bytes of this value with the top-level object member
+    /// `omitting` left out (a non-object is written whole) — what a signer signs, written in one
+    /// buffer without copying the object first.
+    public func canonicalBytes(prefix: String, omitting key: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(prefix.utf8.count + 384)
+        out.append(contentsOf: prefix.utf8)
+        guard case .object(let o) = self else {
+            JSONWriter.write(self, into: &out, canonical: true)
+            return out
+        }
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for m in JSONWriter.sortedMembers(o) where !utf8Equal(m.key, key) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            JSONWriter.writeString(m.key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.write(m.value, into: &out, canonical: true)
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     /// The canonical form as a String.
     public var canonicalString: String { String(decoding: canonicalBytes, as: UTF8.self) }
 

@@ -131,6 +131,21 @@ final class JSONTests: XCTestCase {
         }
     }
 
+    /// `canonicalBytes(prefix:omitting:)` is the prefix and the canonical bytes of the value
+    /// without that top-level member — present, absent, or on a non-object.
+    func testCanonicalBytesOmittingAMember() throws {
+        let inputs = ["{\"z\":1,\"signature\":\"x\",\"a\":{\"signature\":2,\"b\":[1]}}", "{\"a\":1}", "{\"signature\":1}", "{}", "[1,{\"signature\":1}]", "\"s\""]
+        for text in inputs {
+            let v = try parse(text)
+            var without = v
+            if case .object(var o) = v {
+                o["signature"] = nil
+                without = .object(o)
+            }
+            XCTAssertEqual(v.canonicalBytes(prefix: "pre\n", omitting: "signature"), Array("pre\n".utf8) + without.canonicalBytes, text)
+        }
+    }
+
     /// Known answers from RFC 8785 and its reference test data (integers only).
     func testCanonicalKnownAnswers() throws {
         XCTAssertEqual(try parse("{ \"b\" : [ 1 , true , null ] , \"a\" : \"x\" }").canonicalString, "{\"a\":\"x\",\"b\":[1,true,null]}")
