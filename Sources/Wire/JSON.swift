@@ -545,20 +545,11 @@ extension JSONValue {
         var out: [UInt8] = []
         out.reserveCapacity(prefix.utf8.count + 384)
         out.append(contentsOf: prefix.utf8)
-        guard case .object(let o) = self else {
+        if case .object(let o) = self {
+            JSONWriter.writeObject(o, into: &out, canonical: true, omitting: key)
+        } else {
             JSONWriter.write(self, into: &out, canonical: true)
-            return out
         }
-        out.append(UInt8(ascii: "{"))
-        var first = true
-        for m in JSONWriter.sortedMembers(o) where !utf8Equal(m.key, key) {
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            JSONWriter.writeString(m.key, into: &out)
-            out.append(UInt8(ascii: ":"))
-            JSONWriter.write(m.value, into: &out, canonical: true)
-        }
-        out.append(UInt8(ascii: "}"))
         return out
     }
 
@@ -668,7 +659,7 @@ enum JSONWriter {
         if byteOrder {
             return inOrder ? m : m.sorted { utf8Precedes($0.key, $1.key) }
         }
-        let withUnits = o.members.map { (Array($0.key.utf16), $0) }
+        let withUnits = m.map { (Array($0.key.utf16), $0) }
         return withUnits.sorted { $0.0.lexicographicallyPrecedes($1.0) }.map { $0.1 }
     }
 
@@ -706,16 +697,23 @@ enum JSONWriter {
             }
             out.append(UInt8(ascii: "]"))
         case .object(let o):
-            out.append(UInt8(ascii: "{"))
-            let members = canonical ? sortedMembers(o) : o.members
-            for (i, m) in members.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                writeString(m.key, into: &out)
-                out.append(UInt8(ascii: ":"))
-                write(m.value, into: &out, canonical: canonical)
-            }
-            out.append(UInt8(ascii: "}"))
+            writeObject(o, into: &out, canonical: canonical)
         }
+    }
+
+    /// An object's members; with `omitting`, the member of that key is left out.
+    static func writeObject(_ o: JSONObject, into out: inout [UInt8], canonical: Bool, omitting: String? = nil) {
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for m in canonical ? sortedMembers(o) : o.members {
+            if let omitting, utf8Equal(m.key, omitting) { continue }
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            writeString(m.key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            write(m.value, into: &out, canonical: canonical)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     static func newline(_ out: inout [UInt8], _ indent: Int) {
