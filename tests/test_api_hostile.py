@@ -101,3 +101,66 @@ def test_tx_route_errors_paging_and_heavy_batches(tmp_path, env):
         assert med < 0.05, f"/healthz median {med * 1000:.1f} ms while batches were admitted"
     finally:
         a.stop()
+
+
+def test_api_connection_limit_comes_from_config_and_fds_are_raised(tmp_path, env):
+    """`api.max_connections` sets the control API's limit (requests in progress are never dropped
+    to make room, so the next client gets 503 OVERLOADED naming the limit), and a node started
+    with a low open-file soft limit raises it to what its connection limits need."""
+    import json
+    import os
+    import resource
+    from cluster import Node
+
+    n = Node(tmp_path, "a", env)
+    n.init_new()
+    cfg_path = n.dir / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.setdefault("api", {})["max_connections"] = 3
+    cfg_path.write_text(json.dumps(cfg))
+    os.chmod(cfg_path, 0o600)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(soft, 256)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        n.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    held = []
+    try:
+        limits = pathlib.Path(f"/proc/{n.proc.pid}/limits").read_text()
+        line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+        node_soft = int(line.split()[3])
+        wanted = 2 * 3 + 512 + 256
+        assert node_soft >= min(wanted, hard), line
+
+        # Three uploads in progress (head sent, body not finished) hold every slot.
+        for _ in range(3):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(n.sock)
+            s.sendall(b"POST /v1/p2p/tx HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            held.append(s)
+        time.sleep(0.3)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(n.sock)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        assert data.startswith(b"HTTP/1.1 503"), data[:200]
+        assert b"OVERLOADED" in data and b"limit 3" in data, data
+        # Once one upload goes away, a new client is served again.
+        held.pop().close()
+        time.sleep(0.3)
+        assert api(n.sock, "GET", "/healthz")[0] == 200
+    finally:
+        for s in held:
+            s.close()
+        n.stop()

@@ -24,6 +24,8 @@ public struct NodeConfig: Sendable {
     public var dataDir: String = ""
     public var apiSocket: String = ""
     public var apiListen: String = ""
+    /// Control API connections served at once (`api.max_connections`).
+    public var apiMaxConnections: Int = NodeConfig.defaultAPIMaxConnections
     public var raftMaxVoters: Int = 5
     public var raftElectionTimeoutMs: Int = 1000
     public var raftHeartbeatMs: Int = 100
@@ -40,6 +42,7 @@ public struct NodeConfig: Sendable {
     public var path: String = ""
 
     public static let defaultListen = ["0.0.0.0:4100", "[::]:4100"]
+    public static let defaultAPIMaxConnections = 128
     public static let knownTopLevel: Set<String> = [
         "init_connections", "listen", "network_mode", "cluster_id", "system_pubkey", "admin_proof",
         "node_private_key", "data_dir", "api", "raft", "heartbeat", "log",
@@ -174,6 +177,10 @@ public struct NodeConfig: Sendable {
             c.apiSocket = try string(api, "socket", "api.socket") ?? ""
             c.apiListen = try string(api, "listen", "api.listen") ?? ""
             if !c.apiListen.isEmpty && HostPort.parse(c.apiListen) == nil { throw fail("api.listen", "\"\(c.apiListen)\" is not host:port") }
+            if let v = try number(api, "max_connections", "api.max_connections") {
+                guard v >= 1, v <= 16384, v == v.rounded() else { throw fail("api.max_connections", "must be an integer 1…16384") }
+                c.apiMaxConnections = Int(v)
+            }
         }
         if let raft = try object(root, "raft", "raft") {
             if let v = try number(raft, "max_voters", "raft.max_voters") {
@@ -242,6 +249,7 @@ public struct NodeConfig: Sendable {
         var api: [String: Any] = [:]
         if !apiSocket.isEmpty { api["socket"] = apiSocket }
         if !apiListen.isEmpty { api["listen"] = apiListen }
+        if apiMaxConnections != NodeConfig.defaultAPIMaxConnections { api["max_connections"] = apiMaxConnections }
         if !api.isEmpty { o["api"] = api }
         o["raft"] = ["max_voters": raftMaxVoters, "election_timeout": "\(raftElectionTimeoutMs)ms", "heartbeat_interval": "\(raftHeartbeatMs)ms",
                      "snapshot_entries": raftSnapshotEntries]

@@ -782,8 +782,15 @@ public final class Daemon: @unchecked Sendable {
         }
         let bound = try host.listen(listen)
         Log.info("node", "listening", ["addrs": bound.map { $0.description }.joined(separator: ",")])
+        // Descriptors for every connection the limits allow (the control API holds up to twice
+        // its limit while answering 503s), plus the node's files.
+        let fdsWanted = UInt64(2 * config.apiMaxConnections + host.config.maxConnections + 256)
+        if let soft = FileLimits.raiseSoftLimit(to: fdsWanted), soft < fdsWanted {
+            Log.warn("node", "fd_limit_low", ["limit": soft, "wanted": fdsWanted,
+                                              "reason": "the hard RLIMIT_NOFILE is below what the connection limits need; raise LimitNOFILE"])
+        }
         var sc = ControlServerConfig(socketPath: config.socketPath, tcpListen: config.apiListen.isEmpty ? nil : config.apiListen)
-        sc.maxConnections = 128
+        sc.maxConnections = config.apiMaxConnections
         let server = ControlServer(config: sc, router: buildRouter())
         try server.start()
         self.server = server

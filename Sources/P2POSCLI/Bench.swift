@@ -99,6 +99,8 @@ struct LoadResult {
     var errors: Int
     var seconds: Double
     var latenciesUs: [Double]
+    /// Clients that stopped early because they had nothing left to send.
+    var exhaustedClients = 0
     /// CPU seconds the measured system's processes (the cluster, not the load generator) used
     /// during the run, when they could be read.
     var serverCPUSeconds: Double? = nil
@@ -114,19 +116,31 @@ struct LoadResult {
         var o: [String: Any] = ["ops": ops, "errors": errors, "seconds": seconds, "ops_per_sec": opsPerSec.rounded(),
                                 "p50_ms": pct(0.5) / 1000, "p95_ms": pct(0.95) / 1000, "p99_ms": pct(0.99) / 1000]
         if let c = cpuUsPerOp { o["server_cpu_us_per_op"] = c.rounded() }
+        if exhaustedClients > 0 { o["clients_out_of_txs"] = exhaustedClients }
         return o
     }
 }
 
-/// Run `clients` threads in a closed loop for `duration`; `op(client, seq)` returns true on success.
+/// What one operation of a closed-loop client came to.
+enum LoadOp {
+    case ok
+    /// Counted as an error; the client pauses 1 ms before its next operation, so a refusing
+    /// server (or one that is down) is not hammered by a spinning loop.
+    case failed
+    /// The client has nothing left to send (its pre-signed txs are used up): it stops.
+    case exhausted
+}
+
+/// Run `clients` threads in a closed loop for `duration`; `op(client, clientIndex, seq)` does one
+/// operation (`seq` counts this client's operations, failed ones included).
 final class LoadAccumulator: @unchecked Sendable {
     let lock = NSLock()
     var lat: [Double] = []
-    var ops = 0, errors = 0
+    var ops = 0, errors = 0, exhausted = 0
 }
 
 func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
-                op: @escaping @Sendable (KeepAliveClient, Int, Int) -> Bool) -> LoadResult {
+                op: @escaping @Sendable (KeepAliveClient, Int, Int) -> LoadOp) -> LoadResult {
     let acc = LoadAccumulator()
     let start = Monotonic.nanos()
     let end = start + UInt64(duration * 1e9)
@@ -137,30 +151,36 @@ func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable 
             let client = makeClient()
             var local: [Double] = []
             local.reserveCapacity(100_000)
-            var n = 0, e = 0, seq = 0
-            while Monotonic.nanos() < end {
+            var n = 0, e = 0, seq = 0, out = 0
+            loop: while Monotonic.nanos() < end {
                 let t0 = Monotonic.nanos()
-                if op(client, c, seq) {
+                switch op(client, c, seq) {
+                case .ok:
                     local.append(Double(Monotonic.nanos() - t0) / 1000)
                     n += 1
-                } else {
+                case .failed:
                     e += 1
+                    usleep(1000)
+                case .exhausted:
+                    out = 1
+                    break loop
                 }
                 seq += 1
             }
-            acc.lock.withLock { acc.lat += local; acc.ops += n; acc.errors += e }
+            acc.lock.withLock { acc.lat += local; acc.ops += n; acc.errors += e; acc.exhausted += out }
             group.leave()
         }
         t.stackSize = 1 << 20
         t.start()
     }
     group.wait()
-    return LoadResult(ops: acc.ops, errors: acc.errors, seconds: Double(Monotonic.nanos() - start) / 1e9, latenciesUs: acc.lat)
+    return LoadResult(ops: acc.ops, errors: acc.errors, seconds: Double(Monotonic.nanos() - start) / 1e9, latenciesUs: acc.lat,
+                      exhaustedClients: acc.exhausted)
 }
 
 /// `closedLoop`, with the CPU time the server processes `pids` used meanwhile.
 func measuredLoop(pids: [Int32], clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
-                  op: @escaping @Sendable (KeepAliveClient, Int, Int) -> Bool) -> LoadResult {
+                  op: @escaping @Sendable (KeepAliveClient, Int, Int) -> LoadOp) -> LoadResult {
     let before = pids.isEmpty ? nil : ProcessStats.cpuSeconds(pids: pids)
     var r = closedLoop(clients: clients, duration: duration, makeClient: makeClient, op: op)
     if let b = before, let a = ProcessStats.cpuSeconds(pids: pids) { r.serverCPUSeconds = a - b }
@@ -192,7 +212,8 @@ final class LocalCluster {
     var peers: [String] = []
     var procs: [Process] = []
 
-    init(nodes: Int, extraEnv: [String: String] = [:], waitForVoters: Bool = true, heartbeatInterval: Double = 1) throws {
+    init(nodes: Int, extraEnv: [String: String] = [:], waitForVoters: Bool = true, heartbeatInterval: Double = 1,
+         apiMaxConnections: Int = NodeConfig.defaultAPIMaxConnections) throws {
         root = NSTemporaryDirectory() + "p2pos-bench-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         try SecureFile.makeDirectory(root)
         let exe = selfExecutable()
@@ -225,6 +246,7 @@ final class LocalCluster {
             var cfg = try NodeConfig.load(path: dir + "/config.json")
             cfg.logLevel = "warn"
             cfg.heartbeatInterval = heartbeatInterval
+            cfg.apiMaxConnections = apiMaxConnections
             try SecureFile.write(dir + "/config.json", cfg.jsonText(), overwrite: true)
             dirs.append(dir)
         }
@@ -412,7 +434,10 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
     Out.err("bench \(kind): starting a \(nodes)-node p2pos cluster")
     var env = kind == "raft" ? ["P2POS_BENCH": "1"] : [String: String]()
     if let t = ProcessInfo.processInfo.environment["P2POS_TRACE"] { env["P2POS_TRACE"] = t }
-    let cluster = try LocalCluster(nodes: nodes, extraEnv: env)
+    // Every client holds a connection to the leader's control socket (and, later, to etcd).
+    let most = clients.max() ?? 1
+    FileLimits.raiseSoftLimit(to: UInt64(most + 256))
+    let cluster = try LocalCluster(nodes: nodes, extraEnv: env, apiMaxConnections: max(NodeConfig.defaultAPIMaxConnections, most + 16))
     defer { cluster.stop() }
     let leader = cluster.leaderIndex
     let sock = cluster.socket(leader)
@@ -422,8 +447,8 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         var r: LoadResult
         if kind == "raft" {
             r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
-                guard let (st, _) = try? client.request("POST", "/v1/bench/propose", body: payload) else { return false }
-                return st == 200
+                guard let (st, _) = try? client.request("POST", "/v1/bench/propose", body: payload) else { return .failed }
+                return st == 200 ? .ok : .failed
             }
         } else {
             // Distinct pre-signed txs: enough for the level at up to 12k tx/s (above the ~8k/s verify ceiling).
@@ -445,12 +470,16 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
             }
             let frozen = txBox.all
             r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
-                guard seq < frozen[ci].count, let (st, _) = try? client.request("POST", "/v1/p2p/tx", body: frozen[ci][seq]) else { return false }
-                return st == 200
+                guard seq < frozen[ci].count else { return .exhausted }
+                guard let (st, _) = try? client.request("POST", "/v1/p2p/tx", body: frozen[ci][seq]) else { return .failed }
+                return st == 200 ? .ok : .failed
             }
         }
         ours[c] = r
         lines.append(fmtRow("p2pos", c, r))
+        if r.exhaustedClients > 0 {
+            lines.append("  \(r.exhaustedClients) of \(c) clients used up their pre-signed txs before the end (after errors): this level's figures are incomplete")
+        }
     }
     let rss = cluster.peakRSSMiB()
     if rss.allSatisfy({ $0 != nil }) {
@@ -471,8 +500,8 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
             let r = measuredLoop(pids: etcd.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
                 let key = Base64.encode(Array("k\(ci)-\(seq)".utf8))
                 let body = Array("{\"key\":\"\(key)\",\"value\":\"\(value)\"}".utf8)
-                guard let (st, _) = try? client.request("POST", "/v3/kv/put", body: body) else { return false }
-                return st == 200
+                guard let (st, _) = try? client.request("POST", "/v3/kv/put", body: body) else { return .failed }
+                return st == 200 ? .ok : .failed
             }
             theirs[c] = r
             lines.append(fmtRow("etcd", c, r))

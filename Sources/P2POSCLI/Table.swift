@@ -199,7 +199,7 @@ public enum CommandTable {
                     details: "Starts --nodes p2pos processes on loopback, then drives replicated entries of --size bytes in a closed loop from each concurrency level of --clients for --duration, fsync on; then does the same with puts against a local etcd cluster (scripts/etcd-cluster, Debian's etcd-server). Reports ops/s, latency percentiles, errors and the CPU the cluster's processes used per op.",
                     options: benchClusterOptions, handler: { try runClusterBench($0, kind: "raft") }),
         CommandSpec(["bench", "tx"], "benchmark signed transactions end to end on a local cluster, next to etcd",
-                    details: "Like bench raft, with distinct pre-signed SESSION_CREATE transactions submitted through the control API of the leader (each verified at admission and applied on every node).",
+                    details: "Like bench raft, with distinct pre-signed SESSION_CREATE transactions submitted through the control API of the leader (each verified at admission and applied on every node). The cluster's nodes serve as many control API connections as the largest level has clients; a client whose request fails pauses 1 ms before the next, and a client that has used up its pre-signed transactions stops (the report flags the level).",
                     options: benchClusterOptions, handler: { try runClusterBench($0, kind: "tx") }),
         idCommand,
         CommandSpec(["completions"], "print shell completions",

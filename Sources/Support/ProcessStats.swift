@@ -62,3 +62,28 @@ public enum ProcessStats {
         return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
     }
 }
+
+/// The open-file limit (RLIMIT_NOFILE). Many distributions start processes with a soft limit of
+/// 1,024 and a much higher hard limit; a node serving hundreds of connections raises its own
+/// soft limit (as Go programs do by default) instead of failing `accept` with EMFILE.
+public enum FileLimits {
+    /// (soft, hard), nil where unavailable.
+    public static func current() -> (soft: UInt64, hard: UInt64)? {
+        var r = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &r) == 0 else { return nil }
+        return (UInt64(r.rlim_cur), UInt64(r.rlim_max))
+    }
+
+    /// Raise the soft limit to at least `wanted` (never above the hard limit, never lowered).
+    /// Returns the soft limit in force afterwards.
+    @discardableResult
+    public static func raiseSoftLimit(to wanted: UInt64) -> UInt64? {
+        guard let (soft, hard) = current() else { return nil }
+        if soft >= wanted { return soft }
+        var r = rlimit()
+        r.rlim_cur = rlim_t(min(wanted, hard))
+        r.rlim_max = rlim_t(hard)
+        guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &r) == 0 else { return soft }
+        return UInt64(r.rlim_cur)
+    }
+}

@@ -87,6 +87,34 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(err("[]").contains("top level"))
     }
 
+    /// `api.max_connections`: the control API's connection limit, bounded, written back only
+    /// when it differs from the default.
+    func testAPIMaxConnections() throws {
+        func err(_ json: String) -> String {
+            do { _ = try NodeConfig.parse(Data(json.utf8), path: "/etc/p.json"); return "ok" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(try NodeConfig.parse(Data("{}".utf8), path: "x").apiMaxConnections, 128)
+        let c = try NodeConfig.parse(Data("{\"api\": {\"max_connections\": 300}}".utf8), path: "x")
+        XCTAssertEqual(c.apiMaxConnections, 300)
+        XCTAssertEqual(try NodeConfig.parse(Data(c.jsonText().utf8), path: "x").apiMaxConnections, 300)
+        XCTAssertNil(NodeConfig().jsonObject()["api"], "the default is not written out")
+        for bad in ["0", "-5", "1.5", "16385", "\"many\"", "true"] {
+            XCTAssertTrue(err("{\"api\": {\"max_connections\": \(bad)}}").contains("/etc/p.json: field api.max_connections: must be"), bad)
+        }
+    }
+
+    /// The open-file soft limit is raised toward what is wanted, never lowered, never past the hard limit.
+    func testFileLimitRaise() throws {
+        let (soft, hard) = try XCTUnwrap(FileLimits.current())
+        XCTAssertEqual(FileLimits.raiseSoftLimit(to: 1), soft, "never lowered")
+        try XCTSkipUnless(soft < hard, "the soft limit is already the hard limit")
+        XCTAssertEqual(FileLimits.raiseSoftLimit(to: soft + 1), soft + 1)
+        XCTAssertEqual(FileLimits.current()?.soft, soft + 1)
+        let top = try XCTUnwrap(FileLimits.raiseSoftLimit(to: hard &+ 1))
+        XCTAssertTrue(top >= soft + 1 && top <= hard, "\(top)")
+        XCTAssertEqual(FileLimits.current()?.hard, hard, "the hard limit is untouched")
+    }
+
     func testDurations() throws {
         let c = try NodeConfig.parse(Data("{\"heartbeat\":{\"interval\":\"10s\",\"window\":\"5m\"}}".utf8), path: "x")
         XCTAssertEqual(c.heartbeatInterval, 10)
