@@ -209,7 +209,8 @@ public final class Ledger: @unchecked Sendable {
         seq INTEGER PRIMARY KEY, tx_key INTEGER NOT NULL, tx_id TEXT NOT NULL, raft_index INTEGER NOT NULL,
         signer TEXT NOT NULL, nonce_key INTEGER, nonce TEXT, status TEXT NOT NULL, code TEXT,
         message TEXT NOT NULL, event_seq INTEGER);
-    CREATE INDEX IF NOT EXISTS ledger_applied_by_tx ON ledger_applied(tx_key);
+    DROP INDEX IF EXISTS ledger_applied_by_tx;
+    CREATE INDEX IF NOT EXISTS ledger_applied_replayed_by_tx ON ledger_applied(tx_key) WHERE nonce_key IS NULL;
     CREATE INDEX IF NOT EXISTS ledger_applied_by_nonce ON ledger_applied(nonce_key) WHERE nonce_key IS NOT NULL;
     """
 
@@ -227,6 +228,17 @@ public final class Ledger: @unchecked Sendable {
     // A key is only a hint: rows with the same key are told apart by the full tx_id or (signer,
     // nonce). `nonce_key` and `nonce` are set on the row of the tx that holds its nonce (applied,
     // or rejected by a business rule) and null on a REPLAYED rejection.
+    //
+    // A tx_id fixes its signer and nonce (both are in the signed bytes), so a tx's own record is
+    // either the row holding its nonce (found through `ledger_applied_by_nonce`; its tx_id is
+    // then this one) or a REPLAYED rejection of it. Only those rows — rare: a signer reusing a
+    // nonce — are indexed by tx_id (`ledger_applied_replayed_by_tx`, partial), so an ordinary tx
+    // inserts into one random-keyed index, not two. (Version-2 ledgers written before had a full
+    // `ledger_applied_by_tx`: it is dropped on open and the partial one built once. The rows are
+    // the same, so snapshots stay compatible both ways; an older p2pos that opens the file
+    // rebuilds its full index.) A commit group dirties nearly every page of a random-keyed index
+    // once the group holds more txs than the index has pages, so each such index costs page
+    // writes that grow with the ledger.
 
     /// Keys are the top 47 bits of a 64-bit value.
     static func key(_ v: UInt64) -> Int64 { Int64(v >> 17) }
@@ -312,14 +324,10 @@ public final class Ledger: @unchecked Sendable {
         var nextSeq: Int64? = nil
     }
 
-    /// The recorded result of a tx_id, if it was applied (or rejected after its signature checked).
-    public func result(txID: String) throws -> TxResult? {
-        let rows = try db.query("SELECT raft_index, status, code, message, event_seq FROM ledger_applied WHERE tx_key = ? AND tx_id = ?",
-                                [.int(Ledger.txKey(txID)), .text(txID)])
-        guard let r = rows.first else { return nil }
-        return TxResult(txID: txID, status: r[1].text == "applied" ? .applied : .rejected,
-                        code: r[2].text.flatMap(RejectCode.init(rawValue:)), message: r[3].text ?? "",
-                        raftIndex: UInt64(r[0].int ?? 0), eventSeq: r[4].int, duplicate: true)
+    /// The recorded result of `tx`, if it was applied (or rejected after its signature checked).
+    public func result(of tx: Tx) throws -> TxResult? {
+        guard let holder = try nonceHolder(tx, key: Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)) else { return nil }
+        return try holder.own ?? replayedRecord(txID: tx.txID)
     }
 
     /// Before proposing an admitted tx: the answer it would get without changing anything, if
@@ -329,15 +337,33 @@ public final class Ledger: @unchecked Sendable {
     public func precheck(_ tx: Tx) throws -> TxResult? {
         // One lookup in the common case: every recorded tx left its (signer, nonce) row (its
         // own, or another tx's when it was rejected as REPLAYED), so no row means no record.
-        guard let owner = try nonceOwner(tx, key: Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)) else { return nil }
-        if let original = try result(txID: tx.txID) { return original }
-        return .rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(owner)"), txID: tx.txID, raftIndex: 0)
+        guard let holder = try nonceHolder(tx, key: Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)) else { return nil }
+        if let original = try holder.own ?? replayedRecord(txID: tx.txID) { return original }
+        return .rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(holder.txID)"), txID: tx.txID, raftIndex: 0)
     }
 
-    /// The tx_id that holds the signer's nonce, if any (`key`: its `nonceKey`).
-    func nonceOwner(_ tx: Tx, key: Int64) throws -> String? {
-        try db.queryText("SELECT tx_id FROM ledger_applied WHERE nonce_key = ? AND signer = ? AND nonce = ?",
-                         [.int(key), .text(tx.signer), .text(tx.nonce)])
+    /// The record holding the signer's nonce, if any (`key`: its `nonceKey`): the tx_id that holds
+    /// it, and the recorded result when that tx is `tx` itself.
+    func nonceHolder(_ tx: Tx, key: Int64) throws -> (txID: String, own: TxResult?)? {
+        let rows = try db.query("SELECT tx_id, raft_index, status, code, message, event_seq FROM ledger_applied WHERE nonce_key = ? AND signer = ? AND nonce = ?",
+                                [.int(key), .text(tx.signer), .text(tx.nonce)])
+        guard let r = rows.first, let holder = r[0].text else { return nil }
+        return (holder, holder == tx.txID ? Ledger.recordedResult(txID: holder, r[1...]) : nil)
+    }
+
+    /// The REPLAYED rejection recorded for `txID`, if any (the rows that hold no nonce, indexed by tx_id).
+    func replayedRecord(txID: String) throws -> TxResult? {
+        let rows = try db.query("SELECT raft_index, status, code, message, event_seq FROM ledger_applied WHERE tx_key = ? AND tx_id = ? AND nonce_key IS NULL",
+                                [.int(Ledger.txKey(txID)), .text(txID)])
+        return rows.first.map { Ledger.recordedResult(txID: txID, $0[...]) }
+    }
+
+    /// A result from a record's (raft_index, status, code, message, event_seq).
+    static func recordedResult(txID: String, _ r: ArraySlice<SQLValue>) -> TxResult {
+        let c = r.startIndex
+        return TxResult(txID: txID, status: r[c + 1].text == "applied" ? .applied : .rejected,
+                        code: r[c + 2].text.flatMap(RejectCode.init(rawValue:)), message: r[c + 3].text ?? "",
+                        raftIndex: UInt64(r[c].int ?? 0), eventSeq: r[c + 4].int, duplicate: true)
     }
 
     private func applyInTransaction(_ bytes: [UInt8], _ raftIndex: UInt64, decoded: Tx?, _ batch: inout BatchState) throws -> TxResult {
@@ -360,8 +386,8 @@ public final class Ledger: @unchecked Sendable {
         // rejected as REPLAYED), so when nobody holds the nonce there is no record and the tx_id
         // lookup is skipped.
         let nonceKey = Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)
-        let owner = try nonceOwner(tx, key: nonceKey)
-        if owner != nil, let original = try result(txID: tx.txID) {
+        let holder = try nonceHolder(tx, key: nonceKey)
+        if let holder, let original = try holder.own ?? replayedRecord(txID: tx.txID) {
             if !stale { batch.last = raftIndex }
             return original
         }
@@ -371,14 +397,14 @@ public final class Ledger: @unchecked Sendable {
         batch.last = raftIndex
 
         // Nonce: one tx per (signer, nonce), forever.
-        if let other = owner {
+        if let other = holder?.txID {
             let r = TxResult.rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"),
                                       txID: tx.txID, raftIndex: raftIndex)
             try record(tx, r, nonceKey: nil)
             counters?.txsRejected += 1
             return r
         }
-        // Not stale and no owner: this tx takes the nonce (its record below holds it), whether
+        // Not stale and nobody holds the nonce: this tx takes it (its record below holds it), whether
         // the rules accept it or not.
 
         // The rules only read; a rejection comes before any write of this tx (see ApplyContext).

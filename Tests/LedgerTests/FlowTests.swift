@@ -218,7 +218,7 @@ final class FlowTests: XCTestCase {
         let fresh = try h2.sign(bob, .participantJoin, "{\"session_id\":\"s\"}")
         let stale = try h2.ledger.apply(txBytes: fresh.encoded, raftIndex: 3)
         XCTAssertEqual(stale.status, .rejected)
-        XCTAssertNil(try h2.ledger.result(txID: fresh.txID), "a stale entry is not applied")
+        XCTAssertNil(try h2.ledger.result(of: fresh), "a stale entry is not applied")
         XCTAssertEqual(try h2.applyBytes(fresh.encoded).status, .applied)
         XCTAssertEqual(try h2.ledger.lastAppliedIndex(), 6)
     }

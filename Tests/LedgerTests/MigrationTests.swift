@@ -168,8 +168,52 @@ final class MigrationTests: XCTestCase {
         func plan(_ sql: String) throws -> String {
             try h.db.query("EXPLAIN QUERY PLAN " + sql, [.int(1), .text("x"), .text("y")]).map { $0.last?.text ?? "" }.joined(separator: "; ")
         }
-        XCTAssertTrue(try plan("SELECT raft_index FROM ledger_applied WHERE tx_key = ? AND tx_id = ? AND ? IS NOT NULL").contains("ledger_applied_by_tx"))
+        XCTAssertTrue(try plan("SELECT raft_index FROM ledger_applied WHERE tx_key = ? AND tx_id = ? AND nonce_key IS NULL AND ? IS NOT NULL").contains("ledger_applied_replayed_by_tx"))
         XCTAssertTrue(try plan("SELECT tx_id FROM ledger_applied WHERE nonce_key = ? AND signer = ? AND nonce = ?").contains("ledger_applied_by_nonce"))
+    }
+
+    /// Only REPLAYED records (they hold no nonce) are indexed by tx_id; every other record is
+    /// found through the nonce it holds. An ordinary tx adds one entry to a random-keyed index.
+    func testOnlyReplayedRecordsAreIndexedByTxID() throws {
+        let h = try Harness()
+        try fill(h)
+        func entries(_ index: String) throws -> Int64 {
+            try h.db.query("SELECT count(*) FROM ledger_applied INDEXED BY \(index) WHERE \(index == "ledger_applied_by_nonce" ? "nonce_key IS NOT NULL" : "nonce_key IS NULL")")[0][0].int ?? -1
+        }
+        XCTAssertEqual(try h.db.query("SELECT count(*) FROM ledger_applied")[0][0].int, 7)
+        XCTAssertEqual(try entries("ledger_applied_replayed_by_tx"), 1, "alice's REPLAYED claim")
+        XCTAssertEqual(try entries("ledger_applied_by_nonce"), 6)
+        // Each kind of record is still found by its own tx: applied, rejected by a rule, REPLAYED.
+        for e in h.entries {
+            let tx = try Tx.decodeUnverified(e.txBytes)
+            let r = try XCTUnwrap(h.ledger.result(of: tx), tx.nonce)
+            XCTAssertEqual(r.raftIndex, e.raftIndex)
+            XCTAssertEqual(try h.ledger.precheck(tx)?.raftIndex, e.raftIndex)
+            XCTAssertEqual(try h.applyBytes(e.txBytes).raftIndex, e.raftIndex, "a retry answers the original result")
+        }
+    }
+
+    /// A version-2 ledger written before the tx_id index became partial: opening it drops the full
+    /// index and builds the partial one; records and lookups are unchanged, and so is the file's
+    /// version (an older p2pos opening it again rebuilds its full index).
+    func testFullTxIDIndexIsReplacedOnOpen() throws {
+        let path = try temporaryDBPath("ledger.db")
+        let source = try Harness(path: path)
+        try fill(source)
+        let expected = try source.ledger.snapshot()
+        try source.db.exec("DROP INDEX ledger_applied_replayed_by_tx; CREATE INDEX ledger_applied_by_tx ON ledger_applied(tx_key)")
+        func indexes(_ db: SQLiteDB) throws -> [String] {
+            try db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_applied' ORDER BY name").compactMap { $0[0].text }
+        }
+        XCTAssertEqual(try indexes(source.db), ["ledger_applied_by_nonce", "ledger_applied_by_tx"])
+
+        let h = try Harness(path: path)
+        XCTAssertEqual(try indexes(h.db), ["ledger_applied_by_nonce", "ledger_applied_replayed_by_tx"])
+        XCTAssertEqual(try h.ledger.snapshot(), expected)
+        XCTAssertEqual(try h.db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
+        XCTAssertEqual(try h.db.queryText("PRAGMA integrity_check"), "ok")
+        try checkProtections(h, source)
+        XCTAssertEqual(try h.applyBytes(source.entries[3].txBytes).code, .replayed, "the REPLAYED record answers its retry")
     }
 
     func testKeys() {

@@ -194,7 +194,7 @@ final class RulesTests: XCTestCase {
         XCTAssertEqual(again.eventSeq, first.eventSeq)
         XCTAssertEqual(again.message, first.message)
         XCTAssertEqual(try h.ledger.events(sessionID: nil)?["events"]?.arrayValue?.count, events, "no new event")
-        XCTAssertEqual(try h.ledger.result(txID: tx.txID)?.eventSeq, first.eventSeq)
+        XCTAssertEqual(try h.ledger.result(of: tx)?.eventSeq, first.eventSeq)
         // A different tx with the same signer and nonce.
         let replay = try h.sign(alice, .stepRelease, "{\"step_id\":\"a\"}", nonce: "claim-1")
         let r = try h.applyBytes(replay.encoded)
@@ -225,7 +225,7 @@ final class RulesTests: XCTestCase {
         XCTAssertEqual(try h.ledger.precheck(tx)?.status, .applied)
         let reuse = try h.sign(alice, .stepRelease, "{\"step_id\":\"a\"}", nonce: "p1")
         XCTAssertEqual(try h.ledger.precheck(reuse)?.code, .replayed)
-        XCTAssertNil(try h.ledger.result(txID: reuse.txID), "precheck records nothing")
+        XCTAssertNil(try h.ledger.result(of: reuse), "precheck records nothing")
 
         let one = try TxTool.splitSubmission(Array(tx.envelope.prettyString.utf8))
         XCTAssertEqual(one, [tx.encoded])
