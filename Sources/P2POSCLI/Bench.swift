@@ -187,6 +187,22 @@ func measuredLoop(pids: [Int32], clients: Int, duration: Double, makeClient: @es
     return r
 }
 
+/// Before a measurement: wait, at most `limit` seconds, until the processes `pids` together use
+/// less than a tenth of a core over half a second, so that work left behind by the previous level
+/// or by start-up (a ledger commit, a compaction snapshot, elections) does not fall into it.
+/// (Data written without fsync is not flushed here: the kernel writes it back when it would in a
+/// longer run, so it stays a cost of the system that wrote it.)
+func settle(_ pids: [Int32], limit: Double = 15) {
+    guard !pids.isEmpty else { return }
+    let end = Monotonic.nanos() + UInt64(limit * 1e9)
+    while Monotonic.nanos() < end {
+        guard let a = ProcessStats.cpuSeconds(pids: pids) else { return }
+        usleep(500_000)
+        guard let b = ProcessStats.cpuSeconds(pids: pids) else { return }
+        if b - a < 0.05 { return }
+    }
+}
+
 /// Path of this executable, to start node processes.
 func selfExecutable() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -446,6 +462,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         Out.err("bench \(kind): p2pos, \(c) clients")
         var r: LoadResult
         if kind == "raft" {
+            settle(cluster.pids)
             r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
                 guard let (st, _) = try? client.request("POST", "/v1/bench/propose", body: payload) else { return .failed }
                 return st == 200 ? .ok : .failed
@@ -469,6 +486,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
                 txBox.set(i, list)
             }
             let frozen = txBox.all
+            settle(cluster.pids)
             r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
                 guard seq < frozen[ci].count else { return .exhausted }
                 guard let (st, _) = try? client.request("POST", "/v1/p2p/tx", body: frozen[ci][seq]) else { return .failed }
@@ -497,6 +515,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         Out.err("bench \(kind): etcd leader on port \(port)")
         let value = Base64.encode(payload)
         for c in clients {
+            settle(etcd.pids)
             let r = measuredLoop(pids: etcd.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
                 let key = Base64.encode(Array("k\(ci)-\(seq)".utf8))
                 let body = Array("{\"key\":\"\(key)\",\"value\":\"\(value)\"}".utf8)
