@@ -21,6 +21,11 @@ def post_raw(sock_path, body, timeout=30):
     s.settimeout(timeout)
     s.connect(sock_path)
     s.sendall(b"POST /v1/p2p/tx HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    return int(read_to_close(s).split(b" ", 2)[1])
+
+
+def read_to_close(s):
+    """Everything the server sends until it closes the connection (then closed here too)."""
     data = b""
     while True:
         chunk = s.recv(65536)
@@ -28,7 +33,7 @@ def post_raw(sock_path, body, timeout=30):
             break
         data += chunk
     s.close()
-    return int(data.split(b" ", 2)[1])
+    return data
 
 
 def hammer(sock_path, body, stop, out):
@@ -147,13 +152,7 @@ def test_api_connection_limit_comes_from_config_and_fds_are_raised(tmp_path, env
         s.settimeout(10)
         s.connect(n.sock)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
+        data = read_to_close(s)
         assert data.startswith(b"HTTP/1.1 503"), data[:200]
         assert b"OVERLOADED" in data and b"limit 3" in data, data
         # Once one upload goes away, a new client is served again.

@@ -129,16 +129,22 @@ enum LoadOp {
     case failed
     /// The client has nothing left to send (its pre-signed txs are used up): it stops.
     case exhausted
+
+    /// One POST: `.ok` on 200, `.failed` on any other status or a transport error.
+    static func post(_ client: KeepAliveClient, _ path: String, _ body: [UInt8]) -> LoadOp {
+        guard let (st, _) = try? client.request("POST", path, body: body) else { return .failed }
+        return st == 200 ? .ok : .failed
+    }
 }
 
-/// Run `clients` threads in a closed loop for `duration`; `op(client, clientIndex, seq)` does one
-/// operation (`seq` counts this client's operations, failed ones included).
 final class LoadAccumulator: @unchecked Sendable {
     let lock = NSLock()
     var lat: [Double] = []
     var ops = 0, errors = 0, exhausted = 0
 }
 
+/// Run `clients` threads in a closed loop for `duration`; `op(client, clientIndex, seq)` does one
+/// operation (`seq` counts this client's operations, failed ones included).
 func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
                 op: @escaping @Sendable (KeepAliveClient, Int, Int) -> LoadOp) -> LoadResult {
     let acc = LoadAccumulator()
@@ -178,9 +184,11 @@ func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable 
                       exhaustedClients: acc.exhausted)
 }
 
-/// `closedLoop`, with the CPU time the server processes `pids` used meanwhile.
+/// `closedLoop` once the server processes `pids` are quiet (`settle`), with the CPU time they
+/// used meanwhile.
 func measuredLoop(pids: [Int32], clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
                   op: @escaping @Sendable (KeepAliveClient, Int, Int) -> LoadOp) -> LoadResult {
+    settle(pids)
     let before = pids.isEmpty ? nil : ProcessStats.cpuSeconds(pids: pids)
     var r = closedLoop(clients: clients, duration: duration, makeClient: makeClient, op: op)
     if let b = before, let a = ProcessStats.cpuSeconds(pids: pids) { r.serverCPUSeconds = a - b }
@@ -462,10 +470,8 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         Out.err("bench \(kind): p2pos, \(c) clients")
         var r: LoadResult
         if kind == "raft" {
-            settle(cluster.pids)
             r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
-                guard let (st, _) = try? client.request("POST", "/v1/bench/propose", body: payload) else { return .failed }
-                return st == 200 ? .ok : .failed
+                LoadOp.post(client, "/v1/bench/propose", payload)
             }
         } else {
             // Distinct pre-signed txs: enough for the level at up to 12k tx/s (above the ~8k/s verify ceiling).
@@ -486,11 +492,8 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
                 txBox.set(i, list)
             }
             let frozen = txBox.all
-            settle(cluster.pids)
             r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
-                guard seq < frozen[ci].count else { return .exhausted }
-                guard let (st, _) = try? client.request("POST", "/v1/p2p/tx", body: frozen[ci][seq]) else { return .failed }
-                return st == 200 ? .ok : .failed
+                seq < frozen[ci].count ? LoadOp.post(client, "/v1/p2p/tx", frozen[ci][seq]) : .exhausted
             }
         }
         ours[c] = r
@@ -515,12 +518,10 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
         Out.err("bench \(kind): etcd leader on port \(port)")
         let value = Base64.encode(payload)
         for c in clients {
-            settle(etcd.pids)
             let r = measuredLoop(pids: etcd.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
                 let key = Base64.encode(Array("k\(ci)-\(seq)".utf8))
                 let body = Array("{\"key\":\"\(key)\",\"value\":\"\(value)\"}".utf8)
-                guard let (st, _) = try? client.request("POST", "/v3/kv/put", body: body) else { return .failed }
-                return st == 200 ? .ok : .failed
+                return LoadOp.post(client, "/v3/kv/put", body)
             }
             theirs[c] = r
             lines.append(fmtRow("etcd", c, r))
