@@ -147,8 +147,47 @@ public final class Tx: Sendable, Equatable {
     /// Two txs are equal when their tx_id and signature are (key order and whitespace do not matter).
     public static func == (a: Tx, b: Tx) -> Bool { a.txID == b.txID && a.signature == b.signature }
 
+    private static func isBase64Character(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="): return true
+        default: return false
+        }
+    }
+
     /// The envelope in canonical JSON, ready to submit (one line, no trailing newline).
-    public var encoded: [UInt8] { envelope.canonicalBytes }
+    /// The leader proposes these bytes, so they are built from `signedBytes` rather than by
+    /// encoding the envelope again: its members are the eight envelope fields in canonical order
+    /// (`cluster_id`, `nonce`, `op`, `payload`, `public_key`, `signature`, `ts`, `v`), so the full
+    /// encoding is the signed one with the `signature` member put back before `ts`. Whenever that
+    /// shortcut does not provably hold (a `ts` or signature text that would need escaping), the
+    /// envelope is encoded as usual.
+    public var encoded: [UInt8] {
+        let prefix = Tx.signingPrefix.utf8.count
+        let head = Tx.tsMemberHead, end = Tx.vMember
+        let tsCount = ts.utf8.count
+        let tailCount = head.count + tsCount + end.count
+        let cut = signedBytes.count - tailCount
+        guard cut > prefix,
+              signedBytes[cut..<(cut + head.count)].elementsEqual(head),
+              signedBytes[(cut + head.count)..<(cut + head.count + tsCount)].elementsEqual(ts.utf8),
+              signedBytes[(signedBytes.count - end.count)...].elementsEqual(end),
+              let sigText = envelope["signature"]?.stringValue,
+              sigText.utf8.allSatisfy(Tx.isBase64Character) else {
+            return envelope.canonicalBytes
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(signedBytes.count - prefix + Tx.signatureMemberHead.count + sigText.utf8.count + 1)
+        out.append(contentsOf: signedBytes[prefix..<cut])
+        out.append(contentsOf: Tx.signatureMemberHead)
+        out.append(contentsOf: sigText.utf8)
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: signedBytes[cut...])
+        return out
+    }
+    private static let tsMemberHead = Array(",\"ts\":\"".utf8)
+    private static let vMember = Array("\",\"v\":1}".utf8)
+    private static let signatureMemberHead = Array(",\"signature\":\"".utf8)
     public var encodedString: String { envelope.canonicalString }
 
     /// The bytes a signer signs for `envelopeWithoutSignature`.

@@ -42,6 +42,33 @@ final class TxTests: XCTestCase {
         XCTAssertEqual(tx.signer, Keys.alice.publicKey.base64)
     }
 
+    /// `encoded` splices the signature into the signed bytes instead of encoding the envelope
+    /// again; it must give exactly the canonical encoding, also when the payload holds members
+    /// named like envelope fields, escapes and non-ASCII text, and when the signature text was
+    /// submitted with whitespace around it (then the shortcut must not apply).
+    func testEncodedIsTheCanonicalEnvelope() throws {
+        let payloads = [
+            "{\"session_id\":\"s1\"}",
+            "{\"session_id\":\"s2\",\"title\":\"a,\\\"ts\\\":\\\"x\\\",\\\"v\\\":1}\",\"steps\":[{\"step_id\":\"p\",\"title\":\"é ☃ \\u0001\"}]}",
+            "{\"session_id\":\"s3\",\"title\":\"t\",\"steps\":[{\"step_id\":\"ts\",\"title\":\"v\"}]}",
+        ]
+        let ops: [TxOp] = [.participantJoin, .sessionCreate, .sessionCreate]
+        for (op, p) in zip(ops, payloads) {
+            let tx = try signed(op, p)
+            XCTAssertEqual(tx.encoded, tx.envelope.canonicalBytes, p)
+            XCTAssertEqual(try Tx.decode(tx.encoded), tx)
+        }
+        // A signature text with whitespace around it is accepted (base64 is trimmed) and kept as
+        // submitted, escaped, in the canonical envelope.
+        let tx = try signed()
+        var o = tx.envelope.objectValue!
+        o["signature"] = .string("\n" + Base64.encode(tx.signature) + " ")
+        let spaced = try Tx.decode(JSONValue.object(o).canonicalBytes)
+        XCTAssertEqual(spaced.txID, tx.txID)
+        XCTAssertEqual(spaced.encoded, spaced.envelope.canonicalBytes)
+        XCTAssertNotEqual(spaced.encoded, tx.encoded)
+    }
+
     func testAdmission() throws {
         let tx = try signed()
         XCTAssertEqual(try Tx.admit(tx.encoded, clusterID: cluster, now: now).txID, tx.txID)
