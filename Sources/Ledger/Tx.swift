@@ -147,14 +147,6 @@ public final class Tx: Sendable, Equatable {
     /// Two txs are equal when their tx_id and signature are (key order and whitespace do not matter).
     public static func == (a: Tx, b: Tx) -> Bool { a.txID == b.txID && a.signature == b.signature }
 
-    private static func isBase64Character(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="): return true
-        default: return false
-        }
-    }
-
     /// The envelope in canonical JSON, ready to submit (one line, no trailing newline).
     /// The leader proposes these bytes, so they are built from `signedBytes` rather than by
     /// encoding the envelope again: its members are the eight envelope fields in canonical order
@@ -173,7 +165,7 @@ public final class Tx: Sendable, Equatable {
               signedBytes[(cut + head.count)..<(cut + head.count + tsCount)].elementsEqual(ts.utf8),
               signedBytes[(signedBytes.count - end.count)...].elementsEqual(end),
               let sigText = envelope["signature"]?.stringValue,
-              sigText.utf8.allSatisfy(Tx.isBase64Character) else {
+              sigText.utf8.allSatisfy(Base64.isTextByte) else {
             return envelope.canonicalBytes
         }
         var out: [UInt8] = []

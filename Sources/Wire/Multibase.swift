@@ -99,6 +99,9 @@ public enum Base64 {
         return t
     }()
 
+    /// A byte of the alphabet or the padding `=` (what canonical base64 text is made of).
+    public static func isTextByte(_ b: UInt8) -> Bool { values[Int(b)] < 64 || b == UInt8(ascii: "=") }
+
     public static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
