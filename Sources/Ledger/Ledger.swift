@@ -101,7 +101,14 @@ public final class Ledger: @unchecked Sendable {
     func forgetKnown() {
         known = nil
         counters = nil
+        signerIDs.removeAll()
     }
+
+    /// Signer ids read or assigned by this instance once it has written (the only writer: on a
+    /// connection that only reads, a restore by the writer could renumber them unseen); cleared
+    /// with `known`, since a rolled-back transaction may have assigned some.
+    private var signerIDs: [String: Int64] = [:]
+    var writes = false
 
     /// The last applied index and next event sequence as of the last successful write on this
     /// connection (the only writer), so a batch need not read them back; nil = read them.
@@ -115,6 +122,7 @@ public final class Ledger: @unchecked Sendable {
 
     /// Run `body` in a write transaction: its own, or the open deferred one.
     func write<T>(entries: Int, _ body: () throws -> T) throws -> T {
+        writes = true
         guard deferCommits else {
             do {
                 try commitPending()
@@ -142,10 +150,10 @@ public final class Ledger: @unchecked Sendable {
         }
     }
 
-    static let schemaVersion = "2"
+    static let schemaVersion = "3"
 
     /// Open the ledger in `db`, creating its tables when missing and upgrading a ledger of schema
-    /// version 1 (see `migrateFromV1`). A ledger of a version this code does not know is refused.
+    /// version 1 or 2 (see Migration.swift). A ledger of a version this code does not know is refused.
     public init(db: SQLiteDB, clusterID: String) throws {
         self.db = db
         self.clusterID = clusterID
@@ -154,62 +162,100 @@ public final class Ledger: @unchecked Sendable {
         switch version {
         case nil, Ledger.schemaVersion?:
             try db.exec(Ledger.schema)
-        case "1"?:
-            try migrateFromV1()
+        case "1"?, "2"?:
+            try migrate(from: version!)
         case let v?:
-            throw LedgerError("\(db.path) has ledger schema version \(Limits.clip(v)); this p2pos knows versions 1 and \(Ledger.schemaVersion) (a newer p2pos wrote it?)")
+            throw LedgerError("\(db.path) has ledger schema version \(Limits.clip(v)); this p2pos knows versions 1 to \(Ledger.schemaVersion) (a newer p2pos wrote it?)")
         }
         try db.run("INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('schema_version', ?)", [.text(Ledger.schemaVersion)])
         try db.run("INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('last_applied_index', '0')")
     }
 
-    static let tables: [(name: String, orderBy: String)] = [
-        ("ledger_meta", "key"),
-        ("ledger_sessions", "session_id"),
-        ("ledger_participants", "session_id, actor"),
-        ("ledger_steps", "step_id"),
-        ("ledger_artifacts", "artifact_id"),
-        ("ledger_decisions", "decision_id"),
-        ("ledger_votes", "decision_id, voter"),
-        ("ledger_events", "seq"),
-        ("ledger_applied", "seq"),
+    /// The ledger's tables as snapshots carry them, each with the SELECT that gives its rows in
+    /// the columns and order of schema version 2 (`p2pos-ledger-snapshot/2`, see Migration.swift):
+    /// tx_ids as hex text, signers as their public keys. `ledger_signers` is not carried (restore
+    /// rebuilds it), so a snapshot's bytes are the same whichever version wrote it.
+    /// (LEFT JOINs: they keep the first table as the outer loop, in its key order, and lose no row.)
+    static let tables: [(name: String, export: String)] = [
+        ("ledger_meta", "SELECT key, CASE key WHEN 'schema_version' THEN '\(snapshotSchemaVersion)' ELSE value END FROM ledger_meta ORDER BY key"),
+        ("ledger_sessions", """
+            SELECT s.session_id, s.title, o.signer, s.status, s.step_count, s.resolved_count, s.created_index, s.completed_index, lower(hex(s.created_tx))
+            FROM ledger_sessions s LEFT JOIN ledger_signers o ON o.id = s.owner_id ORDER BY s.session_id
+            """),
+        ("ledger_participants", """
+            SELECT p.session_id, a.signer, p.joined_index
+            FROM ledger_participants p LEFT JOIN ledger_signers a ON a.id = p.actor_id ORDER BY p.session_id, a.signer
+            """),
+        ("ledger_steps", """
+            SELECT s.step_id, s.session_id, s.position, s.title, s.status, c.signer, s.outcome, s.updated_index, s.resolved_index
+            FROM ledger_steps s LEFT JOIN ledger_signers c ON c.id = s.claimant_id ORDER BY s.step_id
+            """),
+        ("ledger_artifacts", """
+            SELECT a.artifact_id, a.step_id, a.kind, a.uri, a.sha256, b.signer, a.added_index
+            FROM ledger_artifacts a LEFT JOIN ledger_signers b ON b.id = a.added_by_id ORDER BY a.artifact_id
+            """),
+        ("ledger_decisions", """
+            SELECT d.decision_id, d.step_id, d.question, d.options, d.quorum, d.status, d.outcome, o.signer, d.opened_index, d.decided_index
+            FROM ledger_decisions d LEFT JOIN ledger_signers o ON o.id = d.opened_by_id ORDER BY d.decision_id
+            """),
+        ("ledger_votes", """
+            SELECT v.decision_id, w.signer, v.option, v.cast_index
+            FROM ledger_votes v LEFT JOIN ledger_signers w ON w.id = v.voter_id ORDER BY v.decision_id, w.signer
+            """),
+        ("ledger_events", """
+            SELECT e.seq, e.raft_index, e.op, a.signer, lower(hex(e.tx_id)), e.session_id, e.ts
+            FROM ledger_events e LEFT JOIN ledger_signers a ON a.id = e.actor_id ORDER BY e.seq
+            """),
+        ("ledger_applied", """
+            SELECT r.seq, r.tx_key, lower(hex(r.tx_id)), r.raft_index, s.signer, r.nonce_key, r.nonce, r.status, r.code, r.message, r.event_seq
+            FROM ledger_applied r LEFT JOIN ledger_signers s ON s.id = r.signer_id ORDER BY r.seq
+            """),
     ]
 
+    /// Every table of the stored schema (what a restore empties).
+    static let storedTables = tables.map(\.name) + ["ledger_signers"]
+
+    // Schema version 3. Rows are narrow because a ledger commit writes every page it touched: a
+    // tx_id is a 32-byte blob (not 64 hex digits), and a signer — repeated in the record, the event,
+    // the session and the participant of a tx — is a small integer id into `ledger_signers`
+    // (assigned when a signer is first recorded; ids are local to this file and never leave it:
+    // queries and snapshots show the public key). Version 2 stored both as text: ~40 % more bytes
+    // per tx, and as many more pages to write at each commit.
     static let schema = """
     CREATE TABLE IF NOT EXISTS ledger_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_signers(id INTEGER PRIMARY KEY, signer TEXT NOT NULL UNIQUE);
     CREATE TABLE IF NOT EXISTS ledger_sessions(
-        session_id TEXT PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL, status TEXT NOT NULL,
+        session_id TEXT PRIMARY KEY, title TEXT NOT NULL, owner_id INTEGER NOT NULL, status TEXT NOT NULL,
         step_count INTEGER NOT NULL, resolved_count INTEGER NOT NULL,
-        created_index INTEGER NOT NULL, completed_index INTEGER, created_tx TEXT NOT NULL) WITHOUT ROWID;
+        created_index INTEGER NOT NULL, completed_index INTEGER, created_tx BLOB NOT NULL) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS ledger_participants(
-        session_id TEXT NOT NULL, actor TEXT NOT NULL, joined_index INTEGER NOT NULL,
-        PRIMARY KEY(session_id, actor)) WITHOUT ROWID;
+        session_id TEXT NOT NULL, actor_id INTEGER NOT NULL, joined_index INTEGER NOT NULL,
+        PRIMARY KEY(session_id, actor_id)) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS ledger_steps(
         step_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, position INTEGER NOT NULL, title TEXT NOT NULL,
-        status TEXT NOT NULL, claimant TEXT, outcome TEXT, updated_index INTEGER NOT NULL,
+        status TEXT NOT NULL, claimant_id INTEGER, outcome TEXT, updated_index INTEGER NOT NULL,
         resolved_index INTEGER) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS ledger_steps_by_session ON ledger_steps(session_id, position);
     CREATE TABLE IF NOT EXISTS ledger_artifacts(
         artifact_id TEXT PRIMARY KEY, step_id TEXT NOT NULL, kind TEXT NOT NULL, uri TEXT NOT NULL,
-        sha256 TEXT, added_by TEXT NOT NULL, added_index INTEGER NOT NULL) WITHOUT ROWID;
+        sha256 TEXT, added_by_id INTEGER NOT NULL, added_index INTEGER NOT NULL) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS ledger_artifacts_by_step ON ledger_artifacts(step_id, added_index);
     CREATE TABLE IF NOT EXISTS ledger_decisions(
         decision_id TEXT PRIMARY KEY, step_id TEXT NOT NULL, question TEXT NOT NULL, options TEXT NOT NULL,
-        quorum INTEGER NOT NULL, status TEXT NOT NULL, outcome TEXT, opened_by TEXT NOT NULL,
+        quorum INTEGER NOT NULL, status TEXT NOT NULL, outcome TEXT, opened_by_id INTEGER NOT NULL,
         opened_index INTEGER NOT NULL, decided_index INTEGER) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS ledger_decisions_by_step ON ledger_decisions(step_id, opened_index);
     CREATE TABLE IF NOT EXISTS ledger_votes(
-        decision_id TEXT NOT NULL, voter TEXT NOT NULL, option TEXT NOT NULL, cast_index INTEGER NOT NULL,
-        PRIMARY KEY(decision_id, voter)) WITHOUT ROWID;
+        decision_id TEXT NOT NULL, voter_id INTEGER NOT NULL, option TEXT NOT NULL, cast_index INTEGER NOT NULL,
+        PRIMARY KEY(decision_id, voter_id)) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS ledger_events(
-        seq INTEGER PRIMARY KEY, raft_index INTEGER NOT NULL, op TEXT NOT NULL, actor TEXT NOT NULL,
-        tx_id TEXT NOT NULL, session_id TEXT NOT NULL, ts TEXT NOT NULL);
+        seq INTEGER PRIMARY KEY, raft_index INTEGER NOT NULL, op TEXT NOT NULL, actor_id INTEGER NOT NULL,
+        tx_id BLOB NOT NULL, session_id TEXT NOT NULL, ts TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS ledger_events_by_session ON ledger_events(session_id, seq);
     CREATE TABLE IF NOT EXISTS ledger_applied(
-        seq INTEGER PRIMARY KEY, tx_key INTEGER NOT NULL, tx_id TEXT NOT NULL, raft_index INTEGER NOT NULL,
-        signer TEXT NOT NULL, nonce_key INTEGER, nonce TEXT, status TEXT NOT NULL, code TEXT,
+        seq INTEGER PRIMARY KEY, tx_key INTEGER NOT NULL, tx_id BLOB NOT NULL, raft_index INTEGER NOT NULL,
+        signer_id INTEGER NOT NULL, nonce_key INTEGER, nonce TEXT, status TEXT NOT NULL, code TEXT,
         message TEXT NOT NULL, event_seq INTEGER);
-    DROP INDEX IF EXISTS ledger_applied_by_tx;
     CREATE INDEX IF NOT EXISTS ledger_applied_replayed_by_tx ON ledger_applied(tx_key) WHERE nonce_key IS NULL;
     CREATE INDEX IF NOT EXISTS ledger_applied_by_nonce ON ledger_applied(nonce_key) WHERE nonce_key IS NOT NULL;
     """
@@ -326,7 +372,7 @@ public final class Ledger: @unchecked Sendable {
 
     /// The recorded result of `tx`, if it was applied (or rejected after its signature checked).
     public func result(of tx: Tx) throws -> TxResult? {
-        guard let holder = try nonceHolder(tx, key: Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)) else { return nil }
+        guard let holder = try nonceHolder(tx, signer: nil, key: Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)) else { return nil }
         return try holder.own ?? replayedRecord(txID: tx.txID)
     }
 
@@ -337,25 +383,66 @@ public final class Ledger: @unchecked Sendable {
     public func precheck(_ tx: Tx) throws -> TxResult? {
         // One lookup in the common case: every recorded tx left its (signer, nonce) row (its
         // own, or another tx's when it was rejected as REPLAYED), so no row means no record.
-        guard let holder = try nonceHolder(tx, key: Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)) else { return nil }
+        guard let holder = try nonceHolder(tx, signer: nil, key: Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)) else { return nil }
         if let original = try holder.own ?? replayedRecord(txID: tx.txID) { return original }
         return .rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(holder.txID)"), txID: tx.txID, raftIndex: 0)
     }
 
-    /// The record holding the signer's nonce, if any (`key`: its `nonceKey`): the tx_id that holds
-    /// it, and the recorded result when that tx is `tx` itself.
-    func nonceHolder(_ tx: Tx, key: Int64) throws -> (txID: String, own: TxResult?)? {
-        let rows = try db.query("SELECT tx_id, raft_index, status, code, message, event_seq FROM ledger_applied WHERE nonce_key = ? AND signer = ? AND nonce = ?",
-                                [.int(key), .text(tx.signer), .text(tx.nonce)])
-        guard let r = rows.first, let holder = r[0].text else { return nil }
+    /// The record holding the signer's nonce, if any (`signer`: the signer's id when known, else
+    /// it is looked up in the same statement; `key`: the `nonceKey`): the tx_id that holds it, and
+    /// the recorded result when that tx is `tx` itself.
+    func nonceHolder(_ tx: Tx, signer: Int64?, key: Int64) throws -> (txID: String, own: TxResult?)? {
+        let rows = try signer.map {
+            try db.query("SELECT tx_id, raft_index, status, code, message, event_seq FROM ledger_applied WHERE nonce_key = ? AND signer_id = ? AND nonce = ?",
+                         [.int(key), .int($0), .text(tx.nonce)])
+        } ?? db.query("""
+            SELECT tx_id, raft_index, status, code, message, event_seq FROM ledger_applied
+            WHERE nonce_key = ? AND signer_id = (SELECT id FROM ledger_signers WHERE signer = ?) AND nonce = ?
+            """, [.int(key), .text(tx.signer), .text(tx.nonce)])
+        guard let r = rows.first, let id = r[0].blob else { return nil }
+        let holder = Hex.encode(id)
         return (holder, holder == tx.txID ? Ledger.recordedResult(txID: holder, r[1...]) : nil)
     }
 
     /// The REPLAYED rejection recorded for `txID`, if any (the rows that hold no nonce, indexed by tx_id).
     func replayedRecord(txID: String) throws -> TxResult? {
+        guard let id = Ledger.txIDBlob(txID) else { return nil }    // not a tx_id: never recorded
         let rows = try db.query("SELECT raft_index, status, code, message, event_seq FROM ledger_applied WHERE tx_key = ? AND tx_id = ? AND nonce_key IS NULL",
-                                [.int(Ledger.txKey(txID)), .text(txID)])
+                                [.int(Ledger.txKey(txID)), .blob(id)])
         return rows.first.map { Ledger.recordedResult(txID: txID, $0[...]) }
+    }
+
+    /// A tx_id as stored: its 32 bytes; nil for anything that is not 64 lowercase hex digits.
+    static func txIDBlob(_ txID: String) -> [UInt8]? {
+        guard txID.utf8.count == 64, txID.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+              let b = Hex.decode(txID) else { return nil }
+        return b
+    }
+
+    // MARK: Signer ids
+
+    /// The id of `signer` in `ledger_signers`, nil when it was never recorded.
+    func signerID(_ signer: String) throws -> Int64? {
+        if writes, let id = signerIDs[signer] { return id }
+        guard let id = try db.query("SELECT id FROM ledger_signers WHERE signer = ?", [.text(signer)]).first?.first?.int else { return nil }
+        remember(signer, id)
+        return id
+    }
+
+    /// The id of `signer`, added to `ledger_signers` when new (in the caller's write transaction).
+    func signerIDAdding(_ signer: String) throws -> Int64 {
+        if let id = try signerID(signer) { return id }
+        guard let id = try db.query("INSERT INTO ledger_signers(signer) VALUES (?) RETURNING id", [.text(signer)]).first?.first?.int else {
+            throw LedgerError("ledger_signers: no id returned for a new signer")
+        }
+        remember(signer, id)
+        return id
+    }
+
+    private func remember(_ signer: String, _ id: Int64) {
+        guard writes else { return }
+        if signerIDs.count >= 65_536 { signerIDs.removeAll(keepingCapacity: true) }
+        signerIDs[signer] = id
     }
 
     /// A result from a record's (raft_index, status, code, message, event_seq).
@@ -386,7 +473,8 @@ public final class Ledger: @unchecked Sendable {
         // rejected as REPLAYED), so when nobody holds the nonce there is no record and the tx_id
         // lookup is skipped.
         let nonceKey = Ledger.nonceKey(signer: tx.signer, nonce: tx.nonce)
-        let holder = try nonceHolder(tx, key: nonceKey)
+        let knownSigner = try signerID(tx.signer)
+        let holder = try knownSigner.flatMap { try nonceHolder(tx, signer: $0, key: nonceKey) }
         if let holder, let original = try holder.own ?? replayedRecord(txID: tx.txID) {
             if !stale { batch.last = raftIndex }
             return original
@@ -395,12 +483,15 @@ public final class Ledger: @unchecked Sendable {
             return .rejected(TxRejection(.malformed, "raft index \(raftIndex) is at or below the last applied index \(last)"), txID: tx.txID, raftIndex: 0)
         }
         batch.last = raftIndex
+        // Every tx from here on is recorded, so its signer gets an id.
+        let signer = try knownSigner ?? signerIDAdding(tx.signer)
+        guard let txID = Ledger.txIDBlob(tx.txID) else { throw LedgerError("tx_id \(Limits.clip(tx.txID)) is not a SHA-256 digest") }
 
         // Nonce: one tx per (signer, nonce), forever.
         if let other = holder?.txID {
             let r = TxResult.rejected(TxRejection(.replayed, "nonce \"\(tx.nonce)\" of this signer was already used by tx \(other)"),
                                       txID: tx.txID, raftIndex: raftIndex)
-            try record(tx, r, nonceKey: nil)
+            try record(tx, txID, signer, r, nonceKey: nil)
             counters?.txsRejected += 1
             return r
         }
@@ -410,11 +501,11 @@ public final class Ledger: @unchecked Sendable {
         // The rules only read; a rejection comes before any write of this tx (see ApplyContext).
         let result: TxResult
         do {
-            let outcome = try ApplyContext(db: db, tx: tx, raftIndex: Int64(raftIndex)).run()
+            let outcome = try ApplyContext(ledger: self, tx: tx, txID: txID, signer: signer, raftIndex: Int64(raftIndex)).run()
             for w in outcome.writes { try db.run(w.sql, w.params) }
             let seq = try batch.nextSeq ?? nextEventSeq()
-            try db.run("INSERT INTO ledger_events(seq, raft_index, op, actor, tx_id, session_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [.int(seq), .int(Int64(raftIndex)), .text(tx.op.rawValue), .text(tx.signer), .text(tx.txID), .text(outcome.sessionID), .text(tx.ts)])
+            try db.run("INSERT INTO ledger_events(seq, raft_index, op, actor_id, tx_id, session_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [.int(seq), .int(Int64(raftIndex)), .text(tx.op.rawValue), .int(signer), .blob(txID), .text(outcome.sessionID), .text(tx.ts)])
             batch.nextSeq = seq + 1
             result = TxResult(txID: tx.txID, status: .applied, code: nil, message: outcome.message, raftIndex: raftIndex, eventSeq: seq, duplicate: false)
             counters?.add(outcome.counts)
@@ -422,7 +513,7 @@ public final class Ledger: @unchecked Sendable {
             result = .rejected(r, txID: tx.txID, raftIndex: raftIndex)
             counters?.txsRejected += 1
         }
-        try record(tx, result, nonceKey: nonceKey)
+        try record(tx, txID, signer, result, nonceKey: nonceKey)
         return result
     }
 
@@ -430,16 +521,14 @@ public final class Ledger: @unchecked Sendable {
         (try db.query("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_events").first?.first?.int) ?? 1
     }
 
-    /// Appends one record (apply, and the conversion of version-1 records).
-    static let insertRecord = """
-        INSERT INTO ledger_applied(tx_key, tx_id, raft_index, signer, nonce_key, nonce, status, code, message, event_seq)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """
-
-    /// Append the record of `tx`; with `nonceKey` the record holds the signer's nonce.
-    private func record(_ tx: Tx, _ r: TxResult, nonceKey: Int64?) throws {
-        try db.run(Ledger.insertRecord,
-                   [.int(Ledger.txKey(tx.txID)), .text(tx.txID), .int(Int64(r.raftIndex)), .text(tx.signer),
+    /// Append the record of `tx` (`txID`: its tx_id as stored, `signer`: its signer's id); with
+    /// `nonceKey` the record holds the signer's nonce.
+    private func record(_ tx: Tx, _ txID: [UInt8], _ signer: Int64, _ r: TxResult, nonceKey: Int64?) throws {
+        try db.run("""
+                   INSERT INTO ledger_applied(tx_key, tx_id, raft_index, signer_id, nonce_key, nonce, status, code, message, event_seq)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   """,
+                   [.int(Ledger.txKey(tx.txID)), .blob(txID), .int(Int64(r.raftIndex)), .int(signer),
                     nonceKey.map { .int($0) } ?? .null, nonceKey == nil ? .null : .text(tx.nonce), .text(r.status.rawValue),
                     r.code.map { .text($0.rawValue) } ?? .null, .text(r.message), r.eventSeq.map { .int($0) } ?? .null])
     }
@@ -449,10 +538,14 @@ public final class Ledger: @unchecked Sendable {
 /// returns the writes the tx makes; the caller then performs them. A rejection therefore never
 /// follows a write, so no per-tx savepoint (and no page copy into its journal) is needed.
 struct ApplyContext {
-    let db: SQLiteDB
+    let ledger: Ledger
     let tx: Tx
+    /// The tx_id as stored (32 bytes).
+    let txID: [UInt8]
+    /// The signer's id in `ledger_signers`.
+    let signer: Int64
     let raftIndex: Int64
-    var signer: String { tx.signer }
+    var db: SQLiteDB { ledger.db }
 
     /// One planned statement.
     struct Write {
@@ -488,27 +581,30 @@ struct ApplyContext {
         let stepID: String
         let sessionID: String
         let status: String
-        let claimant: String?
+        /// The claimant's signer id.
+        let claimant: Int64?
     }
 
     func fail(_ code: RejectCode, _ message: String) -> TxRejection { TxRejection(code, message) }
 
     func exists(_ sql: String, _ params: [SQLValue]) throws -> Bool { try db.queryExists(sql, params) }
 
-    func sessionOwner(_ sessionID: String) throws -> (owner: String, status: String)? {
-        guard let r = try db.query("SELECT owner, status FROM ledger_sessions WHERE session_id = ?", [.text(sessionID)]).first else { return nil }
-        return (r[0].text ?? "", r[1].text ?? "")
+    /// The session's owner (a signer id) and status.
+    func sessionOwner(_ sessionID: String) throws -> (owner: Int64, status: String)? {
+        guard let r = try db.query("SELECT owner_id, status FROM ledger_sessions WHERE session_id = ?", [.text(sessionID)]).first else { return nil }
+        return (r[0].int ?? 0, r[1].text ?? "")
     }
 
-    func isParticipant(_ sessionID: String, _ actor: String) throws -> Bool {
-        try exists("SELECT 1 FROM ledger_participants WHERE session_id = ? AND actor = ?", [.text(sessionID), .text(actor)])
+    /// Whether the signer with id `actor` joined the session.
+    func isParticipant(_ sessionID: String, _ actor: Int64) throws -> Bool {
+        try exists("SELECT 1 FROM ledger_participants WHERE session_id = ? AND actor_id = ?", [.text(sessionID), .int(actor)])
     }
 
     func step(_ stepID: String) throws -> Step {
-        guard let r = try db.query("SELECT session_id, status, claimant FROM ledger_steps WHERE step_id = ?", [.text(stepID)]).first else {
+        guard let r = try db.query("SELECT session_id, status, claimant_id FROM ledger_steps WHERE step_id = ?", [.text(stepID)]).first else {
             throw fail(.notFound, "step \"\(stepID)\" does not exist")
         }
-        return Step(stepID: stepID, sessionID: r[0].text ?? "", status: r[1].text ?? "", claimant: r[2].text)
+        return Step(stepID: stepID, sessionID: r[0].text ?? "", status: r[1].text ?? "", claimant: r[2].int)
     }
 
     /// The step must exist and not be resolved.
@@ -536,14 +632,14 @@ struct ApplyContext {
             }
             var w = [
                 Write("""
-                    INSERT INTO ledger_sessions(session_id, title, owner, status, step_count, resolved_count, created_index, completed_index, created_tx)
+                    INSERT INTO ledger_sessions(session_id, title, owner_id, status, step_count, resolved_count, created_index, completed_index, created_tx)
                     VALUES (?, ?, ?, 'open', ?, 0, ?, NULL, ?)
-                    """, [.text(sessionID), .text(title), .text(signer), .int(Int64(steps.count)), .int(raftIndex), .text(tx.txID)]),
-                Write("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)]),
+                    """, [.text(sessionID), .text(title), .int(signer), .int(Int64(steps.count)), .int(raftIndex), .blob(txID)]),
+                Write("INSERT INTO ledger_participants(session_id, actor_id, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .int(signer), .int(raftIndex)]),
             ]
             for (i, s) in steps.enumerated() {
                 w.append(Write("""
-                    INSERT INTO ledger_steps(step_id, session_id, position, title, status, claimant, outcome, updated_index, resolved_index)
+                    INSERT INTO ledger_steps(step_id, session_id, position, title, status, claimant_id, outcome, updated_index, resolved_index)
                     VALUES (?, ?, ?, ?, 'open', NULL, NULL, ?, NULL)
                     """, [.text(s.stepID), .text(sessionID), .int(Int64(i)), .text(s.title), .int(raftIndex)]))
             }
@@ -559,7 +655,7 @@ struct ApplyContext {
             guard s.status != "completed" else { throw fail(.sessionCompleted, "session \"\(sessionID)\" is completed") }
             guard !(try isParticipant(sessionID, signer)) else { throw fail(.alreadyExists, "signer already joined session \"\(sessionID)\"") }
             return Outcome(sessionID: sessionID, message: "joined session \(sessionID)", writes: [
-                Write("INSERT INTO ledger_participants(session_id, actor, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .text(signer), .int(raftIndex)]),
+                Write("INSERT INTO ledger_participants(session_id, actor_id, joined_index) VALUES (?, ?, ?)", [.text(sessionID), .int(signer), .int(raftIndex)]),
             ]) { $0.participants = 1 }
 
         case .stepClaim(let stepID):
@@ -569,7 +665,7 @@ struct ApplyContext {
                 throw fail(.stepClaimed, c == signer ? "step \"\(stepID)\" is already claimed by the signer" : "step \"\(stepID)\" is already claimed by another participant")
             }
             return Outcome(sessionID: s.sessionID, message: "step \(stepID) claimed", writes: [
-                Write("UPDATE ledger_steps SET status = 'claimed', claimant = ?, updated_index = ? WHERE step_id = ?", [.text(signer), .int(raftIndex), .text(stepID)]),
+                Write("UPDATE ledger_steps SET status = 'claimed', claimant_id = ?, updated_index = ? WHERE step_id = ?", [.int(signer), .int(raftIndex), .text(stepID)]),
             ]) {
                 $0.stepsOpen = -1
                 $0.stepsClaimed = 1
@@ -583,7 +679,7 @@ struct ApplyContext {
                 if !(isOwner && s.claimant != nil) { try requireClaimant(s) }
             }
             return Outcome(sessionID: s.sessionID, message: "step \(stepID) released", writes: [
-                Write("UPDATE ledger_steps SET status = 'open', claimant = NULL, updated_index = ? WHERE step_id = ?", [.int(raftIndex), .text(stepID)]),
+                Write("UPDATE ledger_steps SET status = 'open', claimant_id = NULL, updated_index = ? WHERE step_id = ?", [.int(raftIndex), .text(stepID)]),
             ]) {
                 // Only a claimed step gets here (the claimant, or the owner when someone holds it).
                 $0.stepsClaimed = -1
@@ -593,10 +689,13 @@ struct ApplyContext {
         case .stepHandoff(let stepID, let to):
             let s = try liveStep(stepID)
             try requireClaimant(s)
-            guard to != signer else { throw fail(.malformed, "STEP_HANDOFF: \"to\" is the signer; the step is already theirs") }
-            guard try isParticipant(s.sessionID, to) else { throw fail(.notParticipant, "handoff target is not a participant of session \"\(s.sessionID)\"") }
+            guard to != tx.signer else { throw fail(.malformed, "STEP_HANDOFF: \"to\" is the signer; the step is already theirs") }
+            // A key never recorded has no id, and so joined no session.
+            guard let target = try ledger.signerID(to), try isParticipant(s.sessionID, target) else {
+                throw fail(.notParticipant, "handoff target is not a participant of session \"\(s.sessionID)\"")
+            }
             return Outcome(sessionID: s.sessionID, message: "step \(stepID) handed off", writes: [
-                Write("UPDATE ledger_steps SET claimant = ?, updated_index = ? WHERE step_id = ?", [.text(to), .int(raftIndex), .text(stepID)]),
+                Write("UPDATE ledger_steps SET claimant_id = ?, updated_index = ? WHERE step_id = ?", [.int(target), .int(raftIndex), .text(stepID)]),
             ])
 
         case .artifactAdd(let stepID, let artifactID, let kind, let uri, let sha256):
@@ -606,8 +705,8 @@ struct ApplyContext {
                 throw fail(.alreadyExists, "artifact \"\(artifactID)\" already exists")
             }
             return Outcome(sessionID: s.sessionID, message: "artifact \(artifactID) added to step \(stepID)", writes: [
-                Write("INSERT INTO ledger_artifacts(artifact_id, step_id, kind, uri, sha256, added_by, added_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      [.text(artifactID), .text(stepID), .text(kind), .text(uri), sha256.map { .text($0) } ?? .null, .text(signer), .int(raftIndex)]),
+                Write("INSERT INTO ledger_artifacts(artifact_id, step_id, kind, uri, sha256, added_by_id, added_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      [.text(artifactID), .text(stepID), .text(kind), .text(uri), sha256.map { .text($0) } ?? .null, .int(signer), .int(raftIndex)]),
             ]) { $0.artifacts = 1 }
 
         case .decisionOpen(let stepID, let decisionID, let question, let options, let quorum):
@@ -626,9 +725,9 @@ struct ApplyContext {
             let optionsJSON = JSONValue.array(options.map { .string($0) }).canonicalString
             return Outcome(sessionID: s.sessionID, message: "decision \(decisionID) opened on step \(stepID)", writes: [
                 Write("""
-                    INSERT INTO ledger_decisions(decision_id, step_id, question, options, quorum, status, outcome, opened_by, opened_index, decided_index)
+                    INSERT INTO ledger_decisions(decision_id, step_id, question, options, quorum, status, outcome, opened_by_id, opened_index, decided_index)
                     VALUES (?, ?, ?, ?, ?, 'open', NULL, ?, ?, NULL)
-                    """, [.text(decisionID), .text(stepID), .text(question), .text(optionsJSON), .int(quorum), .text(signer), .int(raftIndex)]),
+                    """, [.text(decisionID), .text(stepID), .text(question), .text(optionsJSON), .int(quorum), .int(signer), .int(raftIndex)]),
             ]) {
                 $0.decisions = 1
                 $0.decisionsOpen = 1
@@ -644,12 +743,12 @@ struct ApplyContext {
             let sessionID = d[3].text ?? ""
             guard try isParticipant(sessionID, signer) else { throw fail(.notParticipant, "signer is not a participant of session \"\(sessionID)\"") }
             guard d[2].text == "open" else { throw fail(.decisionClosed, "decision \"\(decisionID)\" is already decided") }
-            guard !(try exists("SELECT 1 FROM ledger_votes WHERE decision_id = ? AND voter = ?", [.text(decisionID), .text(signer)])) else {
+            guard !(try exists("SELECT 1 FROM ledger_votes WHERE decision_id = ? AND voter_id = ?", [.text(decisionID), .int(signer)])) else {
                 throw fail(.alreadyVoted, "signer already voted on decision \"\(decisionID)\"")
             }
             let options = ((try? JSONValue.parse(d[0].text ?? "[]"))?.arrayValue ?? []).compactMap(\.stringValue)
             guard options.contains(where: { Limits.same($0, option) }) else { throw fail(.badOption, "\"\(Limits.clip(option))\" is not an option of decision \"\(decisionID)\"") }
-            var w = [Write("INSERT INTO ledger_votes(decision_id, voter, option, cast_index) VALUES (?, ?, ?, ?)", [.text(decisionID), .text(signer), .text(option), .int(raftIndex)])]
+            var w = [Write("INSERT INTO ledger_votes(decision_id, voter_id, option, cast_index) VALUES (?, ?, ?, ?)", [.text(decisionID), .int(signer), .text(option), .int(raftIndex)])]
             // The votes for this option once this one is in (the signer has not voted yet).
             let count = (try db.query("SELECT COUNT(*) FROM ledger_votes WHERE decision_id = ? AND option = ?", [.text(decisionID), .text(option)]).first?.first?.int ?? 0) + 1
             if count >= (d[1].int ?? Int64.max) {

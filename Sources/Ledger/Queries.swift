@@ -23,15 +23,17 @@ extension Ledger {
         ])
     }
 
-    private static let stepColumns = "step_id, session_id, position, title, status, claimant, outcome, updated_index, resolved_index"
+    /// A step's columns, the claimant as a public key (`FROM \(stepsFrom)`).
+    private static let stepColumns = "s.step_id, s.session_id, s.position, s.title, s.status, c.signer, s.outcome, s.updated_index, s.resolved_index"
+    private static let stepsFrom = "ledger_steps s LEFT JOIN ledger_signers c ON c.id = s.claimant_id"
 
     /// A session with its steps in order; nil when unknown.
     public func session(id: String) throws -> JSONValue? {
         guard let r = try db.query("""
-            SELECT session_id, title, owner, status, step_count, resolved_count, created_index, completed_index, created_tx
-            FROM ledger_sessions WHERE session_id = ?
+            SELECT s.session_id, s.title, o.signer, s.status, s.step_count, s.resolved_count, s.created_index, s.completed_index, s.created_tx
+            FROM ledger_sessions s LEFT JOIN ledger_signers o ON o.id = s.owner_id WHERE s.session_id = ?
             """, [.text(id)]).first else { return nil }
-        let steps = try db.query("SELECT \(Self.stepColumns) FROM ledger_steps WHERE session_id = ? ORDER BY position", [.text(id)])
+        let steps = try db.query("SELECT \(Self.stepColumns) FROM \(Self.stepsFrom) WHERE s.session_id = ? ORDER BY s.position", [.text(id)])
         let participants = try db.query("SELECT COUNT(*) FROM ledger_participants WHERE session_id = ?", [.text(id)]).first?.first?.int ?? 0
         return .obj([
             ("session_id", Self.json(r[0])), ("title", Self.json(r[1])), ("owner", Self.json(r[2])),
@@ -45,7 +47,10 @@ extension Ledger {
     /// Participants of a session in join order; nil when the session is unknown.
     public func participants(sessionID: String) throws -> JSONValue? {
         guard try sessionExists(sessionID) else { return nil }
-        let rows = try db.query("SELECT actor, joined_index FROM ledger_participants WHERE session_id = ? ORDER BY joined_index, actor", [.text(sessionID)])
+        let rows = try db.query("""
+            SELECT a.signer, p.joined_index FROM ledger_participants p LEFT JOIN ledger_signers a ON a.id = p.actor_id
+            WHERE p.session_id = ? ORDER BY p.joined_index, a.signer
+            """, [.text(sessionID)])
         return .obj([
             ("session_id", .string(sessionID)),
             ("participants", .array(rows.map { .obj([("public_key", Self.json($0[0])), ("joined_index", Self.json($0[1]))]) })),
@@ -59,7 +64,7 @@ extension Ledger {
     /// Steps of a session that are not resolved (status `open` or `claimed`); nil when the session is unknown.
     public func openSteps(sessionID: String) throws -> JSONValue? {
         guard try sessionExists(sessionID) else { return nil }
-        let rows = try db.query("SELECT \(Self.stepColumns) FROM ledger_steps WHERE session_id = ? AND status <> 'resolved' ORDER BY position", [.text(sessionID)])
+        let rows = try db.query("SELECT \(Self.stepColumns) FROM \(Self.stepsFrom) WHERE s.session_id = ? AND s.status <> 'resolved' ORDER BY s.position", [.text(sessionID)])
         return .obj([("session_id", .string(sessionID)), ("steps", .array(rows.map(stepJSON)))])
     }
 
@@ -71,10 +76,10 @@ extension Ledger {
         let rows: [[SQLValue]]
         if let sid = sessionID {
             guard try sessionExists(sid) else { return nil }
-            rows = try db.query("SELECT seq, raft_index, op, actor, tx_id, session_id, ts FROM ledger_events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            rows = try db.query("SELECT \(Self.eventColumns) WHERE e.session_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
                                 [.text(sid), .int(after), .int(lim)])
         } else {
-            rows = try db.query("SELECT seq, raft_index, op, actor, tx_id, session_id, ts FROM ledger_events WHERE seq > ? ORDER BY seq LIMIT ?",
+            rows = try db.query("SELECT \(Self.eventColumns) WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
                                 [.int(after), .int(lim)])
         }
         let events: [JSONValue] = rows.map {
@@ -85,13 +90,18 @@ extension Ledger {
         return .obj([("events", .array(events)), ("next_after", .int(next))])
     }
 
+    private static let eventColumns = """
+        e.seq, e.raft_index, e.op, a.signer, e.tx_id, e.session_id, e.ts
+        FROM ledger_events e LEFT JOIN ledger_signers a ON a.id = e.actor_id
+        """
+
     /// A step with its decisions (and their vote tallies); nil when unknown.
     public func step(id: String) throws -> JSONValue? {
-        guard let r = try db.query("SELECT \(Self.stepColumns) FROM ledger_steps WHERE step_id = ?", [.text(id)]).first else { return nil }
+        guard let r = try db.query("SELECT \(Self.stepColumns) FROM \(Self.stepsFrom) WHERE s.step_id = ?", [.text(id)]).first else { return nil }
         guard case .object(var o) = stepJSON(r) else { return nil }
         let decisions = try db.query("""
-            SELECT decision_id, question, options, quorum, status, outcome, opened_by, opened_index, decided_index
-            FROM ledger_decisions WHERE step_id = ? ORDER BY opened_index
+            SELECT d.decision_id, d.question, d.options, d.quorum, d.status, d.outcome, o.signer, d.opened_index, d.decided_index
+            FROM ledger_decisions d LEFT JOIN ledger_signers o ON o.id = d.opened_by_id WHERE d.step_id = ? ORDER BY d.opened_index
             """, [.text(id)])
         var ds: [JSONValue] = []
         for d in decisions {
@@ -115,7 +125,10 @@ extension Ledger {
     /// Artifacts of a step in the order they were added; nil when the step is unknown.
     public func artifacts(stepID: String) throws -> JSONValue? {
         guard !(try db.query("SELECT 1 FROM ledger_steps WHERE step_id = ?", [.text(stepID)])).isEmpty else { return nil }
-        let rows = try db.query("SELECT artifact_id, kind, uri, sha256, added_by, added_index FROM ledger_artifacts WHERE step_id = ? ORDER BY added_index, artifact_id", [.text(stepID)])
+        let rows = try db.query("""
+            SELECT a.artifact_id, a.kind, a.uri, a.sha256, b.signer, a.added_index
+            FROM ledger_artifacts a LEFT JOIN ledger_signers b ON b.id = a.added_by_id WHERE a.step_id = ? ORDER BY a.added_index, a.artifact_id
+            """, [.text(stepID)])
         return .obj([
             ("step_id", .string(stepID)),
             ("artifacts", .array(rows.map {
@@ -128,6 +141,9 @@ extension Ledger {
     // MARK: Snapshot
 
     static let snapshotFormat = "p2pos-ledger-snapshot/2"
+    /// The schema version a snapshot's `ledger_meta` names: the one whose form its rows have
+    /// (`V2Rows`), whichever version wrote it.
+    static let snapshotSchemaVersion = "2"
     /// Snapshots of ledger schema version 1 (before the record of applied txs moved into one
     /// append-ordered table) are still restored: converted as a version-1 ledger file is.
     static let snapshotFormatV1 = "p2pos-ledger-snapshot/1"
@@ -158,7 +174,7 @@ extension Ledger {
             if ti > 0 { out.append(UInt8(ascii: ",")) }
             CanonicalJSON.appendString(t.name, to: &out)
             out.append(contentsOf: ":[".utf8)
-            try db.withRows("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)") { rows in
+            try db.withRows(t.export) { rows in
                 try Ledger.appendRows(rows, of: t.name, to: &out, chunk: chunk, sink: sink)
             }
             out.append(UInt8(ascii: "]"))
@@ -205,25 +221,23 @@ extension Ledger {
     public func restore(buffer: UnsafeRawBufferPointer) throws {
         try commitPending()
         forgetKnown()
+        writes = true
         let buf = UnsafeBufferPointer(start: buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), count: buffer.count)
-        var columnsOf: [String: Int] = [:]
-        for t in Ledger.tables {
-            columnsOf[t.name] = try db.query("SELECT name FROM pragma_table_info(?)", [.text(t.name)]).count
-        }
         do {
             try db.transaction {
-                for t in Ledger.tables { try db.run("DELETE FROM \(t.name)") }
+                for t in Ledger.storedTables { try db.run("DELETE FROM \(t)") }
+                let rows = V2Rows(self)
                 var cur = JSONCursor(buf, maxDepth: 8)
                 var format: String? = nil
                 // Duplicates are found byte for byte, as `JSONValue.parse` does (Swift's String
                 // equality would merge canonically equivalent keys).
                 var keys = Set<[UInt8]>()
                 var tablesSeen = Set<[UInt8]>()
-                // Where each snapshot table's rows go: its own table, or for a format-1 snapshot
-                // (known by then: "format" sorts before "tables") the two old record tables go to
-                // temporary tables that are converted at the end.
+                // Where each snapshot table's rows go: converted into its own table, or for a
+                // format-1 snapshot (known by then: "format" sorts before "tables") the two old
+                // record tables go as they are to temporary tables that are converted at the end.
                 var target: [String: (table: String, columns: Int)] = [:]
-                for (name, n) in columnsOf { target[name] = (name, n) }
+                for (name, form) in V2Rows.forms { target[name] = (name, form.columns) }
                 var legacy = false
                 try cur.expect(UInt8(ascii: "{"))
                 var firstKey = true
@@ -258,21 +272,22 @@ extension Ledger {
                                 _ = try cur.value(depth: 3)    // not a table of this schema: ignored
                                 continue
                             }
-                            let sql = "INSERT INTO \(table) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))"
+                            let raw = table.hasPrefix("temp.") ? "INSERT INTO \(table) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))" : nil
                             try cur.expect(UInt8(ascii: "["))
                             var firstRow = true
                             while try cur.next(close: UInt8(ascii: "]"), first: &firstRow) {
                                 guard case .array(let cells) = try cur.value(depth: 4), cells.count == columns else {
                                     throw LedgerError("snapshot row of \(name) does not have \(columns) columns")
                                 }
-                                try db.run(sql, try cells.map { c -> SQLValue in
+                                let values = try cells.map { c -> SQLValue in
                                     switch c {
                                     case .null: return .null
                                     case .int(let i): return .int(i)
                                     case .string(let s): return .text(s)
                                     default: throw LedgerError("snapshot cell of \(name) has type \(c.typeName)")
                                     }
-                                })
+                                }
+                                if let raw { try db.run(raw, values) } else { try rows.insert(table, values) }
                             }
                         }
                     default:
@@ -288,17 +303,20 @@ extension Ledger {
                 }
                 _ = try lastAppliedIndex()
                 let version = try db.query("SELECT value FROM ledger_meta WHERE key = 'schema_version'").first?.first?.text
-                guard version == (legacy ? "1" : Ledger.schemaVersion) else {
+                guard version == (legacy ? "1" : Ledger.snapshotSchemaVersion) else {
                     throw LedgerError("snapshot in format \(format ?? "") has ledger schema version \(version ?? "none")")
                 }
                 if legacy {
-                    _ = try replaceV1Tables(schema: "temp", applied: "v1_applied", nonces: "v1_nonces")
-                } else {
-                    try checkRecordKeys()
+                    _ = try convertV1Records(schema: "temp", applied: "v1_applied", nonces: "v1_nonces", into: rows)
                 }
+                try db.run("UPDATE ledger_meta SET value = ? WHERE key = 'schema_version'", [.text(Ledger.schemaVersion)])
             }
         } catch let e as JSONError {
+            forgetKnown()    // signer ids assigned in the rolled-back transaction
             throw LedgerError("snapshot is not valid JSON: \(e)")
+        } catch {
+            forgetKnown()
+            throw error
         }
         // Count the restored rows now (not at the next stats request, on the apply queue).
         if keepsCounters { _ = try currentCounters() }

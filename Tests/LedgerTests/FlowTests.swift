@@ -96,7 +96,7 @@ final class FlowTests: XCTestCase {
         try a.ok(mallory, .sessionCreate, "{\"session_id\":\"odd\",\"title\":\(JSONValue.string(odd).canonicalString),\"steps\":[{\"step_id\":\"odd-1\",\"title\":\"\\u0002x\"}]}")
         var tables = JSONObject()
         for t in Ledger.tables {
-            tables[t.name] = .array(try a.db.query("SELECT * FROM \(t.name) ORDER BY \(t.orderBy)").map { row in
+            tables[t.name] = .array(try a.db.query(t.export).map { row in
                 .array(row.map { v -> JSONValue in
                     switch v {
                     case .int(let i): return .int(i)

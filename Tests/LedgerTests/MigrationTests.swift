@@ -6,11 +6,67 @@ import Support
 import Wire
 @testable import Ledger
 
-/// Ledger schema version 1 (records keyed by tx_id, nonces in their own table) is upgraded to
-/// version 2 — a ledger file when it is opened, a snapshot when it is restored — and both come out
-/// exactly as if version 2 had applied the same entries.
+/// Older ledgers are upgraded to the current schema version 3 — a ledger file of version 1
+/// (records keyed by tx_id, nonces in their own table) or 2 (tx_ids and signers as text) when it
+/// is opened, a version-1 snapshot when it is restored — and come out exactly as if version 3 had
+/// applied the same entries. Snapshots keep the version-2 form either way.
 final class MigrationTests: XCTestCase {
     let owner = Keys.owner, alice = Keys.alice, bob = Keys.bob, mallory = Keys.mallory
+
+    /// The version-2 schema (as p2pos wrote it before version 3), for building version-2 files.
+    static let v2Schema = """
+    CREATE TABLE IF NOT EXISTS ledger_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_sessions(
+        session_id TEXT PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL, status TEXT NOT NULL,
+        step_count INTEGER NOT NULL, resolved_count INTEGER NOT NULL,
+        created_index INTEGER NOT NULL, completed_index INTEGER, created_tx TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_participants(
+        session_id TEXT NOT NULL, actor TEXT NOT NULL, joined_index INTEGER NOT NULL,
+        PRIMARY KEY(session_id, actor)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_steps(
+        step_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, position INTEGER NOT NULL, title TEXT NOT NULL,
+        status TEXT NOT NULL, claimant TEXT, outcome TEXT, updated_index INTEGER NOT NULL,
+        resolved_index INTEGER) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS ledger_steps_by_session ON ledger_steps(session_id, position);
+    CREATE TABLE IF NOT EXISTS ledger_artifacts(
+        artifact_id TEXT PRIMARY KEY, step_id TEXT NOT NULL, kind TEXT NOT NULL, uri TEXT NOT NULL,
+        sha256 TEXT, added_by TEXT NOT NULL, added_index INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS ledger_artifacts_by_step ON ledger_artifacts(step_id, added_index);
+    CREATE TABLE IF NOT EXISTS ledger_decisions(
+        decision_id TEXT PRIMARY KEY, step_id TEXT NOT NULL, question TEXT NOT NULL, options TEXT NOT NULL,
+        quorum INTEGER NOT NULL, status TEXT NOT NULL, outcome TEXT, opened_by TEXT NOT NULL,
+        opened_index INTEGER NOT NULL, decided_index INTEGER) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS ledger_decisions_by_step ON ledger_decisions(step_id, opened_index);
+    CREATE TABLE IF NOT EXISTS ledger_votes(
+        decision_id TEXT NOT NULL, voter TEXT NOT NULL, option TEXT NOT NULL, cast_index INTEGER NOT NULL,
+        PRIMARY KEY(decision_id, voter)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ledger_events(
+        seq INTEGER PRIMARY KEY, raft_index INTEGER NOT NULL, op TEXT NOT NULL, actor TEXT NOT NULL,
+        tx_id TEXT NOT NULL, session_id TEXT NOT NULL, ts TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS ledger_events_by_session ON ledger_events(session_id, seq);
+    CREATE TABLE IF NOT EXISTS ledger_applied(
+        seq INTEGER PRIMARY KEY, tx_key INTEGER NOT NULL, tx_id TEXT NOT NULL, raft_index INTEGER NOT NULL,
+        signer TEXT NOT NULL, nonce_key INTEGER, nonce TEXT, status TEXT NOT NULL, code TEXT,
+        message TEXT NOT NULL, event_seq INTEGER);
+    DROP INDEX IF EXISTS ledger_applied_by_tx;
+    CREATE INDEX IF NOT EXISTS ledger_applied_replayed_by_tx ON ledger_applied(tx_key) WHERE nonce_key IS NULL;
+    CREATE INDEX IF NOT EXISTS ledger_applied_by_nonce ON ledger_applied(nonce_key) WHERE nonce_key IS NOT NULL;
+    """
+
+    /// Rewrite the current ledger file into the version-2 layout (what p2pos wrote before version
+    /// 3): the tables of `v2Schema`, filled with the rows a snapshot carries (the version-2 form).
+    func downgradeToV2(_ db: SQLiteDB) throws {
+        var rows: [String: [[SQLValue]]] = [:]
+        for t in Ledger.tables { rows[t.name] = try db.query(t.export) }
+        try db.exec("BEGIN")
+        for t in Ledger.storedTables { try db.exec("DROP TABLE \(t)") }
+        try db.exec(MigrationTests.v2Schema)
+        for (t, rs) in rows {
+            for r in rs { try db.run("INSERT INTO \(t) VALUES (\(Array(repeating: "?", count: r.count).joined(separator: ", ")))", r) }
+        }
+        try db.exec("COMMIT")
+        XCTAssertEqual(try db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
+    }
 
     /// Records of every kind: applied, rejected by a rule (it holds its nonce), REPLAYED (it does
     /// not), and one signer's nonce reused by another signer.
@@ -24,8 +80,9 @@ final class MigrationTests: XCTestCase {
         try h.ok(alice, .stepClaim, "{\"step_id\":\"a\"}")
     }
 
-    /// Rewrite a version-2 ledger file into the version-1 layout (what p2pos before this change wrote).
+    /// Rewrite the current ledger file into the version-1 layout.
     func downgradeToV1(_ db: SQLiteDB) throws {
+        try downgradeToV2(db)
         try db.exec("""
             BEGIN;
             CREATE TABLE old_applied(tx_id TEXT PRIMARY KEY, raft_index INTEGER NOT NULL, signer TEXT NOT NULL, status TEXT NOT NULL,
@@ -81,23 +138,94 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(try source.db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "1")
 
         let h = try Harness(path: path)
-        XCTAssertEqual(try h.ledger.snapshot(), expected, "the upgraded ledger is the one version 2 would have built")
-        XCTAssertEqual(try h.db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
-        XCTAssertFalse(try h.db.queryExists("SELECT 1 FROM sqlite_master WHERE name IN ('ledger_nonces', 'ledger_applied_v1')"))
+        XCTAssertEqual(try h.ledger.snapshot(), expected, "the upgraded ledger is the one version 3 would have built")
+        try checkUpgraded(h.db)
         try checkProtections(h, source)
         // Opening again changes nothing.
         let after = try h.ledger.snapshot()
         XCTAssertEqual(try Harness(path: path).ledger.snapshot(), after)
     }
 
+    /// An upgraded file: at the current version, with the current tables and indexes and nothing else.
+    func checkUpgraded(_ db: SQLiteDB, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(try db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), Ledger.schemaVersion, file: file, line: line)
+        XCTAssertEqual(try db.queryText("PRAGMA integrity_check"), "ok", file: file, line: line)
+        let fresh = try SQLiteDB(path: ":memory:")
+        _ = try Ledger(db: fresh, clusterID: Harness.cluster)
+        let objects = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+        XCTAssertEqual(try db.query(objects), try fresh.query(objects), "the same tables and indexes as a new ledger", file: file, line: line)
+    }
+
+    func testV2LedgerFileIsUpgradedOnOpen() throws {
+        let path = try temporaryDBPath("ledger.db")
+        let source = try Harness(path: path)
+        try fill(source)
+        let expected = try source.ledger.snapshot()
+        try downgradeToV2(source.db)
+        // A version-2 file from before the tx_id index became partial has the full one.
+        try source.db.exec("DROP INDEX ledger_applied_replayed_by_tx; CREATE INDEX ledger_applied_by_tx ON ledger_applied(tx_key)")
+        XCTAssertEqual(try source.db.queryText("SELECT typeof(tx_id) FROM ledger_applied LIMIT 1"), "text")
+
+        let h = try Harness(path: path)
+        XCTAssertEqual(try h.ledger.snapshot(), expected, "the upgraded ledger is the one version 3 would have built")
+        try checkUpgraded(h.db)
+        try checkProtections(h, source)
+        XCTAssertEqual(try h.applyBytes(source.entries[3].txBytes).code, .replayed, "the REPLAYED record answers its retry")
+        let after = try h.ledger.snapshot()
+        XCTAssertEqual(try Harness(path: path).ledger.snapshot(), after, "opening again changes nothing")
+    }
+
+    /// An upgrade that meets a bad row is refused and leaves the file as it was.
+    func testFailedUpgradeChangesNothing() throws {
+        let path = try temporaryDBPath("ledger.db")
+        let source = try Harness(path: path)
+        try fill(source)
+        try downgradeToV2(source.db)
+        try source.db.exec("UPDATE ledger_applied SET tx_key = tx_key + 1 WHERE seq = 2")
+        let objects = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+        let before = try source.db.query(objects)
+        let rows = try source.db.query("SELECT * FROM ledger_applied ORDER BY seq")
+        XCTAssertThrowsError(try Harness(path: path)) { e in
+            XCTAssertTrue("\(e)".contains("tx_key that does not match"), "\(e)")
+        }
+        XCTAssertEqual(try source.db.query(objects), before)
+        XCTAssertEqual(try source.db.query("SELECT * FROM ledger_applied ORDER BY seq"), rows)
+        XCTAssertEqual(try source.db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
+    }
+
     func testLedgerOfUnknownVersionIsRefused() throws {
         let path = try temporaryDBPath("ledger.db")
         let source = try Harness(path: path)
         try fill(source)
-        try source.db.exec("UPDATE ledger_meta SET value = '3' WHERE key = 'schema_version'")
+        try source.db.exec("UPDATE ledger_meta SET value = '4' WHERE key = 'schema_version'")
         XCTAssertThrowsError(try Harness(path: path)) { e in
-            XCTAssertTrue("\(e)".contains("schema version 3"), "\(e)")
+            XCTAssertTrue("\(e)".contains("schema version 4"), "\(e)")
         }
+    }
+
+    /// Version 3 stores a tx_id as its 32 bytes and a signer as a small id, everywhere a tx
+    /// leaves them; the queries and the snapshot still show hex and public keys.
+    func testRowsAreNarrow() throws {
+        let h = try Harness()
+        try fill(h)
+        XCTAssertEqual(try h.db.query("SELECT DISTINCT typeof(tx_id), length(tx_id), typeof(signer_id) FROM ledger_applied"), [[.text("blob"), .int(32), .text("integer")]])
+        XCTAssertEqual(try h.db.query("SELECT DISTINCT typeof(tx_id), length(tx_id), typeof(actor_id) FROM ledger_events"), [[.text("blob"), .int(32), .text("integer")]])
+        XCTAssertEqual(try h.db.query("SELECT DISTINCT typeof(created_tx), typeof(owner_id) FROM ledger_sessions"), [[.text("blob"), .text("integer")]])
+        // One row per signer ever recorded, in the order first recorded.
+        XCTAssertEqual(try h.db.query("SELECT signer FROM ledger_signers ORDER BY id").compactMap { $0[0].text },
+                       [owner, alice, bob, mallory].map(\.publicKey.base64))
+        let first = try XCTUnwrap(h.ledger.events(sessionID: "s1")?["events"]?.arrayValue?.first)
+        XCTAssertEqual(first["actor"], .string(owner.publicKey.base64))
+        XCTAssertEqual(first["tx_id"], .string(try Tx.decodeUnverified(h.entries[0].txBytes).txID))
+        XCTAssertEqual(try h.ledger.session(id: "s1")?["created_tx"], first["tx_id"])
+        XCTAssertEqual(try h.ledger.session(id: "s1")?["owner"], .string(owner.publicKey.base64))
+        XCTAssertEqual(try h.ledger.step(id: "a")?["claimant"], .string(alice.publicKey.base64))
+        // A handoff to a key this ledger never saw (no id) and to one it saw that did not join.
+        try h.reject(.notParticipant, alice, .stepHandoff, "{\"step_id\":\"a\",\"to\":\"\(Keys.key(9).publicKey.base64)\"}")
+        try h.reject(.notParticipant, alice, .stepHandoff, "{\"step_id\":\"a\",\"to\":\"\(mallory.publicKey.base64)\"}")
+        XCTAssertEqual(try h.db.query("SELECT count(*) FROM ledger_signers"), [[.int(4)]], "an unknown handoff target is not added")
+        try h.ok(alice, .stepHandoff, "{\"step_id\":\"a\",\"to\":\"\(bob.publicKey.base64)\"}")
+        XCTAssertEqual(try h.ledger.step(id: "a")?["claimant"], .string(bob.publicKey.base64))
     }
 
     func testV1SnapshotIsRestoredAndConverted() throws {
@@ -169,7 +297,7 @@ final class MigrationTests: XCTestCase {
             try h.db.query("EXPLAIN QUERY PLAN " + sql, [.int(1), .text("x"), .text("y")]).map { $0.last?.text ?? "" }.joined(separator: "; ")
         }
         XCTAssertTrue(try plan("SELECT raft_index FROM ledger_applied WHERE tx_key = ? AND tx_id = ? AND nonce_key IS NULL AND ? IS NOT NULL").contains("ledger_applied_replayed_by_tx"))
-        XCTAssertTrue(try plan("SELECT tx_id FROM ledger_applied WHERE nonce_key = ? AND signer = ? AND nonce = ?").contains("ledger_applied_by_nonce"))
+        XCTAssertTrue(try plan("SELECT tx_id FROM ledger_applied WHERE nonce_key = ? AND signer_id = ? AND nonce = ?").contains("ledger_applied_by_nonce"))
     }
 
     /// Only REPLAYED records (they hold no nonce) are indexed by tx_id; every other record is
@@ -191,29 +319,6 @@ final class MigrationTests: XCTestCase {
             XCTAssertEqual(try h.ledger.precheck(tx)?.raftIndex, e.raftIndex)
             XCTAssertEqual(try h.applyBytes(e.txBytes).raftIndex, e.raftIndex, "a retry answers the original result")
         }
-    }
-
-    /// A version-2 ledger written before the tx_id index became partial: opening it drops the full
-    /// index and builds the partial one; records and lookups are unchanged, and so is the file's
-    /// version (an older p2pos opening it again rebuilds its full index).
-    func testFullTxIDIndexIsReplacedOnOpen() throws {
-        let path = try temporaryDBPath("ledger.db")
-        let source = try Harness(path: path)
-        try fill(source)
-        let expected = try source.ledger.snapshot()
-        try source.db.exec("DROP INDEX ledger_applied_replayed_by_tx; CREATE INDEX ledger_applied_by_tx ON ledger_applied(tx_key)")
-        func indexes(_ db: SQLiteDB) throws -> [String] {
-            try db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_applied' ORDER BY name").compactMap { $0[0].text }
-        }
-        XCTAssertEqual(try indexes(source.db), ["ledger_applied_by_nonce", "ledger_applied_by_tx"])
-
-        let h = try Harness(path: path)
-        XCTAssertEqual(try indexes(h.db), ["ledger_applied_by_nonce", "ledger_applied_replayed_by_tx"])
-        XCTAssertEqual(try h.ledger.snapshot(), expected)
-        XCTAssertEqual(try h.db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
-        XCTAssertEqual(try h.db.queryText("PRAGMA integrity_check"), "ok")
-        try checkProtections(h, source)
-        XCTAssertEqual(try h.applyBytes(source.entries[3].txBytes).code, .replayed, "the REPLAYED record answers its retry")
     }
 
     func testKeys() {
