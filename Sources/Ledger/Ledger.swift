@@ -171,45 +171,23 @@ public final class Ledger: @unchecked Sendable {
         try db.run("INSERT OR IGNORE INTO ledger_meta(key, value) VALUES ('last_applied_index', '0')")
     }
 
-    /// The ledger's tables as snapshots carry them, each with the SELECT that gives its rows in
-    /// the columns and order of schema version 2 (`p2pos-ledger-snapshot/2`, see Migration.swift):
-    /// tx_ids as hex text, signers as their public keys. `ledger_signers` is not carried (restore
-    /// rebuilds it), so a snapshot's bytes are the same whichever version wrote it.
-    /// (LEFT JOINs: they keep the first table as the outer loop, in its key order, and lose no row.)
+    /// The ledger's tables as snapshots carry them, each with the SELECT that reads its stored
+    /// rows in snapshot order. The snapshot has the rows in the form of schema version 2
+    /// (`p2pos-ledger-snapshot/2`, see Migration.swift): `snapshot()` writes tx_ids as hex and
+    /// signer ids as public keys (the columns `V2Rows.forms` names), and sorts the participants of
+    /// a session and the votes of a decision by public key, as version 2's keys ordered them.
+    /// `ledger_signers` is not carried (restore rebuilds it), so a snapshot's bytes are the same
+    /// whichever version wrote it.
     static let tables: [(name: String, export: String)] = [
         ("ledger_meta", "SELECT key, CASE key WHEN 'schema_version' THEN '\(snapshotSchemaVersion)' ELSE value END FROM ledger_meta ORDER BY key"),
-        ("ledger_sessions", """
-            SELECT s.session_id, s.title, o.signer, s.status, s.step_count, s.resolved_count, s.created_index, s.completed_index, lower(hex(s.created_tx))
-            FROM ledger_sessions s LEFT JOIN ledger_signers o ON o.id = s.owner_id ORDER BY s.session_id
-            """),
-        ("ledger_participants", """
-            SELECT p.session_id, a.signer, p.joined_index
-            FROM ledger_participants p LEFT JOIN ledger_signers a ON a.id = p.actor_id ORDER BY p.session_id, a.signer
-            """),
-        ("ledger_steps", """
-            SELECT s.step_id, s.session_id, s.position, s.title, s.status, c.signer, s.outcome, s.updated_index, s.resolved_index
-            FROM ledger_steps s LEFT JOIN ledger_signers c ON c.id = s.claimant_id ORDER BY s.step_id
-            """),
-        ("ledger_artifacts", """
-            SELECT a.artifact_id, a.step_id, a.kind, a.uri, a.sha256, b.signer, a.added_index
-            FROM ledger_artifacts a LEFT JOIN ledger_signers b ON b.id = a.added_by_id ORDER BY a.artifact_id
-            """),
-        ("ledger_decisions", """
-            SELECT d.decision_id, d.step_id, d.question, d.options, d.quorum, d.status, d.outcome, o.signer, d.opened_index, d.decided_index
-            FROM ledger_decisions d LEFT JOIN ledger_signers o ON o.id = d.opened_by_id ORDER BY d.decision_id
-            """),
-        ("ledger_votes", """
-            SELECT v.decision_id, w.signer, v.option, v.cast_index
-            FROM ledger_votes v LEFT JOIN ledger_signers w ON w.id = v.voter_id ORDER BY v.decision_id, w.signer
-            """),
-        ("ledger_events", """
-            SELECT e.seq, e.raft_index, e.op, a.signer, lower(hex(e.tx_id)), e.session_id, e.ts
-            FROM ledger_events e LEFT JOIN ledger_signers a ON a.id = e.actor_id ORDER BY e.seq
-            """),
-        ("ledger_applied", """
-            SELECT r.seq, r.tx_key, lower(hex(r.tx_id)), r.raft_index, s.signer, r.nonce_key, r.nonce, r.status, r.code, r.message, r.event_seq
-            FROM ledger_applied r LEFT JOIN ledger_signers s ON s.id = r.signer_id ORDER BY r.seq
-            """),
+        ("ledger_sessions", "SELECT * FROM ledger_sessions ORDER BY session_id"),
+        ("ledger_participants", "SELECT * FROM ledger_participants ORDER BY session_id"),
+        ("ledger_steps", "SELECT * FROM ledger_steps ORDER BY step_id"),
+        ("ledger_artifacts", "SELECT * FROM ledger_artifacts ORDER BY artifact_id"),
+        ("ledger_decisions", "SELECT * FROM ledger_decisions ORDER BY decision_id"),
+        ("ledger_votes", "SELECT * FROM ledger_votes ORDER BY decision_id"),
+        ("ledger_events", "SELECT * FROM ledger_events ORDER BY seq"),
+        ("ledger_applied", "SELECT * FROM ledger_applied ORDER BY seq"),
     ]
 
     /// Every table of the stored schema (what a restore empties).
@@ -279,10 +257,8 @@ public final class Ledger: @unchecked Sendable {
     // either the row holding its nonce (found through `ledger_applied_by_nonce`; its tx_id is
     // then this one) or a REPLAYED rejection of it. Only those rows — rare: a signer reusing a
     // nonce — are indexed by tx_id (`ledger_applied_replayed_by_tx`, partial), so an ordinary tx
-    // inserts into one random-keyed index, not two. (Version-2 ledgers written before had a full
-    // `ledger_applied_by_tx`: it is dropped on open and the partial one built once. The rows are
-    // the same, so snapshots stay compatible both ways; an older p2pos that opens the file
-    // rebuilds its full index.) A commit group dirties nearly every page of a random-keyed index
+    // inserts into one random-keyed index, not two. (Early version-2 ledgers had a full
+    // `ledger_applied_by_tx`; the upgrade to version 3 drops it with every old index.) A commit group dirties nearly every page of a random-keyed index
     // once the group holds more txs than the index has pages, so each such index costs page
     // writes that grow with the ledger.
 
@@ -421,7 +397,9 @@ public final class Ledger: @unchecked Sendable {
 
     // MARK: Signer ids
 
-    /// The id of `signer` in `ledger_signers`, nil when it was never recorded.
+    /// The id of `signer` in `ledger_signers`, nil when it was never recorded. Signers are base64
+    /// text (ASCII: apply takes them from decoded keys, restore checks them), so the cache's
+    /// String keys compare byte for byte, as SQLite does.
     func signerID(_ signer: String) throws -> Int64? {
         if writes, let id = signerIDs[signer] { return id }
         guard let id = try db.query("SELECT id FROM ledger_signers WHERE signer = ?", [.text(signer)]).first?.first?.int else { return nil }
@@ -432,9 +410,9 @@ public final class Ledger: @unchecked Sendable {
     /// The id of `signer`, added to `ledger_signers` when new (in the caller's write transaction).
     func signerIDAdding(_ signer: String) throws -> Int64 {
         if let id = try signerID(signer) { return id }
-        guard let id = try db.query("INSERT INTO ledger_signers(signer) VALUES (?) RETURNING id", [.text(signer)]).first?.first?.int else {
-            throw LedgerError("ledger_signers: no id returned for a new signer")
-        }
+        // (No RETURNING: it needs SQLite 3.35; this connection is the only writer.)
+        try db.run("INSERT INTO ledger_signers(signer) VALUES (?)", [.text(signer)])
+        let id = db.lastInsertRowID
         remember(signer, id)
         return id
     }

@@ -1,5 +1,6 @@
 import Storage
 import Support
+import Wire
 
 /// Older ledgers, in files and in snapshots.
 ///
@@ -125,7 +126,12 @@ final class V2Rows {
         if table == "ledger_applied" { try V2Rows.checkKeys(row) }
         if let c = form.signer {
             switch row[c] {
-            case .text(let s): cells[c] = .int(try ledger.signerIDAdding(s))
+            case .text(let s):
+                // Base64 text (as every signer is): ASCII, so ids are assigned byte for byte.
+                guard !s.isEmpty, s.utf8.allSatisfy(Base64.isTextByte) else {
+                    throw LedgerError("a row of \(table) has a signer that is not base64 text")
+                }
+                cells[c] = .int(try ledger.signerIDAdding(s))
             case .null where form.signerMayBeNull: break
             default: throw LedgerError("a row of \(table) lacks its signer's public key")
             }

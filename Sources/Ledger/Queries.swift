@@ -169,13 +169,24 @@ extension Ledger {
         out.append(contentsOf: "{\"format\":".utf8)
         CanonicalJSON.appendString(Ledger.snapshotFormat, to: &out)
         out.append(contentsOf: ",\"tables\":{".utf8)
+        // Each signer id's public key as a JSON string, ready to copy into a row.
+        var signers: [Int64: [UInt8]] = [:]
+        try db.forEachRow("SELECT id, signer FROM ledger_signers") { r in
+            var json: [UInt8] = []
+            r.withText(1) { CanonicalJSON.appendString(utf8: $0, to: &json) }
+            signers[r.int(0)] = json
+        }
         // Canonical member order: names are ASCII, so UTF-16 order is byte order.
         for (ti, t) in Ledger.tables.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }).enumerated() {
             if ti > 0 { out.append(UInt8(ascii: ",")) }
             CanonicalJSON.appendString(t.name, to: &out)
             out.append(contentsOf: ":[".utf8)
+            let form = V2Rows.forms[t.name] ?? V2Rows.Form(columns: 0)
+            // Participants and votes: stored in (session or decision, signer id) order; the
+            // snapshot orders each group by public key.
+            let sortsGroups = t.name == "ledger_participants" || t.name == "ledger_votes"
             try db.withRows(t.export) { rows in
-                try Ledger.appendRows(rows, of: t.name, to: &out, chunk: chunk, sink: sink)
+                try Ledger.appendRows(rows, of: t.name, form: form, signers: signers, sortsGroups: sortsGroups, to: &out, chunk: chunk, sink: sink)
             }
             out.append(UInt8(ascii: "]"))
         }
@@ -183,31 +194,93 @@ extension Ledger {
         if !out.isEmpty { try out.withUnsafeBytes(sink) }
     }
 
-    /// One table's rows as canonical JSON arrays, handing `out` to `sink` whenever it holds
-    /// `chunk` bytes. (`out` is a parameter rather than a captured variable: see `withRows`.)
-    private static func appendRows(_ rows: SQLRows, of table: String, to out: inout [UInt8], chunk: Int,
-                                   sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// One table's rows as canonical JSON arrays in the version-2 form (`form` says which column
+    /// holds a signer id and which a tx_id), handing `out` to `sink` whenever it holds `chunk`
+    /// bytes. With `sortsGroups`, the rows that share their first column are written sorted by
+    /// their signer's public key. (`out` is a parameter rather than a captured variable: see
+    /// `withRows`.)
+    private static func appendRows(_ rows: SQLRows, of table: String, form: V2Rows.Form, signers: [Int64: [UInt8]], sortsGroups: Bool,
+                                   to out: inout [UInt8], chunk: Int, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let row = rows.cursor
         var first = true
-        while try rows.next() {
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            out.append(UInt8(ascii: "["))
-            for c in 0..<row.columnCount {
-                if c > 0 { out.append(UInt8(ascii: ",")) }
-                switch row.kind(c) {
-                case .null: out.append(contentsOf: "null".utf8)
-                case .int: CanonicalJSON.appendInt(row.int(c), to: &out)
-                case .text: row.withText(c) { CanonicalJSON.appendString(utf8: $0, to: &out) }
-                case .double, .blob: throw LedgerError("snapshot: unexpected non-integer, non-text value in \(table)")
+        var group: [UInt8] = []                                  // first column of the pending rows
+        var pending: [(key: [UInt8], start: Int, end: Int)] = []  // signer JSON, row bytes in `held`
+        var held: [UInt8] = []
+        while true {
+            let more = try rows.next()
+            if sortsGroups {
+                let same = more && row.withText(0) { $0.elementsEqual(group) }
+                if !same && !pending.isEmpty {
+                    // JSON strings of base64 text: byte order is the order of the keys.
+                    if pending.count > 1 { pending.sort { $0.key.lexicographicallyPrecedes($1.key) } }
+                    for p in pending {
+                        if !first { out.append(UInt8(ascii: ",")) }
+                        first = false
+                        out.append(contentsOf: held[p.start..<p.end])
+                    }
+                    pending.removeAll(keepingCapacity: true)
+                    held.removeAll(keepingCapacity: true)
+                }
+                if more && !same {
+                    group.removeAll(keepingCapacity: true)
+                    row.withText(0) { group.append(contentsOf: $0) }
                 }
             }
-            out.append(UInt8(ascii: "]"))
             if out.count >= chunk {
                 try out.withUnsafeBytes(sink)
                 out.removeAll(keepingCapacity: true)
             }
+            guard more else { break }
+            if sortsGroups {
+                let start = held.count
+                let key = try appendRow(row, of: table, form: form, signers: signers, to: &held)
+                pending.append((key, start, held.count))
+            } else {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                _ = try appendRow(row, of: table, form: form, signers: signers, to: &out)
+            }
         }
+    }
+
+    /// One row as a JSON array; returns its signer's public key as a JSON string (empty when none).
+    private static func appendRow(_ row: SQLRowCursor, of table: String, form: V2Rows.Form, signers: [Int64: [UInt8]],
+                                  to out: inout [UInt8]) throws -> [UInt8] {
+        var key: [UInt8] = []
+        out.append(UInt8(ascii: "["))
+        for c in 0..<row.columnCount {
+            if c > 0 { out.append(UInt8(ascii: ",")) }
+            switch row.kind(c) {
+            case .null: out.append(contentsOf: "null".utf8)
+            case .int where c == form.signer:
+                guard let s = signers[row.int(c)] else { throw LedgerError("snapshot: \(table) names signer id \(row.int(c)), which ledger_signers lacks") }
+                out.append(contentsOf: s)
+                key = s
+            case .int: CanonicalJSON.appendInt(row.int(c), to: &out)
+            case .text: row.withText(c) { CanonicalJSON.appendString(utf8: $0, to: &out) }
+            case .blob where c == form.txID:
+                try row.withBlob(c) { b in
+                    guard b.count == 32 else { throw LedgerError("snapshot: a tx_id in \(table) is \(b.count) bytes, not 32") }
+                    // Built on the stack and appended once (an append per digit cost more than
+                    // the rest of the row).
+                    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 66) { t in
+                        let digits: StaticString = "0123456789abcdef"
+                        let d = digits.utf8Start
+                        t[0] = UInt8(ascii: "\"")
+                        for i in 0..<32 {
+                            let x = b[i]
+                            t[1 + 2 * i] = d[Int(x >> 4)]
+                            t[2 + 2 * i] = d[Int(x & 15)]
+                        }
+                        t[65] = UInt8(ascii: "\"")
+                        out.append(contentsOf: t)
+                    }
+                }
+            case .double, .blob: throw LedgerError("snapshot: unexpected value type in column \(c) of \(table)")
+            }
+        }
+        out.append(UInt8(ascii: "]"))
+        return key
     }
 
     /// Replace the whole ledger state with a snapshot made by `snapshot()` (in one transaction).

@@ -110,6 +110,13 @@ public struct SQLRowCursor {
         }
     }
 
+    /// The column's bytes (a blob's, or text's UTF-8), valid only inside `body`.
+    public func withBlob<T>(_ column: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let p = sqlite3_column_blob(stmt, Int32(column))
+        let n = Int(sqlite3_column_bytes(stmt, Int32(column)))
+        return try body(UnsafeRawBufferPointer(start: p, count: p == nil ? 0 : n))
+    }
+
     /// The column's text as UTF-8 bytes, valid only inside `body`.
     public func withText<T>(_ column: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
         let p = sqlite3_column_text(stmt, Int32(column))

@@ -585,7 +585,7 @@ public enum CanonicalJSON {
 
     /// Append an integer the way `canonicalBytes` writes `.int`.
     public static func appendInt(_ n: Int64, to out: inout [UInt8]) {
-        out.append(contentsOf: String(n).utf8)
+        JSONWriter.writeInt(n, into: &out)
     }
 }
 

@@ -94,19 +94,7 @@ final class FlowTests: XCTestCase {
         try runFlow(a)
         let odd = "q\"b\\s/\n\t\r\u{1}\u{1f}\u{7f} é ✓ 🙂 \u{2028}"
         try a.ok(mallory, .sessionCreate, "{\"session_id\":\"odd\",\"title\":\(JSONValue.string(odd).canonicalString),\"steps\":[{\"step_id\":\"odd-1\",\"title\":\"\\u0002x\"}]}")
-        var tables = JSONObject()
-        for t in Ledger.tables {
-            tables[t.name] = .array(try a.db.query(t.export).map { row in
-                .array(row.map { v -> JSONValue in
-                    switch v {
-                    case .int(let i): return .int(i)
-                    case .text(let s): return .string(s)
-                    default: return .null
-                    }
-                })
-            })
-        }
-        let reference = JSONValue.obj([("format", .string(Ledger.snapshotFormat)), ("tables", .object(tables))]).canonicalBytes
+        let reference = try Harness.snapshotJSON { name in try a.db.query(Harness.v2Form.first { $0.name == name }!.select) }
         let streamed = try a.ledger.snapshot()
         XCTAssertEqual(String(decoding: streamed, as: UTF8.self), String(decoding: reference, as: UTF8.self))
         XCTAssertEqual(streamed, reference)
@@ -187,6 +175,12 @@ final class FlowTests: XCTestCase {
         // Nesting is limited (the parser recurses): 8 levels in an ignored member pass, 9 do not.
         refused(Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"note\":[[[[[[[[1]]]]]]]],\"tables\":{").utf8), "nested too deep")
         refused(Array(text.replacingOccurrences(of: "\"tables\":{", with: "\"n\\u00e9\":1,\"ne\\u0301\":1,\"n\\u00e9\":1,\"tables\":{").utf8), "duplicate member")
+        // Rows converted on the way in: a signer must be base64 text and a tx_id 64 lowercase
+        // hex digits.
+        refused(Array(text.replacingOccurrences(of: alice.publicKey.base64, with: "alice's key").utf8), "a signer that is not base64")
+        let txID = try Tx.decodeUnverified(a.entries[0].txBytes).txID
+        refused(Array(text.replacingOccurrences(of: txID, with: txID.uppercased()).utf8), "a tx_id in capitals")
+        refused(Array(text.replacingOccurrences(of: txID, with: String(txID.dropLast(2))).utf8), "a short tx_id")
         refused(Array("[]".utf8), "not an object")
         refused([], "empty")
         // Unknown members and unknown tables are ignored, as before; keys that differ only in

@@ -96,6 +96,61 @@ final class Harness {
         return JSONValue.object(tables).canonicalString
     }
 
+    /// The ledger's tables in the version-2 form, read with joins and SQL functions: an oracle
+    /// for `snapshot()`, which converts the stored rows itself.
+    static let v2Form: [(name: String, select: String)] = [
+        ("ledger_meta", "SELECT key, CASE key WHEN 'schema_version' THEN '2' ELSE value END FROM ledger_meta ORDER BY key"),
+        ("ledger_sessions", """
+            SELECT s.session_id, s.title, o.signer, s.status, s.step_count, s.resolved_count, s.created_index, s.completed_index, lower(hex(s.created_tx))
+            FROM ledger_sessions s LEFT JOIN ledger_signers o ON o.id = s.owner_id ORDER BY s.session_id
+            """),
+        ("ledger_participants", """
+            SELECT p.session_id, a.signer, p.joined_index
+            FROM ledger_participants p LEFT JOIN ledger_signers a ON a.id = p.actor_id ORDER BY p.session_id, a.signer
+            """),
+        ("ledger_steps", """
+            SELECT s.step_id, s.session_id, s.position, s.title, s.status, c.signer, s.outcome, s.updated_index, s.resolved_index
+            FROM ledger_steps s LEFT JOIN ledger_signers c ON c.id = s.claimant_id ORDER BY s.step_id
+            """),
+        ("ledger_artifacts", """
+            SELECT a.artifact_id, a.step_id, a.kind, a.uri, a.sha256, b.signer, a.added_index
+            FROM ledger_artifacts a LEFT JOIN ledger_signers b ON b.id = a.added_by_id ORDER BY a.artifact_id
+            """),
+        ("ledger_decisions", """
+            SELECT d.decision_id, d.step_id, d.question, d.options, d.quorum, d.status, d.outcome, o.signer, d.opened_index, d.decided_index
+            FROM ledger_decisions d LEFT JOIN ledger_signers o ON o.id = d.opened_by_id ORDER BY d.decision_id
+            """),
+        ("ledger_votes", """
+            SELECT v.decision_id, w.signer, v.option, v.cast_index
+            FROM ledger_votes v LEFT JOIN ledger_signers w ON w.id = v.voter_id ORDER BY v.decision_id, w.signer
+            """),
+        ("ledger_events", """
+            SELECT e.seq, e.raft_index, e.op, a.signer, lower(hex(e.tx_id)), e.session_id, e.ts
+            FROM ledger_events e LEFT JOIN ledger_signers a ON a.id = e.actor_id ORDER BY e.seq
+            """),
+        ("ledger_applied", """
+            SELECT r.seq, r.tx_key, lower(hex(r.tx_id)), r.raft_index, s.signer, r.nonce_key, r.nonce, r.status, r.code, r.message, r.event_seq
+            FROM ledger_applied r LEFT JOIN ledger_signers s ON s.id = r.signer_id ORDER BY r.seq
+            """),
+    ]
+
+    /// The canonical JSON a snapshot of the rows `read` gives for each table would be.
+    static func snapshotJSON(_ read: (String) throws -> [[SQLValue]]) rethrows -> [UInt8] {
+        var tables = JSONObject()
+        for t in v2Form {
+            tables[t.name] = .array(try read(t.name).map { row in
+                .array(row.map { v -> JSONValue in
+                    switch v {
+                    case .int(let i): return .int(i)
+                    case .text(let s): return .string(s)
+                    default: return .null
+                    }
+                })
+            })
+        }
+        return JSONValue.obj([("format", .string(Ledger.snapshotFormat)), ("tables", .object(tables))]).canonicalBytes
+    }
+
     func stepStatus(_ id: String) throws -> String? { try ledger.step(id: id)?["status"]?.stringValue }
     func claimant(_ id: String) throws -> JSONValue? { try ledger.step(id: id)?["claimant"] }
 }

@@ -53,21 +53,6 @@ final class MigrationTests: XCTestCase {
     CREATE INDEX IF NOT EXISTS ledger_applied_by_nonce ON ledger_applied(nonce_key) WHERE nonce_key IS NOT NULL;
     """
 
-    /// Rewrite the current ledger file into the version-2 layout (what p2pos wrote before version
-    /// 3): the tables of `v2Schema`, filled with the rows a snapshot carries (the version-2 form).
-    func downgradeToV2(_ db: SQLiteDB) throws {
-        var rows: [String: [[SQLValue]]] = [:]
-        for t in Ledger.tables { rows[t.name] = try db.query(t.export) }
-        try db.exec("BEGIN")
-        for t in Ledger.storedTables { try db.exec("DROP TABLE \(t)") }
-        try db.exec(MigrationTests.v2Schema)
-        for (t, rs) in rows {
-            for r in rs { try db.run("INSERT INTO \(t) VALUES (\(Array(repeating: "?", count: r.count).joined(separator: ", ")))", r) }
-        }
-        try db.exec("COMMIT")
-        XCTAssertEqual(try db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
-    }
-
     /// Records of every kind: applied, rejected by a rule (it holds its nonce), REPLAYED (it does
     /// not), and one signer's nonce reused by another signer.
     func fill(_ h: Harness) throws {
@@ -78,6 +63,30 @@ final class MigrationTests: XCTestCase {
         try h.ok(bob, .participantJoin, "{\"session_id\":\"s1\"}")
         XCTAssertEqual(try h.apply(mallory, .stepClaim, "{\"step_id\":\"a\"}", nonce: "m1").code, .notParticipant)
         try h.ok(alice, .stepClaim, "{\"step_id\":\"a\"}")
+    }
+
+    /// Rewrite the current ledger file into the version-2 layout (what p2pos wrote before version
+    /// 3): the tables of `v2Schema`, filled with the rows read in the version-2 form by
+    /// `Harness.v2Form` (joins, not the code under test).
+    func downgradeToV2(_ db: SQLiteDB) throws {
+        var rows: [String: [[SQLValue]]] = [:]
+        for t in Harness.v2Form { rows[t.name] = try db.query(t.select) }
+        try db.exec("BEGIN")
+        for t in Ledger.storedTables { try db.exec("DROP TABLE \(t)") }
+        try db.exec(MigrationTests.v2Schema)
+        for (t, rs) in rows {
+            for r in rs { try db.run("INSERT INTO \(t) VALUES (\(Array(repeating: "?", count: r.count).joined(separator: ", ")))", r) }
+        }
+        try db.exec("COMMIT")
+        XCTAssertEqual(try db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
+    }
+
+    /// The snapshot version 2 made of a version-2 file: every table in primary-key order.
+    func v2Snapshot(_ db: SQLiteDB) throws -> [UInt8] {
+        let orderBy = ["ledger_meta": "key", "ledger_sessions": "session_id", "ledger_participants": "session_id, actor",
+                       "ledger_steps": "step_id", "ledger_artifacts": "artifact_id", "ledger_decisions": "decision_id",
+                       "ledger_votes": "decision_id, voter", "ledger_events": "seq", "ledger_applied": "seq"]
+        return try Harness.snapshotJSON { name in try db.query("SELECT * FROM \(name) ORDER BY \(orderBy[name]!)") }
     }
 
     /// Rewrite the current ledger file into the version-1 layout.
@@ -162,6 +171,7 @@ final class MigrationTests: XCTestCase {
         try fill(source)
         let expected = try source.ledger.snapshot()
         try downgradeToV2(source.db)
+        XCTAssertEqual(try v2Snapshot(source.db), expected, "version 3's snapshot is the one version 2 made of the same rows")
         // A version-2 file from before the tx_id index became partial has the full one.
         try source.db.exec("DROP INDEX ledger_applied_replayed_by_tx; CREATE INDEX ledger_applied_by_tx ON ledger_applied(tx_key)")
         XCTAssertEqual(try source.db.queryText("SELECT typeof(tx_id) FROM ledger_applied LIMIT 1"), "text")
