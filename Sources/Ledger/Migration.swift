@@ -57,6 +57,16 @@ extension Ledger {
         }
         Log.info("ledger", "schema_upgraded", ["from": version, "to": Ledger.schemaVersion, "rows": rows,
                                                  "ms": (Monotonic.nanos() &- started) / 1_000_000])
+        // The old tables' pages are free now (more than half the file): give them back, or the
+        // file keeps its old size until the ledger grows into them. Only space is at stake, so a
+        // failure (no room for the copy) is logged, not fatal.
+        let vacuumStarted = Monotonic.nanos()
+        do {
+            try db.exec("VACUUM")
+            Log.info("ledger", "vacuumed", ["ms": (Monotonic.nanos() &- vacuumStarted) / 1_000_000])
+        } catch {
+            Log.warn("ledger", "vacuum_failed", ["reason": "\(error)"])
+        }
     }
 
     /// Convert the version-1 record tables `applied` and `nonces` in `schema` into records, in

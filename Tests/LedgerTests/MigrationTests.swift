@@ -179,6 +179,7 @@ final class MigrationTests: XCTestCase {
         let h = try Harness(path: path)
         XCTAssertEqual(try h.ledger.snapshot(), expected, "the upgraded ledger is the one version 3 would have built")
         try checkUpgraded(h.db)
+        XCTAssertEqual(try h.db.query("PRAGMA freelist_count"), [[.int(0)]], "the old tables' pages were given back")
         try checkProtections(h, source)
         XCTAssertEqual(try h.applyBytes(source.entries[3].txBytes).code, .replayed, "the REPLAYED record answers its retry")
         let after = try h.ledger.snapshot()
