@@ -190,6 +190,11 @@ public final class Ledger: @unchecked Sendable {
         ("ledger_applied", "SELECT * FROM ledger_applied ORDER BY seq"),
     ]
 
+    /// `INSERT INTO table VALUES (?, …)` with `columns` parameters.
+    static func insertSQL(_ table: String, columns: Int) -> String {
+        "INSERT INTO \(table) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))"
+    }
+
     /// Every table of the stored schema (what a restore empties).
     static let storedTables = tables.map(\.name) + ["ledger_signers"]
 
@@ -390,9 +395,7 @@ public final class Ledger: @unchecked Sendable {
 
     /// A tx_id as stored: its 32 bytes; nil for anything that is not 64 lowercase hex digits.
     static func txIDBlob(_ txID: String) -> [UInt8]? {
-        guard txID.utf8.count == 64, txID.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
-              let b = Hex.decode(txID) else { return nil }
-        return b
+        Hex.isLowercase(txID, count: 64) ? Hex.decode(txID) : nil
     }
 
     // MARK: Signer ids

@@ -27,6 +27,7 @@ extension Ledger {
     /// snapshot's rows are, see `V2Rows`); then the old tables are dropped.
     func migrate(from version: String) throws {
         let started = Monotonic.nanos()
+        writes = true    // this instance writes: V2Rows's signer ids are cached, not looked up per row
         var rows = 0
         try db.transaction {
             // The old indexes go first: their names are the current schema's.
@@ -126,6 +127,9 @@ final class V2Rows {
         "ledger_applied": Form(columns: 11, signer: 4, txID: 2),
     ]
 
+    /// Each table's INSERT, built once (restore and upgrades insert row by row).
+    static let inserts = Dictionary(uniqueKeysWithValues: forms.map { ($0.key, Ledger.insertSQL($0.key, columns: $0.value.columns)) })
+
     let ledger: Ledger
     init(_ ledger: Ledger) { self.ledger = ledger }
 
@@ -152,7 +156,7 @@ final class V2Rows {
             }
             cells[c] = .blob(b)
         }
-        try ledger.db.run("INSERT INTO \(table) VALUES (\(Array(repeating: "?", count: form.columns).joined(separator: ", ")))", cells)
+        try ledger.db.run(V2Rows.inserts[table]!, cells)
     }
 
     /// A record's (seq, tx_key, tx_id, raft_index, signer, nonce_key, nonce, …): its keys must be

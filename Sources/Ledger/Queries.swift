@@ -261,20 +261,9 @@ extension Ledger {
             case .blob where c == form.txID:
                 try row.withBlob(c) { b in
                     guard b.count == 32 else { throw LedgerError("snapshot: a tx_id in \(table) is \(b.count) bytes, not 32") }
-                    // Built on the stack and appended once (an append per digit cost more than
-                    // the rest of the row).
-                    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 66) { t in
-                        let digits: StaticString = "0123456789abcdef"
-                        let d = digits.utf8Start
-                        t[0] = UInt8(ascii: "\"")
-                        for i in 0..<32 {
-                            let x = b[i]
-                            t[1 + 2 * i] = d[Int(x >> 4)]
-                            t[2 + 2 * i] = d[Int(x & 15)]
-                        }
-                        t[65] = UInt8(ascii: "\"")
-                        out.append(contentsOf: t)
-                    }
+                    out.append(UInt8(ascii: "\""))
+                    Hex.append(b, to: &out)
+                    out.append(UInt8(ascii: "\""))
                 }
             case .double, .blob: throw LedgerError("snapshot: unexpected value type in column \(c) of \(table)")
             }
@@ -345,7 +334,7 @@ extension Ledger {
                                 _ = try cur.value(depth: 3)    // not a table of this schema: ignored
                                 continue
                             }
-                            let raw = table.hasPrefix("temp.") ? "INSERT INTO \(table) VALUES (\(Array(repeating: "?", count: columns).joined(separator: ", ")))" : nil
+                            let raw = table.hasPrefix("temp.") ? Ledger.insertSQL(table, columns: columns) : nil
                             try cur.expect(UInt8(ascii: "["))
                             var firstRow = true
                             while try cur.next(close: UInt8(ascii: "]"), first: &firstRow) {

@@ -442,7 +442,7 @@ struct PayloadReader {
             var sha: String? = nil
             if payload["sha256"] != nil {
                 let s = try r.string("sha256")
-                guard s.utf8.count == 64, s.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else {
+                guard Hex.isLowercase(s, count: 64) else {
                     throw r.bad("\"sha256\" must be 64 lowercase hex digits")
                 }
                 sha = s

@@ -75,7 +75,7 @@ final class MigrationTests: XCTestCase {
         for t in Ledger.storedTables { try db.exec("DROP TABLE \(t)") }
         try db.exec(MigrationTests.v2Schema)
         for (t, rs) in rows {
-            for r in rs { try db.run("INSERT INTO \(t) VALUES (\(Array(repeating: "?", count: r.count).joined(separator: ", ")))", r) }
+            for r in rs { try db.run(Ledger.insertSQL(t, columns: r.count), r) }
         }
         try db.exec("COMMIT")
         XCTAssertEqual(try db.queryText("SELECT value FROM ledger_meta WHERE key = 'schema_version'"), "2")
