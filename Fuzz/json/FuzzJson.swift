@@ -12,6 +12,15 @@ func fuzzOne(_ bytes: [UInt8]) {
     guard let back = try? JSONValue.parse(canon) else { fatalError("canonical form does not parse") }
     precondition(back.canonicalBytes == canon, "canonical form is not a fixed point")
     precondition((try? JSONValue.parse(Array(v.compactString.utf8))) == v, "compact form does not round-trip")
+    // Input the parser calls canonical is exactly the canonical form, and a member cut out of it
+    // matches the writer.
+    guard let doc = try? JSONDocument(bytes) else { fatalError("parse and JSONDocument disagree") }
+    if doc.isCanonical {
+        precondition(bytes == canon, "input taken for canonical is not")
+        for key in doc.value.objectValue?.keys ?? [] {
+            precondition(doc.canonicalBytes(of: bytes, prefix: "", omitting: key) == v.canonicalBytes(prefix: "", omitting: key), "cut member differs")
+        }
+    }
 }
 
 #if FUZZING

@@ -677,9 +677,12 @@ public final class ControlServer: @unchecked Sendable {
                 let responder = HTTPResponder { [weak self] response in
                     guard let self = self else { return }
                     self.lock.lock()
+                    // Completions waiting for the loop already woke it: one wake-up per batch of
+                    // answers (a commit answers many clients at once), not one per answer.
+                    let first = self.completions.isEmpty
                     self.completions.append((conn: cid, seq: seq, response: response))
                     self.lock.unlock()
-                    self.wake()
+                    if first { self.wake() }
                 }
                 let router = self.router
                 let queue = handlerQueue

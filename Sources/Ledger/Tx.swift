@@ -125,10 +125,12 @@ public final class Tx: Sendable, Equatable {
     public let txID: String
     /// The full envelope (with `signature`).
     public let envelope: JSONValue
+    /// The bytes this tx was decoded from, when they were the envelope's canonical encoding.
+    let canonicalInput: [UInt8]?
 
     init(op: TxOp, clusterID: String, nonce: String, ts: String, timestamp: Timestamp, payload: JSONObject,
          operation: TxOperation, publicKey: PublicKey, signer: String, signature: [UInt8],
-         signedBytes: [UInt8], txID: String, envelope: JSONValue) {
+         signedBytes: [UInt8], txID: String, envelope: JSONValue, canonicalInput: [UInt8]? = nil) {
         self.op = op
         self.clusterID = clusterID
         self.nonce = nonce
@@ -142,19 +144,22 @@ public final class Tx: Sendable, Equatable {
         self.signedBytes = signedBytes
         self.txID = txID
         self.envelope = envelope
+        self.canonicalInput = canonicalInput
     }
 
     /// Two txs are equal when their tx_id and signature are (key order and whitespace do not matter).
     public static func == (a: Tx, b: Tx) -> Bool { a.txID == b.txID && a.signature == b.signature }
 
     /// The envelope in canonical JSON, ready to submit (one line, no trailing newline).
-    /// The leader proposes these bytes, so they are built from `signedBytes` rather than by
-    /// encoding the envelope again: its members are the eight envelope fields in canonical order
+    /// The leader proposes these bytes, so they are not encoded again when avoidable: they are
+    /// the tx's own input when that was canonical (the usual case); otherwise they are built from
+    /// `signedBytes`: the envelope's members are the eight fields in canonical order
     /// (`cluster_id`, `nonce`, `op`, `payload`, `public_key`, `signature`, `ts`, `v`), so the full
     /// encoding is the signed one with the `signature` member put back before `ts`. Whenever that
     /// shortcut does not provably hold (a `ts` or signature text that would need escaping), the
     /// envelope is encoded as usual.
     public var encoded: [UInt8] {
+        if let canonicalInput { return canonicalInput }
         let prefix = Tx.signingPrefix.utf8.count
         let head = Tx.tsMemberHead, end = Tx.vMember
         let tsCount = ts.utf8.count
@@ -215,72 +220,123 @@ public final class Tx: Sendable, Equatable {
         guard bytes.count <= maxBytes else {
             throw TxRejection(.tooLarge, "tx is \(bytes.count) bytes; the limit is \(maxBytes)")
         }
-        let value: JSONValue
+        let document: JSONDocument
         do {
-            value = try JSONValue.parse(bytes, limits: parseLimits)
+            document = try JSONDocument(bytes, limits: parseLimits)
         } catch {
             throw TxRejection(.malformed, error.description)
         }
-        return try decodeUnverified(value)
+        return try decodeUnverified(document.value, source: (bytes, document))
     }
+
+    /// The first four bytes of a canonical Ed25519 key protobuf: Type = 1 (Ed25519), Data of 32 bytes.
+    static let canonicalKeyHeader: [UInt8] = [0x08, 0x01, 0x12, 0x20]
 
     static let envelopeFields = ["v", "op", "cluster_id", "nonce", "ts", "payload", "public_key", "signature"]
 
-    static func decodeUnverified(_ value: JSONValue) throws(TxRejection) -> Tx {
-        guard case .object(let env) = value else { throw TxRejection(.malformed, "tx must be a JSON object, got \(value.typeName)") }
-        for m in env.members where !envelopeFields.contains(where: { Limits.same($0, m.key) }) {
-            throw TxRejection(.malformed, "unknown envelope field \"\(m.key)\"")
+    /// The position of `key` in `envelopeFields` (byte-exact), nil for any other key. By length
+    /// first: at most two comparisons instead of a scan.
+    static func envelopeField(_ key: String) -> Int? {
+        let candidates: (Int, Int)
+        switch key.utf8.count {
+        case 1: candidates = (0, 0)
+        case 2: candidates = (1, 4)
+        case 5: candidates = (3, 3)
+        case 7: candidates = (5, 5)
+        case 9: candidates = (7, 7)
+        case 10: candidates = (2, 6)
+        default: return nil
         }
-        func field(_ k: String) throws(TxRejection) -> JSONValue {
-            guard let v = env[k] else { throw TxRejection(.malformed, "missing envelope field \"\(k)\"") }
+        if Limits.same(key, envelopeFields[candidates.0]) { return candidates.0 }
+        if Limits.same(key, envelopeFields[candidates.1]) { return candidates.1 }
+        return nil
+    }
+
+    /// `source`: the bytes `value` was parsed from and what the parser noted about them; when
+    /// they are canonical, the signed bytes are cut from them instead of written again.
+    static func decodeUnverified(_ value: JSONValue, source: (bytes: [UInt8], document: JSONDocument)? = nil) throws(TxRejection) -> Tx {
+        guard case .object(let env) = value else { throw TxRejection(.malformed, "tx must be a JSON object, got \(value.typeName)") }
+        // One pass over the members (keys are unique: the parser and JSONObject see to it).
+        var fields: (JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?)
+        for m in env.members {
+            switch envelopeField(m.key) {
+            case 0: fields.0 = m.value
+            case 1: fields.1 = m.value
+            case 2: fields.2 = m.value
+            case 3: fields.3 = m.value
+            case 4: fields.4 = m.value
+            case 5: fields.5 = m.value
+            case 6: fields.6 = m.value
+            case 7: fields.7 = m.value
+            default: throw TxRejection(.malformed, "unknown envelope field \"\(m.key)\"")
+            }
+        }
+        func field(_ v: JSONValue?, _ k: String) throws(TxRejection) -> JSONValue {
+            guard let v else { throw TxRejection(.malformed, "missing envelope field \"\(k)\"") }
             return v
         }
-        func str(_ k: String) throws(TxRejection) -> String {
-            let v = try field(k)
+        func str(_ v: JSONValue?, _ k: String) throws(TxRejection) -> String {
+            let v = try field(v, k)
             guard case .string(let s) = v else { throw TxRejection(.malformed, "\"\(k)\" must be a string, got \(v.typeName)") }
             return s
         }
-        guard case .int(1) = try field("v") else { throw TxRejection(.malformed, "\"v\" must be the integer 1") }
-        let opText = try str("op")
+        guard case .int(1) = try field(fields.0, "v") else { throw TxRejection(.malformed, "\"v\" must be the integer 1") }
+        let opText = try str(fields.1, "op")
         guard let op = TxOp(rawValue: opText) else {
             throw TxRejection(.malformed, "unknown op \"\(opText)\"; expected one of \(TxOp.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let clusterID = try str("cluster_id")
+        let clusterID = try str(fields.2, "cluster_id")
         guard !clusterID.isEmpty, clusterID.utf8.count <= 128 else { throw TxRejection(.malformed, "\"cluster_id\" must be 1..128 bytes") }
-        let nonce = try str("nonce")
+        let nonce = try str(fields.3, "nonce")
         try Limits.checkID(nonce, "nonce")
-        let ts = try str("ts")
+        let ts = try str(fields.4, "ts")
         guard ts.hasSuffix("Z"), let timestamp = Timestamp(rfc3339: ts) else {
             throw TxRejection(.malformed, "\"ts\" must be an RFC 3339 UTC time ending in Z, got \"\(Limits.clip(ts))\"")
         }
-        let payloadValue = try field("payload")
+        let payloadValue = try field(fields.5, "payload")
         guard case .object(let payload) = payloadValue else {
             throw TxRejection(.malformed, "\"payload\" must be an object, got \(payloadValue.typeName)")
         }
-        let pkText = try str("public_key")
+        let pkText = try str(fields.6, "public_key")
         let publicKey: PublicKey
-        do { publicKey = try PublicKey(base64: pkText) } catch {
+        let signer: String
+        do {
+            guard let pkBytes = Base64.decode(pkText), !pkBytes.isEmpty else { throw KeyError.badBase64 }
+            publicKey = try PublicKey(protobuf: pkBytes)
+            // The signer is the key's canonical text (the canonical protobuf, in base64). When the
+            // text sent is exactly that — 48 base64 characters, nothing trimmed, for the 36-byte
+            // canonical protobuf — it is used as it is instead of being encoded again.
+            signer = pkText.utf8.count == 48 && pkBytes.count == 36 && pkBytes.starts(with: Tx.canonicalKeyHeader) ? pkText : publicKey.base64
+        } catch {
             throw TxRejection(.malformed, "\"public_key\" is not a base64 protobuf Ed25519 public key: \(error)")
         }
-        let sigText = try str("signature")
+        let sigText = try str(fields.7, "signature")
         guard let signature = Base64.decode(sigText), signature.count == 64 else {
             throw TxRejection(.malformed, "\"signature\" must be 64 bytes in standard base64")
         }
         let operation = try PayloadReader.operation(op, payload)
 
         // The envelope without its signature, canonical, behind the prefix (= `signingBytes` of
-        // the envelope minus "signature", written without copying the envelope first).
-        let signed = value.canonicalBytes(prefix: signingPrefix, omitting: "signature")
+        // the envelope minus "signature"): cut from canonical input, else written without
+        // copying the envelope first.
+        let signed: [UInt8]
+        var canonicalInput: [UInt8]? = nil
+        if let source, source.document.isCanonical {
+            signed = source.document.canonicalBytes(of: source.bytes, prefix: signingPrefix, omitting: "signature")
+            canonicalInput = source.bytes
+        } else {
+            signed = value.canonicalBytes(prefix: signingPrefix, omitting: "signature")
+        }
         return Tx(op: op, clusterID: clusterID, nonce: nonce, ts: ts, timestamp: timestamp, payload: payload,
-                  operation: operation, publicKey: publicKey, signer: publicKey.base64, signature: signature,
-                  signedBytes: signed, txID: SHA256.hex(signed), envelope: value)
+                  operation: operation, publicKey: publicKey, signer: signer, signature: signature,
+                  signedBytes: signed, txID: SHA256.hex(signed), envelope: value, canonicalInput: canonicalInput)
     }
 
     /// Admission before consensus: shape, size, signature, cluster id and `ts` within
     /// ±`maxSkewSeconds` of `now` (the admitting node's clock).
     /// `parsed`: `bytes` already parsed with this type's limits (`parseLimits`), to skip a
     /// second parse; the result is the same as parsing `bytes` here.
-    public static func admit(_ bytes: [UInt8], parsed: JSONValue? = nil, clusterID: String, now: Timestamp,
+    public static func admit(_ bytes: [UInt8], parsed: JSONDocument? = nil, clusterID: String, now: Timestamp,
                              maxSkewSeconds: Int64 = defaultMaxSkewSeconds) throws(TxRejection) -> Tx {
         try admit(decoded: decodeForAdmission(bytes, parsed: parsed), clusterID: clusterID, now: now, maxSkewSeconds: maxSkewSeconds)
     }
@@ -288,7 +344,7 @@ public final class Tx: Sendable, Equatable {
     /// `admit` for many txs, their signatures checked as one batch (`SignatureMemo.verifyBatch`);
     /// each result is what `admit` gives that tx alone. `parsed[i]`, when present, is `bytes[i]`
     /// already parsed (as for `admit`).
-    public static func admit(batch bytes: [[UInt8]], parsed: [JSONValue?] = [], clusterID: String, now: Timestamp,
+    public static func admit(batch bytes: [[UInt8]], parsed: [JSONDocument?] = [], clusterID: String, now: Timestamp,
                              maxSkewSeconds: Int64 = defaultMaxSkewSeconds) -> [Result<Tx, TxRejection>] {
         var decoded: [Result<Tx, TxRejection>] = []
         decoded.reserveCapacity(bytes.count)
@@ -311,8 +367,8 @@ public final class Tx: Sendable, Equatable {
     }
 
     /// The shape and payload step of `admit` (nothing checked against the node yet).
-    public static func decodeForAdmission(_ bytes: [UInt8], parsed: JSONValue? = nil) throws(TxRejection) -> Tx {
-        if let parsed, bytes.count <= maxBytes { return try decodeUnverified(parsed) }
+    public static func decodeForAdmission(_ bytes: [UInt8], parsed: JSONDocument? = nil) throws(TxRejection) -> Tx {
+        if let parsed, bytes.count <= maxBytes { return try decodeUnverified(parsed.value, source: (bytes, parsed)) }
         return try decodeUnverified(bytes)
     }
 

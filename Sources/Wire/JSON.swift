@@ -171,6 +171,71 @@ public struct JSONLimits: Sendable {
     }
 }
 
+/// One parsed JSON text and what the parser learned about its bytes on the way: whether they
+/// are exactly the canonical form (RFC 8785, as `canonicalBytes` writes it) of the value, and
+/// where each member of a top-level object lies. Signed txs arrive canonical (every signer and
+/// every leader writes them so): their signed bytes are then cut from the input instead of
+/// being written again.
+public struct JSONDocument: Sendable {
+    public let value: JSONValue
+    /// True only if the input bytes equal `value.canonicalBytes`. Decided conservatively while
+    /// parsing: whitespace, an escape the canonical writer would not write, "-0", object keys
+    /// out of order, and keys holding a byte from 0xEE up (where UTF-8 and UTF-16 order can
+    /// differ) all make it false, and false only costs the caller an encoding.
+    public let isCanonical: Bool
+    /// For a canonical top-level object: each member's byte range in the input, from its key's
+    /// opening quote to the end of its value, in order. Empty otherwise.
+    public let memberRanges: [Range<Int>]
+
+    /// Parse exactly one JSON value (surrounding whitespace allowed) under `limits`; the same
+    /// rules and errors as `JSONValue.parse`.
+    public init(_ bytes: [UInt8], limits: JSONLimits = JSONLimits()) throws(JSONError) {
+        try self.init(bytes, limits: limits, recordMembers: true)
+    }
+
+    init(_ bytes: [UInt8], limits: JSONLimits, recordMembers: Bool) throws(JSONError) {
+        guard bytes.count <= limits.maxBytes else {
+            throw JSONError(.tooLarge, at: 0, "input is \(bytes.count) bytes, limit is \(limits.maxBytes)")
+        }
+        (value, isCanonical, memberRanges) = try bytes.withUnsafeBufferPointer { (buf) throws(JSONError) -> (JSONValue, Bool, [Range<Int>]) in
+            var p = JSONParser(buf: buf, maxDepth: limits.maxDepth)
+            p.recordMembers = recordMembers
+            p.skipWhitespace()
+            let v = try p.parseValue(depth: 1)
+            p.skipWhitespace()
+            guard p.pos == buf.count else {
+                throw JSONError(.trailingData, at: p.pos, "unexpected data after the JSON value")
+            }
+            return (v, p.canonical && recordMembers, p.canonical ? p.members : [])
+        }
+    }
+
+    /// `prefix` followed by the canonical bytes of the value with the top-level member `key` left
+    /// out — what `value.canonicalBytes(prefix:omitting:)` returns — cut from `input` (the bytes
+    /// this document was parsed from) when they are canonical, else written.
+    public func canonicalBytes(of input: [UInt8], prefix: String, omitting key: String) -> [UInt8] {
+        guard isCanonical, case .object(let o) = value, memberRanges.count == o.count,
+              let k = o.members.firstIndex(where: { utf8Equal($0.key, key) }) else {
+            return value.canonicalBytes(prefix: prefix, omitting: key)
+        }
+        // Without member k the rest is still sorted: drop it with one of its commas.
+        let cut: Range<Int>
+        if o.count == 1 {
+            cut = memberRanges[0]
+        } else if k > 0 {
+            cut = memberRanges[k - 1].upperBound..<memberRanges[k].upperBound
+        } else {
+            cut = memberRanges[0].lowerBound..<memberRanges[1].lowerBound
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(prefix.utf8.count + input.count - cut.count)
+        out.append(contentsOf: prefix.utf8)
+        out.append(contentsOf: input[..<cut.lowerBound])
+        out.append(contentsOf: input[cut.upperBound...])
+        return out
+    }
+}
+
 extension JSONValue {
     /// Parse exactly one JSON value (surrounding whitespace allowed) under `limits`.
     ///
@@ -179,19 +244,7 @@ extension JSONValue {
     /// forms and UTF-8-encoded surrogates), lone `\u` surrogates, raw control characters
     /// in strings, and anything after the value.
     public static func parse(_ bytes: [UInt8], limits: JSONLimits = JSONLimits()) throws(JSONError) -> JSONValue {
-        guard bytes.count <= limits.maxBytes else {
-            throw JSONError(.tooLarge, at: 0, "input is \(bytes.count) bytes, limit is \(limits.maxBytes)")
-        }
-        return try bytes.withUnsafeBufferPointer { (buf) throws(JSONError) -> JSONValue in
-            var p = JSONParser(buf: buf, maxDepth: limits.maxDepth)
-            p.skipWhitespace()
-            let v = try p.parseValue(depth: 1)
-            p.skipWhitespace()
-            guard p.pos == buf.count else {
-                throw JSONError(.trailingData, at: p.pos, "unexpected data after the JSON value")
-            }
-            return v
-        }
+        try JSONDocument(bytes, limits: limits, recordMembers: false).value
     }
 
     /// Parse a string's UTF-8 bytes.
@@ -268,6 +321,13 @@ struct JSONParser {
     let buf: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
     var pos = 0
+    /// Still exactly the canonical form so far (see `JSONDocument.isCanonical`).
+    var canonical = true
+    /// Record the member ranges of a top-level object in `members` (while `canonical`).
+    var recordMembers = false
+    var members: [Range<Int>] = []
+    /// The last string parsed was printable ASCII without escapes.
+    var lastStringASCII = false
 
     init(buf: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.buf = buf
@@ -275,10 +335,12 @@ struct JSONParser {
     }
 
     mutating func skipWhitespace() {
+        let start = pos
         while pos < buf.count {
             let c = buf[pos]
             if c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D { pos += 1 } else { break }
         }
+        if pos != start { canonical = false }
     }
 
     func describe(_ c: UInt8) -> String {
@@ -319,6 +381,10 @@ struct JSONParser {
         // Duplicate keys, byte-exact (Swift String equality would merge canonically equivalent
         // keys): a linear scan while the object is small, a set of the keys' bytes beyond that.
         var seen: Set<[UInt8]>? = nil
+        // While the keys come strictly increasing (canonical order), none can repeat an earlier
+        // one and the duplicate scan is skipped.
+        var increasing = true
+        if depth == 1 && recordMembers { members.reserveCapacity(8) }
         skipWhitespace()
         if pos < buf.count && buf[pos] == UInt8(ascii: "}") { pos += 1; return .object(obj) }
         while true {
@@ -329,8 +395,17 @@ struct JSONParser {
             }
             let keyAt = pos
             let key = try parseString()
+            // Canonical order: strictly increasing UTF-16 code units, which is UTF-8 byte order
+            // for keys without bytes from 0xEE up (for others, assume not canonical).
+            if increasing && !((lastStringASCII || JSONWriter.utf8Below0xEE(key))
+                               && (obj.count == 0 || JSONWriter.utf8Precedes(obj.members[obj.count - 1].key, key))) {
+                increasing = false
+                canonical = false
+            }
             let duplicate: Bool
-            if obj.count < 16 {
+            if increasing {
+                duplicate = false
+            } else if obj.count < 16 {
                 duplicate = obj.members.contains { utf8Equal($0.key, key) }
             } else {
                 if seen == nil { seen = Set(obj.members.map { Array($0.key.utf8) }) }
@@ -348,6 +423,7 @@ struct JSONParser {
             skipWhitespace()
             let v = try parseValue(depth: depth + 1)
             obj.appendUnchecked(key, v)
+            if depth == 1 && recordMembers && canonical { members.append(keyAt..<pos) }
             skipWhitespace()
             guard pos < buf.count else { throw JSONError(.unexpectedEnd, at: pos, "input ends inside an object") }
             if buf[pos] == UInt8(ascii: ",") { pos += 1; continue }
@@ -408,6 +484,7 @@ struct JSONParser {
             throw JSONError(.integerOutOfRange, at: start, "integer beyond ±2^53 (9007199254740992)")
         }
         let v = Int64(magnitude)
+        if negative && v == 0 { canonical = false }    // "-0" is written "0"
         return .int(negative ? -v : v)
     }
 
@@ -429,6 +506,21 @@ struct JSONParser {
         return v
     }
 
+    /// The four bytes at `i` are "00" and two lowercase hex digits naming a control character
+    /// that has no short escape (what `JSONWriter.writeString` writes as \u00XX).
+    static func isCanonicalUnicodeEscape(_ buf: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
+        guard i + 4 <= buf.count, buf[i] == 0x30, buf[i + 1] == 0x30, buf[i + 2] == 0x30 || buf[i + 2] == 0x31 else { return false }
+        let d = buf[i + 3]
+        let low: UInt8
+        switch d {
+        case 0x30...0x39: low = d - 0x30
+        case 0x61...0x66: low = d - 0x61 + 10
+        default: return false
+        }
+        let c = (buf[i + 2] - 0x30) << 4 | low
+        return c != 0x08 && c != 0x09 && c != 0x0A && c != 0x0C && c != 0x0D
+    }
+
     mutating func parseString() throws(JSONError) -> String {
         pos += 1  // opening quote
         // Fast path: printable ASCII without escapes up to the closing quote becomes the String
@@ -440,10 +532,12 @@ struct JSONParser {
             guard c >= 0x20, c < 0x80, c != UInt8(ascii: "\\") else { break }
             if c == UInt8(ascii: "\"") {
                 pos = i + 1
+                lastStringASCII = true
                 return String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
             }
             i += 1
         }
+        lastStringASCII = false
         var out: [UInt8] = Array(buf[start..<i])
         pos = i
         while true {
@@ -462,13 +556,16 @@ struct JSONParser {
                 switch e {
                 case UInt8(ascii: "\""): out.append(0x22)
                 case UInt8(ascii: "\\"): out.append(0x5C)
-                case UInt8(ascii: "/"): out.append(0x2F)
+                case UInt8(ascii: "/"): out.append(0x2F); canonical = false
                 case UInt8(ascii: "b"): out.append(0x08)
                 case UInt8(ascii: "f"): out.append(0x0C)
                 case UInt8(ascii: "n"): out.append(0x0A)
                 case UInt8(ascii: "r"): out.append(0x0D)
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
+                    // The canonical writer uses \u only for control characters without a short
+                    // escape, as "\u00" and two lowercase hex digits.
+                    if canonical && !JSONParser.isCanonicalUnicodeEscape(buf, at: pos) { canonical = false }
                     var scalar = try hex4()
                     if scalar >= 0xD800 && scalar <= 0xDBFF {
                         guard pos + 1 < buf.count, buf[pos] == UInt8(ascii: "\\"), buf[pos + 1] == UInt8(ascii: "u") else {

@@ -124,12 +124,20 @@ public enum Base64 {
 
     /// Nil on anything but canonical padded standard base64 (surrounding whitespace is trimmed).
     public static func decode(_ text: String) -> [UInt8]? {
-        var u = Array(text.utf8)
-        // Non-ASCII input is never valid base64, but Unicode whitespace around it is trimmed.
-        if u.contains(where: { $0 >= 0x80 }) {
-            u = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
-            if u.contains(where: { $0 >= 0x80 }) { return nil }
+        var text = text
+        var ascii = true
+        let r = text.withUTF8 { u -> [UInt8]? in
+            // Non-ASCII input is never valid base64, but Unicode whitespace around it is trimmed.
+            if u.contains(where: { $0 >= 0x80 }) { ascii = false; return nil }
+            return decode(ascii: u)
         }
+        if ascii { return r }
+        let trimmed = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        if trimmed.contains(where: { $0 >= 0x80 }) { return nil }
+        return trimmed.withUnsafeBufferPointer { decode(ascii: $0) }
+    }
+
+    private static func decode(ascii u: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         var lo = 0, hi = u.count
         func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0d) }
         while lo < hi && isSpace(u[lo]) { lo += 1 }
@@ -139,27 +147,33 @@ public enum Base64 {
         guard n % 4 == 0 else { return nil }
         var pad = 0
         if u[hi - 1] == UInt8(ascii: "=") { pad = 1; if u[hi - 2] == UInt8(ascii: "=") { pad = 2 } }
-        var out: [UInt8] = []
-        out.reserveCapacity(n / 4 * 3)
-        var i = lo
-        while i < hi {
-            let last = i + 4 == hi
-            let a = values[Int(u[i])], b = values[Int(u[i + 1])]
-            let c = last && pad == 2 ? 0 : values[Int(u[i + 2])]
-            let d = last && pad >= 1 ? 0 : values[Int(u[i + 3])]
-            guard a < 64, b < 64, c < 64, d < 64 else { return nil }
-            let v = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
-            out.append(UInt8(v >> 16))
-            if !(last && pad == 2) { out.append(UInt8(v >> 8 & 0xff)) }
-            if !(last && pad >= 1) { out.append(UInt8(v & 0xff)) }
-            if last {
-                // Canonical: the bits the padding drops must be zero.
-                if pad == 2 && (b & 0x0f) != 0 { return nil }
-                if pad == 1 && (c & 0x03) != 0 { return nil }
+        let count = n / 4 * 3 - pad
+        var ok = true
+        let out = values.withUnsafeBufferPointer { values in
+            [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+                var i = lo, o = 0
+                while i < hi {
+                    let last = i + 4 == hi
+                    let a = values[Int(u[i])], b = values[Int(u[i + 1])]
+                    let c = last && pad == 2 ? 0 : values[Int(u[i + 2])]
+                    let d = last && pad >= 1 ? 0 : values[Int(u[i + 3])]
+                    guard a < 64, b < 64, c < 64, d < 64 else { ok = false; break }
+                    let v = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                    if last {
+                        // Canonical: the bits the padding drops must be zero.
+                        if pad == 2 && (b & 0x0f) != 0 { ok = false; break }
+                        if pad == 1 && (c & 0x03) != 0 { ok = false; break }
+                    }
+                    out[o] = UInt8(v >> 16)
+                    if !(last && pad == 2) { out[o + 1] = UInt8(v >> 8 & 0xff) }
+                    if !(last && pad >= 1) { out[o + 2] = UInt8(v & 0xff) }
+                    o += last ? 3 - pad : 3
+                    i += 4
+                }
+                initialized = ok ? count : 0
             }
-            i += 4
         }
-        return out
+        return ok ? out : nil
     }
 }
 

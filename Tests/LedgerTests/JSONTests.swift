@@ -169,6 +169,78 @@ final class JSONTests: XCTestCase {
                        "{\"a\":[{\"c\":2,\"d\":1}],\"z\":{\"x\":2,\"y\":1}}")
     }
 
+    /// `JSONDocument.isCanonical` is true only for the exact canonical bytes; canonical input whose
+    /// keys hold no byte from 0xEE up is recognised.
+    func testDocumentKnowsCanonicalInput() throws {
+        func canonical(_ s: String) throws -> Bool { try JSONDocument(Array(s.utf8)).isCanonical }
+        for s in ["{\"a\":1,\"b\":[true,false,null,\"x\\n\\u001f\\\"\\\\\"]}", "-1", "0", "[]", "{}", "\"\\u0000\\b\\t\\f\\r\\u000b\u{7f}\"",
+                  "{\"\":1,\"a\":{\"c\":2,\"d\":[{}]},\"ab\":\"é€😀/\u{7f}\"}", "{\"é\":1,\"€\":2}", "\"\u{7f}\""] {
+            XCTAssertTrue(try canonical(s), s)
+            XCTAssertEqual(try parse(s).canonicalBytes, Array(s.utf8), s)
+        }
+        for s in [" {}", "{} ", "{\"a\": 1}", "[1, 2]", "{\"b\":1,\"a\":2}", "{\"a\":{\"d\":1,\"c\":2}}", "{\"ab\":1,\"a\":2}",
+                  "-0", "[1,-0]", "\"\\/\"", "\"\\u0041\"", "\"\\u001F\"", "\"\\u000a\"", "\"\\u0008\"", "\"\\u00e9\"", "\"\\u007f\"",
+                  "\"\\ud83d\\ude00\"", "{\"\u{fb33}\":1}", "{\"😀\":1}", "\n1"] {
+            XCTAssertFalse(try canonical(s), s)
+        }
+    }
+
+    /// Property and mutation test of the canonical shortcut: whenever a document says its input is
+    /// canonical, the input is byte for byte `canonicalBytes`, and cutting a top-level member out
+    /// of it gives what `canonicalBytes(prefix:omitting:)` writes.
+    func testCanonicalShortcutMatchesTheWriter() throws {
+        var rng = SplitMix64(seed: 8785)
+        func hasHighKey(_ v: JSONValue) -> Bool {
+            switch v {
+            case .array(let a): return a.contains(where: hasHighKey)
+            case .object(let o): return o.members.contains { m in m.key.utf8.contains { $0 >= 0xEE } || hasHighKey(m.value) }
+            default: return false
+            }
+        }
+        func check(_ bytes: [UInt8]) -> Bool {
+            guard let doc = try? JSONDocument(bytes) else { return false }
+            guard doc.isCanonical else { return false }
+            XCTAssertEqual(doc.value.canonicalBytes, bytes, String(decoding: bytes, as: UTF8.self))
+            for key in (doc.value.objectValue?.keys ?? []) + ["absent"] {
+                XCTAssertEqual(doc.canonicalBytes(of: bytes, prefix: "p\n", omitting: key),
+                               doc.value.canonicalBytes(prefix: "p\n", omitting: key), key)
+            }
+            return true
+        }
+        var recognised = 0, mutantsCanonical = 0
+        for i in 0..<4000 {
+            var v = randomValue(&rng, depth: 0)
+            if i % 2 == 0 {   // objects at the top, as txs are
+                var o = JSONObject()
+                for k in ["cluster_id", "nonce", "op", "payload", "signature", "ts", "v"] where rng.next() % 4 != 0 { o[k] = randomValue(&rng, depth: 1) }
+                v = .object(o)
+            }
+            let canon = v.canonicalBytes
+            let ok = check(canon)
+            XCTAssertEqual(ok, !hasHighKey(v), String(decoding: canon, as: UTF8.self))
+            if ok { recognised += 1 }
+            // Other spellings of the same value: never taken for canonical unless identical.
+            for other in [Array(v.compactString.utf8), Array(v.prettyString.utf8)] where other != canon {
+                XCTAssertFalse(check(other), String(decoding: other, as: UTF8.self))
+            }
+            // Byte mutations of the canonical form.
+            var b = canon
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let pos = b.isEmpty ? 0 : Int(rng.next() % UInt64(b.count))
+                let byte = [UInt8(ascii: " "), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "-"), UInt8(ascii: "0"), UInt8(ascii: "u"),
+                            UInt8(ascii: "a"), UInt8(ascii: "\""), UInt8(ascii: ","), 0xEF, UInt8(truncatingIfNeeded: rng.next())][Int(rng.next() % 11)]
+                switch rng.next() % 3 {
+                case 0: if !b.isEmpty { b[pos] = byte }
+                case 1: b.insert(byte, at: pos)
+                default: if !b.isEmpty { b.remove(at: pos) }
+                }
+            }
+            if b != canon && check(b) { mutantsCanonical += 1 }
+        }
+        XCTAssertGreaterThan(recognised, 2000)
+        XCTAssertGreaterThan(mutantsCanonical, 10)   // the mutation loop reaches the shortcut
+    }
+
     func testPrettyAndCompact() throws {
         let v = try parse("{\"b\":[1,{}],\"a\":\"x\"}")
         XCTAssertEqual(v.compactString, "{\"b\":[1,{}],\"a\":\"x\"}")

@@ -69,6 +69,52 @@ final class TxTests: XCTestCase {
         XCTAssertNotEqual(spaced.encoded, tx.encoded)
     }
 
+    /// A tx sent canonical has its signed bytes cut from the input; sent any other way (spaces,
+    /// key order, escapes the canonical form does not use, "-0"-free but re-spelled), they are
+    /// written — and both give the same tx_id, signed bytes and canonical envelope.
+    func testCanonicalAndOtherSpellingsDecodeAlike() throws {
+        let tx = try signed(.decisionOpen, "{\"step_id\":\"st\",\"decision_id\":\"d1\",\"question\":\"a/b \\\"q\\\" é\\n\",\"options\":[\"x\",\"y\"],\"quorum\":2}")
+        let canon = tx.encoded
+        XCTAssertEqual(canon, tx.envelope.canonicalBytes)
+        let fromCanon = try Tx.decode(canon)
+        XCTAssertEqual(fromCanon.canonicalInput, canon)
+        XCTAssertEqual(fromCanon.signedBytes, tx.signedBytes)
+        let text = String(decoding: canon, as: UTF8.self)
+        var reversed = JSONObject()
+        for m in tx.envelope.objectValue!.members.reversed() { reversed[m.key] = m.value }
+        let spellings = [
+            Array(tx.envelope.prettyString.utf8),
+            Array(JSONValue.object(reversed).compactString.utf8),
+            Array(text.replacingOccurrences(of: "a/b", with: "a\\/b").utf8),
+            Array(text.replacingOccurrences(of: "\"quorum\":2", with: "\"quorum\":2 ").utf8),
+            Array(text.replacingOccurrences(of: "\"st\"", with: "\"\\u0073t\"").utf8),
+            Array(" \(text)".utf8),
+        ]
+        for b in spellings {
+            XCTAssertNotEqual(b, canon)
+            let other = try Tx.decode(b)
+            XCTAssertNil(other.canonicalInput)
+            XCTAssertEqual(other.txID, tx.txID)
+            XCTAssertEqual(other.signedBytes, tx.signedBytes)
+            XCTAssertEqual(other.encoded, canon)
+        }
+        // The signer is the key's canonical text however the key was spelled: the text sent is
+        // used only when it is that text.
+        XCTAssertEqual(fromCanon.signer, Keys.alice.publicKey.base64)
+        let raw = Keys.alice.publicKey.raw
+        for keyText in [" \(Keys.alice.publicKey.base64)\n", Base64.encode([0x12, 0x20] + raw + [0x08, 0x01]), Base64.encode([0x08, 0x01, 0x12, 0x20] + raw + [0x18, 0x00])] {
+            var o = tx.envelope.objectValue!
+            o["public_key"] = .string(keyText)
+            let other = try Tx.decodeUnverified(JSONValue.object(o).canonicalBytes)
+            XCTAssertEqual(other.signer, Keys.alice.publicKey.base64, keyText)
+            XCTAssertEqual(other.publicKey, Keys.alice.publicKey)
+        }
+        // A canonical envelope whose signature was made over other bytes still fails.
+        XCTAssertEqual(code { () throws(TxRejection) in
+            try Tx.decode(Array(text.replacingOccurrences(of: "\"quorum\":2", with: "\"quorum\":3").utf8))
+        }, .badSignature)
+    }
+
     func testAdmission() throws {
         let tx = try signed()
         XCTAssertEqual(try Tx.admit(tx.encoded, clusterID: cluster, now: now).txID, tx.txID)
