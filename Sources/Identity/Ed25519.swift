@@ -123,14 +123,17 @@ public enum Ed25519 {
         // Same key, same tables: sum its scalars (txs in a batch often share a signer).
         var keyScalars: [[UInt8]] = []
         var keyTables: [KeyTables] = []
-        var byKey: [[UInt8]: Int] = [:]
+        // By the tables' identity (one object per cached key; a key whose tables were rebuilt
+        // meanwhile is merely not merged): hashing one word instead of 32 bytes.
+        var byKey: [ObjectIdentifier: Int] = [:]
         for (i, p) in ps.enumerated() {
             bScalar = Scalar.add(bScalar, Scalar.mul(zs[i], p.s))
             let zh = Scalar.mul(zs[i], p.h)
-            if let k = byKey[p.aBytes] {
+            let id = ObjectIdentifier(p.negA)
+            if let k = byKey[id] {
                 keyScalars[k] = Scalar.add(keyScalars[k], zh)
             } else {
-                byKey[p.aBytes] = keyScalars.count
+                byKey[id] = keyScalars.count
                 keyScalars.append(zh)
                 keyTables.append(p.negA)
             }
@@ -253,25 +256,29 @@ enum Scalar {
         for i in stride(from: 15, through: 0, by: -1) { k = (k << 8) | UInt128(s[i]) }
         let mask = UInt128((1 << w) - 1)
         let half = 1 << (w - 1)
-        var carry: UInt128 = 0     // bit 128 of the running value
         var i = 0
-        while k != 0 || carry != 0 {
-            if k & 1 == 1 {
-                var d = Int(truncatingIfNeeded: k & mask)
-                if d >= half {
-                    d -= 1 << w
-                    let (sum, overflow) = k.addingReportingOverflow(UInt128(-d))
-                    k = sum
-                    if overflow { carry = 1 }
-                } else {
-                    k -= UInt128(d)
-                }
-                assert(i < slots)
-                r[i] = Int8(d)
+        // The value is k plus, after an addition that overflowed, 2^128; every step divides it
+        // by a power of two, so that bit moves back into k at once.
+        while k != 0 {
+            // A run of zero digits in one step.
+            let zeros = k.trailingZeroBitCount
+            if zeros > 0 {
+                k >>= zeros
+                i += zeros
             }
-            k = (k >> 1) | (carry << 127)
-            carry = 0
-            i += 1
+            var d = Int(truncatingIfNeeded: k & mask)
+            var overflow = false
+            if d >= half {
+                d -= 1 << w
+                (k, overflow) = k.addingReportingOverflow(UInt128(-d))
+            } else {
+                k -= UInt128(d)
+            }
+            assert(i < slots)
+            r[i] = Int8(d)
+            // Now the value is divisible by 2^w: the next w − 1 digits are zero.
+            k = (k >> w) | (overflow ? UInt128(1) << (128 - w) : 0)
+            i += w
         }
     }
 }
@@ -281,58 +288,52 @@ enum Scalar {
 /// Tables of −A and −2^128·A for a public key A (built with P = −A):
 /// odd multiples P, 3P, …, 63P of a cached key's point and of 2^128 times it, for width-7
 /// digits: a 128-bit half scalar then costs ~16 additions instead of ~21 at width 5 (about a
-/// tenth of a batch verification), for 10 KiB per key (`KeyCache` keeps at most 1,024 keys).
+/// tenth of a batch verification). Affine (Z = 1), so each addition saves a multiplication;
+/// 7.5 KiB per key (`KeyCache` keeps at most 1,024 keys).
 final class KeyTables: @unchecked Sendable {
     static let width = 7
     static let entries = 1 << (width - 2)
-    let low: UnsafePointer<Cached>
-    let high: UnsafePointer<Cached>
+    let low: UnsafePointer<Affine>
+    let high: UnsafePointer<Affine>
 
     init(_ p: P3) {
-        let buf = UnsafeMutablePointer<Cached>.allocate(capacity: 2 * KeyTables.entries)
-        KeyTables.fill(buf, p)
-        KeyTables.fill(buf + KeyTables.entries, p.doubled(times: 128))
+        let buf = UnsafeMutablePointer<Affine>.allocate(capacity: 2 * KeyTables.entries)
+        let points = P3.oddMultiples(p, count: KeyTables.entries) + P3.oddMultiples(p.doubled(times: 128), count: KeyTables.entries)
+        buf.initialize(from: Affine.normalized(points), count: points.count)
         low = UnsafePointer(buf)
         high = UnsafePointer(buf + KeyTables.entries)
     }
 
     deinit { UnsafeMutablePointer(mutating: low).deallocate() }
-
-    private static func fill(_ out: UnsafeMutablePointer<Cached>, _ p: P3) {
-        let p2 = p.double().cached
-        var cur = p
-        out.initialize(to: p.cached)
-        for i in 1..<entries {
-            cur = cur.add(p2)
-            (out + i).initialize(to: cur.cached)
-        }
-    }
 }
 
 enum Straus {
     /// Scalars below 2^128 with the odd multiples of their points, evaluated with shared
     /// doublings (at most 129, the length of a 128-bit NAF).
     struct Terms {
-        private var scalars: [[UInt8]] = []
-        private var widths: [Int] = []
-        /// Eight entries per width-5 term (each R); wider terms point at tables kept elsewhere.
+        /// Terms whose tables are affine and kept elsewhere (the base point's, cached keys').
+        private var wideScalars: [[UInt8]] = []
+        private var wideWidths: [Int] = []
+        private var wideTables: [UnsafePointer<Affine>] = []
+        /// Width-5 terms with their eight entries (each R).
+        private var smallScalars: [[UInt8]] = []
         private var small: [Cached8] = []
-        private var bases: [UnsafePointer<Cached>] = []
 
         init(capacity: Int) {
-            scalars.reserveCapacity(capacity)
-            widths.reserveCapacity(capacity)
+            wideScalars.reserveCapacity(capacity)
+            wideWidths.reserveCapacity(capacity)
+            wideTables.reserveCapacity(capacity)
+            smallScalars.reserveCapacity(capacity)
             small.reserveCapacity(capacity)
         }
 
         /// k (< 2^128, 32 little-endian bytes) times the point of `table`.
         mutating func add(_ k: [UInt8], _ table: Cached8) {
-            scalars.append(k)
-            widths.append(5)
+            smallScalars.append(k)
             small.append(table)
         }
 
-        /// k (< 2^253) as lo + 2^128·hi, each half as 32 little-endian bytes.
+        /// k (< 2^253, 32 little-endian bytes) as lo + 2^128·hi, each half as 32 little-endian bytes.
         private static func halves(_ k: [UInt8]) -> (lo: [UInt8], hi: [UInt8]) {
             let zeros = [UInt8](repeating: 0, count: 16)
             return (Array(k[0..<16]) + zeros, Array(k[16..<32]) + zeros)
@@ -340,31 +341,26 @@ enum Straus {
 
         /// k (< 2^253) = lo + 2^128·hi times P, given tables of odd multiples of P and 2^128·P
         /// for digits of `width` (width 8: the base point's static tables; 7: a cached key's).
-        mutating func addSplit(_ k: [UInt8], _ low: UnsafePointer<Cached>, _ high: UnsafePointer<Cached>, width: Int) {
+        mutating func addSplit(_ k: [UInt8], _ low: UnsafePointer<Affine>, _ high: UnsafePointer<Affine>, width: Int) {
             let (lo, hi) = Terms.halves(k)
-            scalars += [lo, hi]
-            widths += [width, width]
-            bases += [low, high]
+            wideScalars += [lo, hi]
+            wideWidths += [width, width]
+            wideTables += [low, high]
         }
 
         func run() -> P3 {
-            let n = scalars.count
+            let nw = wideScalars.count, ns = smallScalars.count, n = nw + ns
             let digits = 130
-            let nafs = UnsafeMutablePointer<Int8>.allocate(capacity: n * 256)
+            let nafs = UnsafeMutablePointer<Int8>.allocate(capacity: max(1, n) * 256)
             defer { nafs.deallocate() }
-            // Every term's table entries as one pointer each, so a lookup copies one entry.
-            let flat = UnsafeMutablePointer<Cached>.allocate(capacity: max(1, small.count * 8))
+            // Every small term's entries in one buffer, so a lookup copies one entry.
+            let flat = UnsafeMutablePointer<Cached>.allocate(capacity: max(1, ns * 8))
             defer { flat.deallocate() }
-            for j in 0..<small.count {
+            for j in 0..<ns {
                 small[j].withEntries { e in (flat + j * 8).initialize(from: e.baseAddress!, count: 8) }
             }
-            let tabs = UnsafeMutablePointer<UnsafePointer<Cached>>.allocate(capacity: max(1, n))
-            defer { tabs.deallocate() }
-            var si = 0, bi = 0
-            for j in 0..<n {
-                Scalar.naf(scalars[j], width: widths[j], slots: digits, into: nafs + j * 256)
-                if widths[j] == 5 { tabs[j] = UnsafePointer(flat + si * 8); si += 1 } else { tabs[j] = bases[bi]; bi += 1 }
-            }
+            for j in 0..<nw { Scalar.naf(wideScalars[j], width: wideWidths[j], slots: digits, into: nafs + j * 256) }
+            for j in 0..<ns { Scalar.naf(smallScalars[j], width: 5, slots: digits, into: nafs + (nw + j) * 256) }
             var top = digits - 1
             outer: while top >= 0 {
                 for j in 0..<n where nafs[j * 256 + top] != 0 { break outer }
@@ -372,13 +368,21 @@ enum Straus {
             }
             var q = P3.identity
             var i = top
+            let wide = wideTables
             while i >= 0 {
                 q = q.double()
                 var naf = nafs + i
-                for j in 0..<n {
+                for j in 0..<nw {
                     let d = naf.pointee
-                    if d > 0 { q = q.add(tabs[j][Int(d) >> 1]) } else if d < 0 { q = q.sub(tabs[j][Int(-d) >> 1]) }
+                    if d > 0 { q = q.add(wide[j][Int(d) >> 1]) } else if d < 0 { q = q.sub(wide[j][Int(-d) >> 1]) }
                     naf += 256
+                }
+                var entries = UnsafePointer(flat)
+                for _ in 0..<ns {
+                    let d = naf.pointee
+                    if d > 0 { q = q.add(entries[Int(d) >> 1]) } else if d < 0 { q = q.sub(entries[Int(-d) >> 1]) }
+                    naf += 256
+                    entries += 8
                 }
                 i -= 1
             }
@@ -387,20 +391,14 @@ enum Straus {
     }
 }
 
-/// Odd multiples B, 3B, …, 127B and the same of 2^128·B (for width-8 digits), built once.
+/// Odd multiples B, 3B, …, 127B and the same of 2^128·B (for width-8 digits), affine, built once.
 enum BaseTable {
-    nonisolated(unsafe) static let low: UnsafePointer<Cached> = build(P3.base)
-    nonisolated(unsafe) static let high: UnsafePointer<Cached> = build(P3.base.doubled(times: 128))
+    nonisolated(unsafe) static let low: UnsafePointer<Affine> = build(P3.base)
+    nonisolated(unsafe) static let high: UnsafePointer<Affine> = build(P3.base.doubled(times: 128))
 
-    private static func build(_ b: P3) -> UnsafePointer<Cached> {
-        let out = UnsafeMutablePointer<Cached>.allocate(capacity: 64)   // lives as long as the process
-        let b2 = b.double().cached
-        var cur = b
-        out[0] = b.cached
-        for i in 1..<64 {
-            cur = cur.add(b2)
-            out[i] = cur.cached
-        }
+    private static func build(_ b: P3) -> UnsafePointer<Affine> {
+        let out = UnsafeMutablePointer<Affine>.allocate(capacity: 64)   // lives as long as the process
+        out.initialize(from: Affine.normalized(P3.oddMultiples(b, count: 64)), count: 64)
         return UnsafePointer(out)
     }
 }
@@ -436,6 +434,32 @@ struct Cached {
     let yPlusX, yMinusX, z2, t2d: FE
 }
 
+/// A point with Z = 1 for mixed addition: y + x, y − x and 2d·x·y.
+struct Affine {
+    let yPlusX, yMinusX, xy2d: FE
+
+    /// The points with Z = 1, with one inversion for all of them (Montgomery's trick).
+    static func normalized(_ ps: [P3]) -> [Affine] {
+        guard !ps.isEmpty else { return [] }
+        var prefix: [FE] = []          // prefix[i] = z_0 · … · z_(i−1)
+        prefix.reserveCapacity(ps.count)
+        var acc = FE.one
+        for p in ps {
+            prefix.append(acc)
+            acc = acc * p.z
+        }
+        var inv = acc.inverted            // 1 / (z_0 · … · z_(n−1))
+        var out = [Affine](repeating: Affine(yPlusX: .zero, yMinusX: .zero, xy2d: .zero), count: ps.count)
+        for i in stride(from: ps.count - 1, through: 0, by: -1) {
+            let zi = inv * prefix[i]      // 1 / z_i
+            inv = inv * ps[i].z
+            let x = ps[i].x * zi, y = ps[i].y * zi
+            out[i] = Affine(yPlusX: (y + x).carried, yMinusX: (y - x).carried, xy2d: (x * y) * FE.d2)
+        }
+        return out
+    }
+}
+
 struct P3 {
     var x, y, z, t: FE
 
@@ -460,6 +484,39 @@ struct P3 {
         let d = z * q.z2
         let e = b - a, f = d - c, g = d + c, h = b + a
         return P3(x: e * f, y: g * h, z: f * g, t: e * h)
+    }
+
+    /// self + q for q with Z = 1 (7 multiplications).
+    @inline(__always) func add(_ q: Affine) -> P3 {
+        let a = (y - x) * q.yMinusX
+        let b = (y + x) * q.yPlusX
+        let c = t * q.xy2d
+        let d = z + z
+        let e = b - a, f = d - c, g = d + c, h = b + a
+        return P3(x: e * f, y: g * h, z: f * g, t: e * h)
+    }
+
+    /// self − q for q with Z = 1.
+    @inline(__always) func sub(_ q: Affine) -> P3 {
+        let a = (y - x) * q.yPlusX
+        let b = (y + x) * q.yMinusX
+        let c = t * q.xy2d
+        let d = z + z
+        let e = b - a, f = d + c, g = d - c, h = b + a
+        return P3(x: e * f, y: g * h, z: f * g, t: e * h)
+    }
+
+    /// P, 3P, 5P, … (`count` of them).
+    static func oddMultiples(_ p: P3, count: Int) -> [P3] {
+        let p2 = p.double().cached
+        var out = [p]
+        out.reserveCapacity(count)
+        var cur = p
+        for _ in 1..<count {
+            cur = cur.add(p2)
+            out.append(cur)
+        }
+        return out
     }
 
     /// self − q.
