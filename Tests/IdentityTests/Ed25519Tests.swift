@@ -231,37 +231,3 @@ final class Ed25519Tests: XCTestCase {
         XCTAssertEqual(Ed25519.verify(batch: items), [true, true, true])
     }
 }
-
-/// Cost of checking signatures the way a node does (batches of txs from a few dozen signers, keys
-/// cached). P2POS_PERF=1 only: `P2POS_PERF=1 .build/release/p2posPackageTests.xctest
-/// IdentityTests.Ed25519PerfTests` after `swift build -c release --build-tests -Xswiftc -enable-testing`.
-final class Ed25519PerfTests: XCTestCase {
-    func testBatchCost() throws {
-        guard ProcessInfo.processInfo.environment["P2POS_PERF"] == "1" else { throw XCTSkip("set P2POS_PERF=1") }
-        let keys = (0..<64).map { _ in PrivateKey.generate() }
-        let n = 6_000
-        let items: [Ed25519.Item] = (0..<n).map { i in
-            let k = keys[i % keys.count]
-            let m = Array("p2pos/tx/v1\n{\"cluster_id\":\"bench\",\"nonce\":\"n\(i)\",\"op\":\"SESSION_CREATE\",\"payload\":{\"session_id\":\"s-\(i)\",\"steps\":[{\"step_id\":\"s-\(i)-s\",\"title\":\"s\"}],\"title\":\"bench\"},\"public_key\":\"\(k.publicKey.base64)\",\"ts\":\"2026-12-05T00:00:00.000000000Z\",\"v\":1}".utf8)
-            return Ed25519.Item(publicKey: k.publicKey.raw, signature: k.sign(m), message: m)
-        }
-        func cpu() -> UInt64 { var t = timespec(); clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec) }
-        var line = "ED25519"
-        for size in [1, 12, 64] {
-            var best = UInt64.max
-            for _ in 0..<3 {
-                let c0 = cpu()
-                var i = 0
-                while i < n {
-                    let ok = size == 1 ? [Ed25519.verify(publicKey: items[i].publicKey, signature: items[i].signature, message: items[i].message)]
-                                       : Ed25519.verify(batch: Array(items[i..<min(n, i + size)]))
-                    XCTAssertFalse(ok.contains(false))
-                    i += size
-                }
-                best = min(best, cpu() - c0)
-            }
-            line += String(format: " batch%d_us_per_sig=%.2f", size, Double(best) / 1000 / Double(n))
-        }
-        print(line)
-    }
-}
