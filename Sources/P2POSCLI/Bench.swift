@@ -77,6 +77,14 @@ final class KeepAliveClient {
     }
 
     private func fill() throws {
+        // On a Unix socket, wait with poll for input only: a thread blocked in read() there is
+        // also woken whenever the server consumes the request it sent (the socket's write space
+        // frees and the kernel wakes every waiter) — a second wake-up per request for nothing.
+        // TCP (etcd) has no such wake-up and keeps the plain blocking read.
+        if case .unix = target {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&p, 1, 15_000)
+        }
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard n > 0 else { close(fd); fd = -1; throw P2POSError("READ", "connection closed") }
         pending.append(contentsOf: buf[0..<n])
