@@ -226,7 +226,7 @@ public final class Tx: Sendable, Equatable {
         } catch {
             throw TxRejection(.malformed, error.description)
         }
-        return try decodeUnverified(document.value, source: (bytes, document))
+        return try decodeUnverified(document.value, source: document)
     }
 
     /// The first four bytes of a canonical Ed25519 key protobuf: Type = 1 (Ed25519), Data of 32 bytes.
@@ -252,9 +252,9 @@ public final class Tx: Sendable, Equatable {
         return nil
     }
 
-    /// `source`: the bytes `value` was parsed from and what the parser noted about them; when
-    /// they are canonical, the signed bytes are cut from them instead of written again.
-    static func decodeUnverified(_ value: JSONValue, source: (bytes: [UInt8], document: JSONDocument)? = nil) throws(TxRejection) -> Tx {
+    /// `source`: the document `value` comes from (its bytes and what the parser noted about
+    /// them); when they are canonical, the signed bytes are cut from them instead of written again.
+    static func decodeUnverified(_ value: JSONValue, source: JSONDocument? = nil) throws(TxRejection) -> Tx {
         guard case .object(let env) = value else { throw TxRejection(.malformed, "tx must be a JSON object, got \(value.typeName)") }
         // One pass over the members (keys are unique: the parser and JSONObject see to it).
         var fields: (JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?, JSONValue?)
@@ -321,8 +321,8 @@ public final class Tx: Sendable, Equatable {
         // copying the envelope first.
         let signed: [UInt8]
         var canonicalInput: [UInt8]? = nil
-        if let source, source.document.isCanonical {
-            signed = source.document.canonicalBytes(of: source.bytes, prefix: signingPrefix, omitting: "signature")
+        if let source, source.isCanonical {
+            signed = source.canonicalBytes(prefix: signingPrefix, omitting: "signature")
             canonicalInput = source.bytes
         } else {
             signed = value.canonicalBytes(prefix: signingPrefix, omitting: "signature")
@@ -366,9 +366,10 @@ public final class Tx: Sendable, Equatable {
         }
     }
 
-    /// The shape and payload step of `admit` (nothing checked against the node yet).
+    /// The shape and payload step of `admit` (nothing checked against the node yet). With
+    /// `parsed`, the document's own bytes are the tx decoded (`bytes` is only the fallback).
     public static func decodeForAdmission(_ bytes: [UInt8], parsed: JSONDocument? = nil) throws(TxRejection) -> Tx {
-        if let parsed, bytes.count <= maxBytes { return try decodeUnverified(parsed.value, source: (bytes, parsed)) }
+        if let parsed, parsed.bytes.count <= maxBytes { return try decodeUnverified(parsed.value, source: parsed) }
         return try decodeUnverified(bytes)
     }
 

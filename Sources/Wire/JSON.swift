@@ -177,6 +177,8 @@ public struct JSONLimits: Sendable {
 /// every leader writes them so): their signed bytes are then cut from the input instead of
 /// being written again.
 public struct JSONDocument: Sendable {
+    /// The bytes parsed (kept with what was learned about them, so the two cannot be mixed up).
+    public let bytes: [UInt8]
     public let value: JSONValue
     /// True only if the input bytes equal `value.canonicalBytes`. Decided conservatively while
     /// parsing: whitespace, an escape the canonical writer would not write, "-0", object keys
@@ -194,6 +196,7 @@ public struct JSONDocument: Sendable {
     }
 
     init(_ bytes: [UInt8], limits: JSONLimits, recordMembers: Bool) throws(JSONError) {
+        self.bytes = bytes
         guard bytes.count <= limits.maxBytes else {
             throw JSONError(.tooLarge, at: 0, "input is \(bytes.count) bytes, limit is \(limits.maxBytes)")
         }
@@ -211,9 +214,10 @@ public struct JSONDocument: Sendable {
     }
 
     /// `prefix` followed by the canonical bytes of the value with the top-level member `key` left
-    /// out — what `value.canonicalBytes(prefix:omitting:)` returns — cut from `input` (the bytes
-    /// this document was parsed from) when they are canonical, else written.
-    public func canonicalBytes(of input: [UInt8], prefix: String, omitting key: String) -> [UInt8] {
+    /// out — what `value.canonicalBytes(prefix:omitting:)` returns — cut from the input when it
+    /// is canonical, else written.
+    public func canonicalBytes(prefix: String, omitting key: String) -> [UInt8] {
+        let input = bytes
         guard isCanonical, case .object(let o) = value, memberRanges.count == o.count,
               let k = o.members.firstIndex(where: { utf8Equal($0.key, key) }) else {
             return value.canonicalBytes(prefix: prefix, omitting: key)
