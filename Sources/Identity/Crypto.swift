@@ -165,12 +165,11 @@ public struct PublicKey: Hashable, Sendable {
     }
 
     /// libp2p protobuf PublicKey {Type = Ed25519, Data = raw}.
-    public var protobuf: [UInt8] {
-        var w = ProtobufWriter()
-        w.varint(field: 1, 1)
-        w.bytes(field: 2, raw)
-        return w.bytes
-    }
+    public var protobuf: [UInt8] { PublicKey.protobufHeader + raw }
+
+    /// What precedes the 32 key bytes in `protobuf`: field 1 (varint) = 1 (Ed25519), then field 2
+    /// (length-delimited), 32 bytes long.
+    static let protobufHeader: [UInt8] = [0x08, 0x01, 0x12, 0x20]
 
     /// The `system_pubkey` / `SYSTEM_PUB_B64` form.
     public var base64: String { Base64.encode(protobuf) }
@@ -180,8 +179,18 @@ public struct PublicKey: Hashable, Sendable {
     }
 
     public init(base64 text: String) throws {
+        self = try PublicKey.decode(base64: text).key
+    }
+
+    /// The key in `text` (as `init(base64:)` reads it), and whether `text` already is its
+    /// `base64` — so a caller that needs the canonical text can keep `text` instead of encoding
+    /// the key again. It is when `text` is 48 characters (nothing was trimmed; 36 bytes have one
+    /// base64 spelling) for exactly the key's `protobuf`.
+    public static func decode(base64 text: String) throws -> (key: PublicKey, textIsCanonical: Bool) {
         guard let b = Base64.decode(text), !b.isEmpty else { throw KeyError.badBase64 }
-        try self.init(protobuf: b)
+        let key = try PublicKey(protobuf: b)
+        // 36 bytes that start with the header are exactly `protobuf` (the rest is the key).
+        return (key, text.utf8.count == 48 && b.count == 36 && b.starts(with: protobufHeader))
     }
 
     /// Verify a detached 64-byte signature.

@@ -478,31 +478,29 @@ struct P3 {
 
     /// self + q (8 multiplications).
     @inline(__always) func add(_ q: Cached) -> P3 {
-        let a = (y - x) * q.yMinusX
-        let b = (y + x) * q.yPlusX
-        let c = t * q.t2d
-        let d = z * q.z2
-        let e = b - a, f = d - c, g = d + c, h = b + a
-        return P3(x: e * f, y: g * h, z: f * g, t: e * h)
+        P3.sum((y - x) * q.yMinusX, (y + x) * q.yPlusX, c: t * q.t2d, d: z * q.z2, subtract: false)
     }
 
-    /// self + q for q with Z = 1 (7 multiplications).
+    /// self − q.
+    @inline(__always) func sub(_ q: Cached) -> P3 {
+        P3.sum((y - x) * q.yPlusX, (y + x) * q.yMinusX, c: t * q.t2d, d: z * q.z2, subtract: true)
+    }
+
+    /// self + q for q with Z = 1 (7 multiplications: 2Z replaces Z·Z_q).
     @inline(__always) func add(_ q: Affine) -> P3 {
-        let a = (y - x) * q.yMinusX
-        let b = (y + x) * q.yPlusX
-        let c = t * q.xy2d
-        let d = z + z
-        let e = b - a, f = d - c, g = d + c, h = b + a
-        return P3(x: e * f, y: g * h, z: f * g, t: e * h)
+        P3.sum((y - x) * q.yMinusX, (y + x) * q.yPlusX, c: t * q.xy2d, d: z + z, subtract: false)
     }
 
     /// self − q for q with Z = 1.
     @inline(__always) func sub(_ q: Affine) -> P3 {
-        let a = (y - x) * q.yPlusX
-        let b = (y + x) * q.yMinusX
-        let c = t * q.xy2d
-        let d = z + z
-        let e = b - a, f = d + c, g = d - c, h = b + a
+        P3.sum((y - x) * q.yPlusX, (y + x) * q.yMinusX, c: t * q.xy2d, d: z + z, subtract: true)
+    }
+
+    /// The sum from the four products every addition above starts with (for a subtraction the
+    /// caller has swapped q's y ± x, and c changes sign).
+    @inline(__always) private static func sum(_ a: FE, _ b: FE, c: FE, d: FE, subtract: Bool) -> P3 {
+        let e = b - a, h = b + a
+        let f = subtract ? d + c : d - c, g = subtract ? d - c : d + c
         return P3(x: e * f, y: g * h, z: f * g, t: e * h)
     }
 
@@ -517,16 +515,6 @@ struct P3 {
             out.append(cur)
         }
         return out
-    }
-
-    /// self − q.
-    @inline(__always) func sub(_ q: Cached) -> P3 {
-        let a = (y - x) * q.yPlusX
-        let b = (y + x) * q.yMinusX
-        let c = t * q.t2d
-        let d = z * q.z2
-        let e = b - a, f = d + c, g = d - c, h = b + a
-        return P3(x: e * f, y: g * h, z: f * g, t: e * h)
     }
 
     /// 2·self (4 squarings, 4 multiplications).

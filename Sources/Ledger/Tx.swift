@@ -229,9 +229,6 @@ public final class Tx: Sendable, Equatable {
         return try decodeUnverified(document.value, source: document)
     }
 
-    /// The first four bytes of a canonical Ed25519 key protobuf: Type = 1 (Ed25519), Data of 32 bytes.
-    static let canonicalKeyHeader: [UInt8] = [0x08, 0x01, 0x12, 0x20]
-
     static let envelopeFields = ["v", "op", "cluster_id", "nonce", "ts", "payload", "public_key", "signature"]
 
     /// The position of `key` in `envelopeFields` (byte-exact), nil for any other key. By length
@@ -301,12 +298,10 @@ public final class Tx: Sendable, Equatable {
         let publicKey: PublicKey
         let signer: String
         do {
-            guard let pkBytes = Base64.decode(pkText), !pkBytes.isEmpty else { throw KeyError.badBase64 }
-            publicKey = try PublicKey(protobuf: pkBytes)
-            // The signer is the key's canonical text (the canonical protobuf, in base64). When the
-            // text sent is exactly that — 48 base64 characters, nothing trimmed, for the 36-byte
-            // canonical protobuf — it is used as it is instead of being encoded again.
-            signer = pkText.utf8.count == 48 && pkBytes.count == 36 && pkBytes.starts(with: Tx.canonicalKeyHeader) ? pkText : publicKey.base64
+            // The signer is the key's canonical text: the text sent when it already is that.
+            let (key, textIsCanonical) = try PublicKey.decode(base64: pkText)
+            publicKey = key
+            signer = textIsCanonical ? pkText : key.base64
         } catch {
             throw TxRejection(.malformed, "\"public_key\" is not a base64 protobuf Ed25519 public key: \(error)")
         }

@@ -217,7 +217,6 @@ public struct JSONDocument: Sendable {
     /// out — what `value.canonicalBytes(prefix:omitting:)` returns — cut from the input when it
     /// is canonical, else written.
     public func canonicalBytes(prefix: String, omitting key: String) -> [UInt8] {
-        let input = bytes
         guard isCanonical, case .object(let o) = value, memberRanges.count == o.count,
               let k = o.members.firstIndex(where: { utf8Equal($0.key, key) }) else {
             return value.canonicalBytes(prefix: prefix, omitting: key)
@@ -232,10 +231,10 @@ public struct JSONDocument: Sendable {
             cut = memberRanges[0].lowerBound..<memberRanges[1].lowerBound
         }
         var out: [UInt8] = []
-        out.reserveCapacity(prefix.utf8.count + input.count - cut.count)
+        out.reserveCapacity(prefix.utf8.count + bytes.count - cut.count)
         out.append(contentsOf: prefix.utf8)
-        out.append(contentsOf: input[..<cut.lowerBound])
-        out.append(contentsOf: input[cut.upperBound...])
+        out.append(contentsOf: bytes[..<cut.lowerBound])
+        out.append(contentsOf: bytes[cut.upperBound...])
         return out
     }
 }

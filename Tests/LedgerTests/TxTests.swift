@@ -115,6 +115,12 @@ final class TxTests: XCTestCase {
         }, .badSignature)
     }
 
+    /// The envelope's length table finds every field at its position and nothing else.
+    func testEnvelopeFieldLookup() {
+        for (i, k) in Tx.envelopeFields.enumerated() { XCTAssertEqual(Tx.envelopeField(k), i, k) }
+        for k in ["", "V", "ops", "nonc", "payloads", "signatur", "public-key", "cluster_i\u{0}", "\u{212A}"] { XCTAssertNil(Tx.envelopeField(k), k) }
+    }
+
     func testAdmission() throws {
         let tx = try signed()
         XCTAssertEqual(try Tx.admit(tx.encoded, clusterID: cluster, now: now).txID, tx.txID)
