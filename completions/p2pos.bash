@@ -192,8 +192,9 @@ _p2pos() {
             --duration) return ;;
             --size) return ;;
             --compare) COMPREPLY=($(compgen -W "etcd none" -- "$cur")); return ;;
+            --runs) return ;;
             esac
-            COMPREPLY=($(compgen -W "--nodes --clients --duration --size --compare --json --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--nodes --clients --duration --size --compare --runs --json --help" -- "$cur"))
             ;;
         tx)
             case "$prev" in
@@ -202,8 +203,9 @@ _p2pos() {
             --duration) return ;;
             --size) return ;;
             --compare) COMPREPLY=($(compgen -W "etcd none" -- "$cur")); return ;;
+            --runs) return ;;
             esac
-            COMPREPLY=($(compgen -W "--nodes --clients --duration --size --compare --json --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--nodes --clients --duration --size --compare --runs --json --help" -- "$cur"))
             ;;
         esac
         ;;

@@ -23,3 +23,31 @@ def test_bench_tx_reports_throughput_latency_and_memory(p2pos, tmp_path):
     assert len(rss) == 3 and all(5 < m < 2048 for m in rss), rss
     # The cluster's data directories are removed afterwards.
     assert not list(tmp_path.glob("p2pos-bench-*"))
+
+
+def test_bench_tx_runs_repeats_the_pass_and_summarizes(p2pos, tmp_path):
+    r = p2pos("bench", "tx", "--nodes", "3", "--clients", "2", "--duration", "1s", "--runs", "2",
+              "--compare", "none", "--json", extra_env={"TMPDIR": str(tmp_path)}, timeout=240)
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert "levels" not in report and len(report["runs"]) == 2
+    medians = []
+    for run in report["runs"]:
+        [lvl] = run["levels"]
+        assert lvl["clients"] == 2 and lvl["p2pos"]["ops"] > 0 and lvl["p2pos"]["errors"] == 0, lvl
+        assert len(run["p2pos_peak_rss_mib"]) == 3
+        medians.append(lvl["p2pos"]["ops_per_sec"])
+    [summary] = report["summary"]
+    assert summary["clients"] == 2 and summary["runs"] == 2
+    # The median of two runs lies between them; nothing about etcd without it.
+    assert min(medians) - 1 <= summary["p2pos_ops_per_sec_median"] <= max(medians) + 1, (summary, medians)
+    assert 0 < summary["p2pos_p50_ms_median"] <= summary["p2pos_p99_ms_median"], summary
+    assert not any(k.startswith("etcd") or "ratio" in k for k in summary), summary
+    assert not list(tmp_path.glob("p2pos-bench-*"))
+
+
+def test_bench_tx_refuses_bad_runs_and_compare_values(p2pos):
+    for args in (["--runs", "0"], ["--runs", "x"], ["--compare", "zookeeper"]):
+        r = p2pos("bench", "tx", "--clients", "1", "--duration", "1s", *args)
+        assert r.code == 2, (args, r.out, r.err)
+        assert args[0] in r.err, (args, r.err)

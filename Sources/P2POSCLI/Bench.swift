@@ -450,18 +450,43 @@ func fmtRow(_ name: String, _ c: Int, _ r: LoadResult) -> String {
            r.pct(0.99) / 1000, r.errors, (r.cpuUsPerOp.map { String(format: "%.0f", $0) } ?? "-") as NSString)
 }
 
-/// `p2pos bench raft` / `p2pos bench tx`: closed-loop load against a local cluster, next to etcd.
-func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
-    let nodes = try p.int("--nodes", default: 3, min: 1, max: 7)
-    let clients = try parseClients(p.value("--clients"))
-    let duration = parseDuration(p.value("--duration") ?? "10s") ?? 10
-    let size = try p.int("--size", default: 256, min: 1, max: 1 << 20)
-    let compare = p.value("--compare") ?? "etcd"
-    var report: [String: Any] = ["kind": kind, "nodes": nodes, "duration_s": duration, "fsync": true]
-    var lines: [String] = ["bench \(kind): \(nodes) nodes, closed loop, \(Int(duration))s per level, fsync on"]
-    lines.append(String(format: "%-8@ %7@ %12@ %9@ %9@ %9@ %8@ %11@", "system", "clients", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors", "cpu us/op"))
+/// One pass of `bench raft` / `bench tx`: every level against a fresh p2pos cluster, then (with
+/// `compare == "etcd"`) every level against a fresh etcd cluster.
+struct ClusterBenchRun {
     var ours: [Int: LoadResult] = [:]
     var theirs: [Int: LoadResult] = [:]
+    /// Peak RSS of each p2pos node, when it could be read for all of them.
+    var rssMiB: [Int]? = nil
+    /// The table rows and notes of this pass.
+    var lines: [String] = []
+
+    /// The per-level JSON objects (`levels` in the report).
+    func levels(_ clients: [Int]) -> [[String: Any]] {
+        clients.map { c in
+            var o: [String: Any] = ["clients": c, "p2pos": ours[c]!.json]
+            if let t = theirs[c] {
+                o["etcd"] = t.json
+                o["throughput_ratio"] = (ours[c]!.opsPerSec / max(1, t.opsPerSec) * 100).rounded() / 100
+                o["p99_ratio"] = (ours[c]!.pct(0.99) / max(1, t.pct(0.99)) * 100).rounded() / 100
+                if let a = ours[c]!.cpuUsPerOp, let b = t.cpuUsPerOp, b > 0 { o["cpu_per_op_ratio"] = (a / b * 100).rounded() / 100 }
+            }
+            return o
+        }
+    }
+
+    /// "clients N: p2pos/etcd throughput …" for each level measured against etcd.
+    func ratioLines(_ clients: [Int]) -> [String] {
+        clients.compactMap { c in
+            guard let t = theirs[c], let o = ours[c] else { return nil }
+            var line = String(format: "clients %d: p2pos/etcd throughput %.2fx, p99 %.2fx", c, o.opsPerSec / max(1, t.opsPerSec), o.pct(0.99) / max(1, t.pct(0.99)))
+            if let a = o.cpuUsPerOp, let b = t.cpuUsPerOp, b > 0 { line += String(format: ", server CPU per op %.2fx", a / b) }
+            return line
+        }
+    }
+}
+
+func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double, size: Int, compare: String) throws -> ClusterBenchRun {
+    var run = ClusterBenchRun()
     // p2pos
     Out.err("bench \(kind): starting a \(nodes)-node p2pos cluster")
     var env = kind == "raft" ? ["P2POS_BENCH": "1"] : [String: String]()
@@ -504,16 +529,16 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
                 seq < frozen[ci].count ? LoadOp.post(client, "/v1/p2p/tx", frozen[ci][seq]) : .exhausted
             }
         }
-        ours[c] = r
-        lines.append(fmtRow("p2pos", c, r))
+        run.ours[c] = r
+        run.lines.append(fmtRow("p2pos", c, r))
         if r.exhaustedClients > 0 {
-            lines.append("  \(r.exhaustedClients) of \(c) clients used up their pre-signed txs before the end (after errors): this level's figures are incomplete")
+            run.lines.append("  \(r.exhaustedClients) of \(c) clients used up their pre-signed txs before the end (after errors): this level's figures are incomplete")
         }
     }
     let rss = cluster.peakRSSMiB()
     if rss.allSatisfy({ $0 != nil }) {
-        report["p2pos_peak_rss_mib"] = rss.map { $0! }
-        lines.append("p2pos peak RSS per node (MiB): " + rss.map { "\($0!)" }.joined(separator: " / "))
+        run.rssMiB = rss.map { $0! }
+        run.lines.append("p2pos peak RSS per node (MiB): " + rss.map { "\($0!)" }.joined(separator: " / "))
     }
     cluster.stop()
     if compare == "etcd" {
@@ -531,27 +556,103 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
                 let body = Array("{\"key\":\"\(key)\",\"value\":\"\(value)\"}".utf8)
                 return LoadOp.post(client, "/v3/kv/put", body)
             }
-            theirs[c] = r
-            lines.append(fmtRow("etcd", c, r))
+            run.theirs[c] = r
+            run.lines.append(fmtRow("etcd", c, r))
         }
     }
-    var levels: [[String: Any]] = []
+    run.lines += run.ratioLines(clients)
+    return run
+}
+
+/// The median of `xs` (the mean of the middle two for an even count); nil when empty.
+func median(_ xs: [Double]) -> Double? {
+    let s = xs.sorted()
+    guard !s.isEmpty else { return nil }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Per level over several runs: medians and ranges of both systems' figures and of the ratios,
+/// and in how many runs p2pos had at least etcd's throughput and a lower p99. The machine is
+/// shared and noisy, so one run proves little either way.
+func clusterBenchSummary(_ runs: [ClusterBenchRun], clients: [Int]) -> (json: [[String: Any]], lines: [String]) {
+    func r2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
+    var json: [[String: Any]] = []
+    var lines: [String] = ["summary over \(runs.count) runs (median, then range):"]
     for c in clients {
-        var o: [String: Any] = ["clients": c, "p2pos": ours[c]!.json]
-        if let t = theirs[c] {
-            o["etcd"] = t.json
-            o["throughput_ratio"] = (ours[c]!.opsPerSec / max(1, t.opsPerSec) * 100).rounded() / 100
-            o["p99_ratio"] = (ours[c]!.pct(0.99) / max(1, t.pct(0.99)) * 100).rounded() / 100
-            var line = String(format: "clients %d: p2pos/etcd throughput %.2fx, p99 %.2fx", c, ours[c]!.opsPerSec / max(1, t.opsPerSec), ours[c]!.pct(0.99) / max(1, t.pct(0.99)))
-            if let a = ours[c]!.cpuUsPerOp, let b = t.cpuUsPerOp, b > 0 {
-                o["cpu_per_op_ratio"] = (a / b * 100).rounded() / 100
-                line += String(format: ", server CPU per op %.2fx", a / b)
-            }
-            lines.append(line)
+        let ours = runs.compactMap { $0.ours[c] }
+        var o: [String: Any] = ["clients": c, "runs": ours.count]
+        let ops = ours.map(\.opsPerSec), p50 = ours.map { $0.pct(0.5) / 1000 }, p99 = ours.map { $0.pct(0.99) / 1000 }
+        o["p2pos_ops_per_sec_median"] = (median(ops) ?? 0).rounded()
+        o["p2pos_p50_ms_median"] = r2(median(p50) ?? 0)
+        o["p2pos_p99_ms_median"] = r2(median(p99) ?? 0)
+        var line = String(format: "clients %d: p2pos %.0f ops/s (%.0f–%.0f), p50 %.2f ms, p99 %.2f ms", c, median(ops) ?? 0, ops.min() ?? 0, ops.max() ?? 0,
+                          median(p50) ?? 0, median(p99) ?? 0)
+        let pairs = runs.compactMap { r -> (LoadResult, LoadResult)? in
+            guard let a = r.ours[c], let b = r.theirs[c] else { return nil }
+            return (a, b)
         }
-        levels.append(o)
+        if !pairs.isEmpty {
+            let theirOps = pairs.map { $0.1.opsPerSec }, theirP99 = pairs.map { $0.1.pct(0.99) / 1000 }
+            let tr = pairs.map { $0.0.opsPerSec / max(1, $0.1.opsPerSec) }
+            let pr = pairs.map { $0.0.pct(0.99) / max(1, $0.1.pct(0.99)) }
+            let atLeast = pairs.filter { $0.0.opsPerSec >= $0.1.opsPerSec }.count
+            let below = pairs.filter { $0.0.pct(0.99) < $0.1.pct(0.99) }.count
+            o["etcd_ops_per_sec_median"] = (median(theirOps) ?? 0).rounded()
+            o["etcd_p99_ms_median"] = r2(median(theirP99) ?? 0)
+            o["throughput_ratio_median"] = r2(median(tr) ?? 0)
+            o["throughput_ratio_min"] = r2(tr.min() ?? 0)
+            o["throughput_ratio_max"] = r2(tr.max() ?? 0)
+            o["runs_throughput_at_least_etcd"] = atLeast
+            o["p99_ratio_median"] = r2(median(pr) ?? 0)
+            o["p99_ratio_max"] = r2(pr.max() ?? 0)
+            o["runs_p99_below_etcd"] = below
+            line += String(format: "; etcd %.0f ops/s (%.0f–%.0f), p99 %.2f ms; throughput %.2fx (%.2f–%.2f), at least etcd's in %d of %d; p99 %.2fx (max %.2f), below etcd's in %d of %d",
+                           median(theirOps) ?? 0, theirOps.min() ?? 0, theirOps.max() ?? 0, median(theirP99) ?? 0,
+                           median(tr) ?? 0, tr.min() ?? 0, tr.max() ?? 0, atLeast, pairs.count, median(pr) ?? 0, pr.max() ?? 0, below, pairs.count)
+        }
+        json.append(o)
+        lines.append(line)
     }
-    report["levels"] = levels
+    return (json, lines)
+}
+
+/// `p2pos bench raft` / `p2pos bench tx`: closed-loop load against a local cluster, next to etcd.
+/// With `--runs N`, the whole pass (p2pos levels, then etcd levels) is repeated N times and a
+/// summary gives medians, ranges and how often each target held.
+func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
+    let nodes = try p.int("--nodes", default: 3, min: 1, max: 7)
+    let clients = try parseClients(p.value("--clients"))
+    let duration = parseDuration(p.value("--duration") ?? "10s") ?? 10
+    let size = try p.int("--size", default: 256, min: 1, max: 1 << 20)
+    let runsWanted = try p.int("--runs", default: 1, min: 1, max: 100)
+    let compare = p.value("--compare") ?? "etcd"
+    guard compare == "etcd" || compare == "none" else { throw CLIError.usage(p.commandName, "--compare must be etcd or none, got \"\(compare)\"") }
+    var report: [String: Any] = ["kind": kind, "nodes": nodes, "duration_s": duration, "fsync": true]
+    var lines: [String] = ["bench \(kind): \(nodes) nodes, closed loop, \(Int(duration))s per level, fsync on"
+                           + (runsWanted > 1 ? ", \(runsWanted) runs (each: p2pos, then \(compare == "etcd" ? "etcd" : "nothing"))" : "")]
+    let header = String(format: "%-8@ %7@ %12@ %9@ %9@ %9@ %8@ %11@", "system", "clients", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors", "cpu us/op")
+    var runs: [ClusterBenchRun] = []
+    for k in 1...runsWanted {
+        if runsWanted > 1 { Out.err("bench \(kind): run \(k) of \(runsWanted)") }
+        let run = try clusterBenchRun(kind: kind, nodes: nodes, clients: clients, duration: duration, size: size, compare: compare)
+        runs.append(run)
+        if runsWanted > 1 { lines.append("run \(k) of \(runsWanted)") }
+        lines.append(header)
+        lines += run.lines
+    }
+    if runsWanted == 1 {
+        if let rss = runs[0].rssMiB { report["p2pos_peak_rss_mib"] = rss }
+        report["levels"] = runs[0].levels(clients)
+    } else {
+        report["runs"] = runs.map { r -> [String: Any] in
+            var o: [String: Any] = ["levels": r.levels(clients)]
+            if let rss = r.rssMiB { o["p2pos_peak_rss_mib"] = rss }
+            return o
+        }
+        let summary = clusterBenchSummary(runs, clients: clients)
+        report["summary"] = summary.json
+        lines += summary.lines
+    }
     if p.json { Out.print(Out.json(report)) } else { Out.print(lines.joined(separator: "\n")) }
     return ExitCode.success
 }

@@ -196,7 +196,7 @@ public enum CommandTable {
                     args: [ArgSpec("MULTIADDR", "peer address")],
                     hidden: true, handler: debugDialHandler),
         CommandSpec(["bench", "raft"], "benchmark Raft commits on a local cluster of real processes, next to etcd",
-                    details: "Starts --nodes p2pos processes on loopback, then drives replicated entries of --size bytes in a closed loop from each concurrency level of --clients for --duration, fsync on; then does the same with puts against a local etcd cluster (scripts/etcd-cluster, Debian's etcd-server). Reports ops/s, latency percentiles, errors and the CPU the cluster's processes used per op.",
+                    details: "Starts --nodes p2pos processes on loopback, then drives replicated entries of --size bytes in a closed loop from each concurrency level of --clients for --duration, fsync on; then does the same with puts against a local etcd cluster (scripts/etcd-cluster, Debian's etcd-server). Reports ops/s, latency percentiles, errors and the CPU the cluster's processes used per op. With --runs N the whole pass is repeated N times (fresh clusters each time) and a summary per level gives the medians and ranges, the ratios to etcd, and in how many runs p2pos had at least etcd's throughput and a lower p99.",
                     options: benchClusterOptions, handler: { try runClusterBench($0, kind: "raft") }),
         CommandSpec(["bench", "tx"], "benchmark signed transactions end to end on a local cluster, next to etcd",
                     details: "Like bench raft, with distinct pre-signed SESSION_CREATE transactions submitted through the control API of the leader (each verified at admission and applied on every node). The cluster's nodes serve as many control API connections as the largest level has clients; a client whose request fails pauses 1 ms before the next, and a client that has used up its pre-signed transactions stops (the report flags the level).",
@@ -236,6 +236,7 @@ let benchClusterOptions: [OptionSpec] = [
     OptionSpec("--duration", value: "TIME", "time per level (default 10s)"),
     OptionSpec("--size", value: "BYTES", "entry size for bench raft (default 256)"),
     OptionSpec("--compare", value: "SYSTEM", "etcd (default) or none", complete: ["etcd", "none"]),
+    OptionSpec("--runs", value: "N", "repeat the whole pass N times and summarize (medians, ranges, how often each target held; default 1)"),
     Common.json,
 ]
 
