@@ -380,9 +380,11 @@ public final class Consensus: @unchecked Sendable {
             let grown = frames - checkpointedFrames
             let now = Monotonic.nanos()
             guard grown >= 4096 || (grown > 0 && now &- lastCheckpoint >= 1_000_000_000) else { return }
+            let cps = Monotonic.nanos()
             do { try snapshotLedger.db.exec("PRAGMA wal_checkpoint(PASSIVE)") } catch {
                 Log.debug("ledger", "checkpoint_failed", ["reason": "\(error)"])
             }
+            if trace { traceLine("checkpoint us=\((Monotonic.nanos() - cps) / 1000) frames=\(grown)") }
             checkpointedFrames = frames
             lastCheckpoint = now
         }
@@ -569,7 +571,7 @@ public final class Consensus: @unchecked Sendable {
         let t0 = Monotonic.nanos()
         defer {
             if trace && !batch.isEmpty {
-                FileHandle.standardError.write("TRACE apply n=\(batch.count) us=\((Monotonic.nanos() - t0) / 1000) role=\(roleLock.withLock { cachedRole }.rawValue)\n".data(using: .utf8)!)
+                traceLine("apply n=\(batch.count) us=\((Monotonic.nanos() - t0) / 1000) role=\(roleLock.withLock { cachedRole }.rawValue)")
             }
         }
         do {
@@ -666,6 +668,7 @@ public final class Consensus: @unchecked Sendable {
 
     func commitLedger() {
         let started = trace ? Monotonic.nanos() : 0
+        let cpu0 = trace ? Monotonic.threadCPUNanos() : 0
         let entries = ledger.pendingEntries
         let framesBefore = trace ? ledgerWAL.frames : 0
         do { try ledger.commitPending() } catch {
@@ -674,7 +677,7 @@ public final class Consensus: @unchecked Sendable {
         }
         if trace && entries > 0 {
             let frames = ledgerWAL.frames
-            FileHandle.standardError.write("TRACE ledger_commit us=\((Monotonic.nanos() &- started) / 1000) entries=\(entries) pages=\(frames >= framesBefore ? frames - framesBefore : frames)\n".data(using: .utf8)!)
+            traceLine("ledger_commit us=\((Monotonic.nanos() &- started) / 1000) cpu_us=\((Monotonic.threadCPUNanos() &- cpu0) / 1000) entries=\(entries) pages=\(frames >= framesBefore ? frames - framesBefore : frames)")
         }
     }
 
@@ -694,8 +697,15 @@ public final class Consensus: @unchecked Sendable {
     /// Apply batches handed to the apply queue and not finished yet (under `waitLock`).
     private var applyBacklog = 0
     private var ledgerApplied: UInt64 = 0
-    /// P2POS_TRACE=1 prints per-batch apply timings (diagnostics for benchmarks).
+    /// P2POS_TRACE=1 prints per-batch apply timings, ledger commits, WAL checkpoints and
+    /// compactions to stderr (diagnostics for benchmarks).
     let trace = ProcessInfo.processInfo.environment["P2POS_TRACE"] == "1"
+
+    /// One diagnostic line, `TRACE t=<monotonic µs> <text>`: the clock is the one the bench
+    /// client measures latencies with, so stalls can be matched with slow requests.
+    func traceLine(_ text: String) {
+        FileHandle.standardError.write("TRACE t=\(Monotonic.nanos() / 1000) \(text)\n".data(using: .utf8)!)
+    }
 
     private let roleLock = NSLock()
     private var cachedRole: RaftRole = .follower
@@ -740,6 +750,7 @@ public final class Consensus: @unchecked Sendable {
         // covers everything applied (a commit group can hold more entries than `snapshotEvery`;
         // without this the build could find nothing new committed and be redone after every apply).
         commitLedger()
+        if trace { traceLine("snapshot_start") }
         snapshotInFlight = true
         snapshotQueue.async { [self] in
             // Built on a thread of its own at a lower CPU priority: reading the whole ledger
@@ -758,7 +769,7 @@ public final class Consensus: @unchecked Sendable {
                         let compactStarted = Monotonic.nanos()
                         try storage.compact(snapshot: meta, file: file)
                         if trace {
-                            FileHandle.standardError.write("TRACE compact us=\((Monotonic.nanos() - compactStarted) / 1000) build_ms=\(buildMs) build_cpu_ms=\(buildCPUMs) bytes=\(data.count)\n".data(using: .utf8)!)
+                            traceLine("compact us=\((Monotonic.nanos() - compactStarted) / 1000) build_ms=\(buildMs) build_cpu_ms=\(buildCPUMs) bytes=\(data.count)")
                         }
                         Log.info("raft", "log_compacted", ["index": meta.index, "bytes": data.count,
                                                            "build_ms": buildMs, "build_cpu_ms": buildCPUMs])

@@ -66,6 +66,11 @@ public final class RaftStorage {
     /// The index of the recorded snapshot: log segments whose entries are all at or below it
     /// are deleted.
     private var truncateTarget: UInt64 = 0
+    /// Deletes the files a compaction made obsolete (log segments, older snapshot files) after
+    /// `compact` has returned: unlinking tens of megabytes took 2–6 ms, on the Raft thread of
+    /// every node at every compaction. Whatever a crash leaves undeleted is removed at the next
+    /// open (unrecorded snapshot files, segments the recorded snapshot covers).
+    private let cleanup = DispatchQueue(label: "p2pos.raft-storage.cleanup", qos: .utility)
 
     /// Opens (creating if needed) the database file at `path` and its log directory.
     /// The file is this process's alone (the daemon holds the data directory's lock), so SQLite
@@ -308,9 +313,16 @@ public final class RaftStorage {
         }
         try db.transaction { try writeSnapshot(meta, data: [], file: file) }
         truncateTarget = meta.index
-        log.dropSegments(through: meta.index)
-        removeSnapshotFiles(except: file.name, below: meta.index)
+        let segments = log.detachSegments(through: meta.index)
+        let (dir, prefix, keep, below) = (dir, snapshotPrefix, file.name, meta.index)
+        cleanup.async {
+            for path in segments { unlink(path) }
+            RaftStorage.removeSnapshotFiles(dir: dir, prefix: prefix, except: keep, below: below)
+        }
     }
+
+    /// Returns once the files of every earlier `compact` are deleted.
+    public func waitForCleanup() { cleanup.sync {} }
 
     /// Number of log segment files.
     public var logSegmentCount: Int { log.segmentCount }

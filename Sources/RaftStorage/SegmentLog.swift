@@ -203,10 +203,18 @@ final class SegmentLog {
 
     /// Deletes closed segments whose entries are all at or below `index` (a snapshot covers them).
     func dropSegments(through index: UInt64) {
+        for path in detachSegments(through: index) { unlink(path) }
+    }
+
+    /// Forgets the closed segments whose entries are all at or below `index` and returns their
+    /// paths, for the caller to delete (the log never reads or reuses them again).
+    func detachSegments(through index: UInt64) -> [String] {
+        var paths: [String] = []
         while let first = closed.first, first.maxIndex <= index {
-            unlink(segmentPath(first.seq))
+            paths.append(segmentPath(first.seq))
             closed.removeFirst()
         }
+        return paths
     }
 
     /// Number of segment files (closed and active).

@@ -144,6 +144,8 @@ final class RaftStorageTests: XCTestCase {
             XCTAssertGreaterThan(before, 5)
             let file = try s.writeSnapshotFile(index: meta.index, data: data)
             try s.compact(snapshot: meta, file: file)
+            // The covered segments and older files are deleted off the caller's thread.
+            s.waitForCleanup()
             XCTAssertEqual(try snapshotFiles(), [file.name])
             let after = try logSegments().count
             XCTAssertLessThan(after, before)
@@ -175,6 +177,7 @@ final class RaftStorageTests: XCTestCase {
         FileManager.default.createFile(atPath: dir.path + "/raft-snapshot-3-1.bin", contents: Data([4]))
         let meta2 = SnapshotMetadata(index: UInt64(n + 1), term: 1, conf: ConfState(voters: ["a"]))
         try s.compact(snapshot: meta2, data: [7, 7])
+        s.waitForCleanup()
         let files = try snapshotFiles()
         XCTAssertEqual(files.count, 3, "\(files)")
         XCTAssertTrue(files.contains("raft-snapshot-\(n + 1)-1.bin") && files.contains("raft-snapshot-\(n + 1)-2.bin.tmp"))
@@ -235,6 +238,7 @@ final class RaftStorageTests: XCTestCase {
         XCTAssertEqual(try logSegments().count, 1)
         try s.compact(snapshot: SnapshotMetadata(index: 6, term: 2, conf: ConfState(voters: ["a"])), data: [6])
         XCTAssertEqual(try s.load().snapshot?.data, [6])
+        s.waitForCleanup()
         XCTAssertEqual(try snapshotFiles().count, 1)
     }
 
