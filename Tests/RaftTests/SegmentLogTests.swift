@@ -186,6 +186,7 @@ final class SegmentLogTests: XCTestCase {
             let segs = try segments()
             kept = try segs.prefix(3).map { ($0, try Data(contentsOf: URL(fileURLWithPath: $0))) }
             try s.compact(snapshot: SnapshotMetadata(index: 50, term: 1, conf: ConfState(voters: ["a"])), data: [5])
+            s.waitForCleanup()
             XCTAssertLessThan(try segments().count, segs.count)
             expected = try s.load()
         }
