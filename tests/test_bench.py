@@ -14,7 +14,7 @@ def test_bench_tx_reports_throughput_latency_and_memory(p2pos, tmp_path):
     for lvl in report["levels"]:
         ours = lvl["p2pos"]
         assert ours["ops"] > 0 and ours["errors"] == 0 and "clients_out_of_txs" not in ours, lvl
-        assert 0 < ours["p50_ms"] <= ours["p95_ms"] <= ours["p99_ms"], lvl
+        assert 0 < ours["p50_ms"] <= ours["p95_ms"] <= ours["p99_ms"] <= ours["p999_ms"] <= ours["max_ms"], lvl
         assert "etcd" not in lvl
         # CPU the three node processes used per committed tx (from /proc/<pid>/stat): at least
         # the three signature checks' worth, and far below a second.

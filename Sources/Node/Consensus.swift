@@ -633,6 +633,19 @@ public final class Consensus: @unchecked Sendable {
     /// no better than 2.5 (twelfth session). The dirty pages of a group stay within the 32 MiB
     /// page cache at these rates (SQLite spills to the WAL beyond it, still correct).
     private var commitTimerArmed = false
+    /// After a commit that leaves at least this many frames (16 MiB of 8 KiB pages) in the
+    /// ledger's WAL, the apply connection checkpoints it itself, before its next write
+    /// transaction begins, so that transaction's commit writes the log from its start again.
+    /// SQLite rewinds a WAL only at the commit of a write transaction that began with every frame
+    /// copied into the database; under load the next transaction begins right after a commit,
+    /// before the background checkpoint (`checkpointTimer`) has copied it, so the log never
+    /// rewound: it grew to ~145 MB in 40 s at 64 clients, until SQLite's own checkpoint at
+    /// 16,384 frames ran inside a commit (67–100 ms stalls). With this the WAL stays about one
+    /// commit group long; the checkpoint takes ~10–13 ms after a ~2,000-page commit. Twelve
+    /// alternating pairs of `p2pos bench tx --nodes 3 --clients 64 --compare none` (10 and 20 s):
+    /// p99 lower in all twelve (median 21.35 → 19.65 ms), throughput higher in eight
+    /// (docs/benchmarks.md, twentieth session).
+    static let ledgerWALRewindFrames = 2048
     static let ledgerCommitDelay = 2.5
     static let ledgerCommitMaxEntries = 16_384
     func scheduleLedgerCommit() {
@@ -674,6 +687,16 @@ public final class Consensus: @unchecked Sendable {
         do { try ledger.commitPending() } catch {
             Log.error("ledger", "commit_failed", ["reason": "\(error)"])
             fatalError("ledger commit failed: \(error)")
+        }
+        if entries > 0 && ledgerWAL.frames >= Consensus.ledgerWALRewindFrames {
+            // See `ledgerWALRewindFrames`. PASSIVE never waits: a reader still on older frames
+            // (a snapshot being built) or the background checkpoint running just makes this a
+            // partial checkpoint, and the log rewinds after a later commit instead.
+            let c0 = trace ? Monotonic.nanos() : 0
+            do { try ledger.db.exec("PRAGMA wal_checkpoint(PASSIVE)") } catch {
+                Log.debug("ledger", "checkpoint_failed", ["reason": "\(error)"])
+            }
+            if trace { traceLine("wal_rewind_checkpoint us=\((Monotonic.nanos() - c0) / 1000) frames=\(ledgerWAL.frames)") }
         }
         if trace && entries > 0 {
             let frames = ledgerWAL.frames

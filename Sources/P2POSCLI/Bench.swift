@@ -122,7 +122,8 @@ struct LoadResult {
     }
     var json: [String: Any] {
         var o: [String: Any] = ["ops": ops, "errors": errors, "seconds": seconds, "ops_per_sec": opsPerSec.rounded(),
-                                "p50_ms": pct(0.5) / 1000, "p95_ms": pct(0.95) / 1000, "p99_ms": pct(0.99) / 1000]
+                                "p50_ms": pct(0.5) / 1000, "p95_ms": pct(0.95) / 1000, "p99_ms": pct(0.99) / 1000,
+                                "p999_ms": pct(0.999) / 1000, "max_ms": pct(1) / 1000]
         if let c = cpuUsPerOp { o["server_cpu_us_per_op"] = c.rounded() }
         if exhaustedClients > 0 { o["clients_out_of_txs"] = exhaustedClients }
         return o

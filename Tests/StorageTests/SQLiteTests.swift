@@ -109,6 +109,44 @@ final class SQLiteTests: XCTestCase {
         XCTAssertEqual(try db2.query("SELECT COUNT(*) FROM t").first?.first?.int, 40)
     }
 
+    /// What the ledger's apply connection relies on (Consensus.ledgerWALRewindFrames): a WAL
+    /// rewinds only at the commit of a write transaction that began with every frame already
+    /// copied into the database. Checkpointed from another connection after the next write
+    /// transaction has begun, the log keeps growing; checkpointed by the writer between its
+    /// commit and its next BEGIN, it starts over.
+    func testWALRewindsOnlyAfterACheckpointBeforeTheNextWriteTransaction() throws {
+        let path = dir.appendingPathComponent("r.db").path
+        let db = try SQLiteDB(path: path, synchronous: "OFF")
+        let other = try SQLiteDB(path: path, synchronous: "OFF")
+        let wal = db.observeWAL(autocheckpoint: 0)
+        try db.exec("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB)")
+        let blob = [UInt8](repeating: 7, count: 3000)
+        var k: Int64 = 0
+        func group() throws {
+            for _ in 0..<20 {
+                try db.run("INSERT INTO t VALUES (?, ?)", [.int(k), .blob(blob)])
+                k += 1
+            }
+        }
+        // As under load: the next write transaction begins, then the background checkpoint runs.
+        var last = wal.frames
+        for _ in 0..<5 {
+            try db.exec("BEGIN IMMEDIATE")
+            try other.exec("PRAGMA wal_checkpoint(PASSIVE)")
+            try group()
+            try db.exec("COMMIT")
+            XCTAssertGreaterThan(wal.frames, last, "appended, not rewound")
+            last = wal.frames
+        }
+        // The writer checkpoints between its commit and its next BEGIN: the next commit rewinds.
+        try db.exec("PRAGMA wal_checkpoint(PASSIVE)")
+        try db.exec("BEGIN IMMEDIATE")
+        try group()
+        try db.exec("COMMIT")
+        XCTAssertLessThan(wal.frames, last / 2, "the log started over (\(wal.frames) frames after \(last))")
+        XCTAssertEqual(try other.query("SELECT COUNT(*) FROM t").first?.first?.int, k, "nothing lost")
+    }
+
     /// A burst that grew the WAL past `walSizeLimit` (a long read held back its restart) does not
     /// leave the file at that size: once checkpointed, the next write restarts the log and
     /// truncates the file to the limit.
