@@ -294,7 +294,7 @@ public final class RaftStorage {
     }
 
     /// Stores a snapshot the application took (after `RaftNode.compact`): its data in a file; the
-    /// log segments it covers are deleted.
+    /// log segments it covers are deleted (just after the call returns, see `cleanup`).
     public func compact(snapshot meta: SnapshotMetadata, data: [UInt8]) throws {
         try compact(snapshot: meta, data: SnapshotData(data))
     }
@@ -305,7 +305,8 @@ public final class RaftStorage {
 
     /// Record a snapshot whose data is already durable in `file` (written off the Raft thread
     /// with `writeSnapshotFile`). Only the small row changes here; the log segments whose entries
-    /// it covers are deleted, and older snapshot files are removed.
+    /// it covers and older snapshot files are deleted on `cleanup` just after this returns (the
+    /// log forgets the segments at once).
     public func compact(snapshot meta: SnapshotMetadata, file: SnapshotFile) throws {
         // Deletion trusts the recorded index, so it only moves forward.
         guard meta.index > truncateTarget else {
@@ -324,7 +325,13 @@ public final class RaftStorage {
     /// Returns once the files of every earlier `compact` are deleted.
     public func waitForCleanup() { cleanup.sync {} }
 
-    /// Number of log segment files.
+    /// An instance finishes its deletions before it goes: a storage opened again on the same
+    /// directory in this process (the simulator's crash and restart) would otherwise list a
+    /// segment file that is unlinked before it reads it.
+    deinit { cleanup.sync {} }
+
+    /// Number of log segments the log holds (the active one included); files of segments a
+    /// compaction dropped may still be on disk until `cleanup` has run.
     public var logSegmentCount: Int { log.segmentCount }
 
     /// Everything needed to construct a `RaftNode` after a restart.
