@@ -380,11 +380,7 @@ public final class Consensus: @unchecked Sendable {
             let grown = frames - checkpointedFrames
             let now = Monotonic.nanos()
             guard grown >= 4096 || (grown > 0 && now &- lastCheckpoint >= 1_000_000_000) else { return }
-            let cps = Monotonic.nanos()
-            do { try snapshotLedger.db.exec("PRAGMA wal_checkpoint(PASSIVE)") } catch {
-                Log.debug("ledger", "checkpoint_failed", ["reason": "\(error)"])
-            }
-            if trace { traceLine("checkpoint us=\((Monotonic.nanos() - cps) / 1000) frames=\(grown)") }
+            checkpoint(snapshotLedger.db, "checkpoint frames=\(grown)")
             checkpointedFrames = frames
             lastCheckpoint = now
         }
@@ -688,20 +684,26 @@ public final class Consensus: @unchecked Sendable {
             Log.error("ledger", "commit_failed", ["reason": "\(error)"])
             fatalError("ledger commit failed: \(error)")
         }
-        if entries > 0 && ledgerWAL.frames >= Consensus.ledgerWALRewindFrames {
-            // See `ledgerWALRewindFrames`. PASSIVE never waits: a reader still on older frames
-            // (a snapshot being built) or the background checkpoint running just makes this a
-            // partial checkpoint, and the log rewinds after a later commit instead.
-            let c0 = trace ? Monotonic.nanos() : 0
-            do { try ledger.db.exec("PRAGMA wal_checkpoint(PASSIVE)") } catch {
-                Log.debug("ledger", "checkpoint_failed", ["reason": "\(error)"])
-            }
-            if trace { traceLine("wal_rewind_checkpoint us=\((Monotonic.nanos() - c0) / 1000) frames=\(ledgerWAL.frames)") }
-        }
         if trace && entries > 0 {
             let frames = ledgerWAL.frames
             traceLine("ledger_commit us=\((Monotonic.nanos() &- started) / 1000) cpu_us=\((Monotonic.threadCPUNanos() &- cpu0) / 1000) entries=\(entries) pages=\(frames >= framesBefore ? frames - framesBefore : frames)")
         }
+        if entries > 0 && ledgerWAL.frames >= Consensus.ledgerWALRewindFrames {
+            // See `ledgerWALRewindFrames`. PASSIVE never waits: a reader still on older frames
+            // (a snapshot being built) or the background checkpoint running just makes this a
+            // partial checkpoint, and the log rewinds after a later commit instead.
+            checkpoint(ledger.db, "wal_rewind_checkpoint frames=\(ledgerWAL.frames)")
+        }
+    }
+
+    /// A PASSIVE checkpoint of ledger.db's WAL through `db` (it never waits; a failure leaves the
+    /// frames for a later one), traced as `what` with its duration.
+    private func checkpoint(_ db: SQLiteDB, _ what: @autoclosure () -> String) {
+        let started = trace ? Monotonic.nanos() : 0
+        do { try db.exec("PRAGMA wal_checkpoint(PASSIVE)") } catch {
+            Log.debug("ledger", "checkpoint_failed", ["reason": "\(error)"])
+        }
+        if trace { traceLine("\(what()) us=\((Monotonic.nanos() - started) / 1000)") }
     }
 
     /// Ledger apply runs here, behind persistence: acknowledging batch N+1 never waits for
