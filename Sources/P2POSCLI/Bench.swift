@@ -120,6 +120,12 @@ struct LoadResult {
         let s = latenciesUs.sorted()
         return s[min(s.count - 1, Int(Double(s.count - 1) * p))]
     }
+    /// This run's throughput and p99 as multiples of `other`'s, and its server CPU per op when
+    /// both were read.
+    func ratios(to other: LoadResult) -> (throughput: Double, p99: Double, cpu: Double?) {
+        let cpu = cpuUsPerOp.flatMap { a in other.cpuUsPerOp.flatMap { b in b > 0 ? a / b : nil } }
+        return (opsPerSec / max(1, other.opsPerSec), pct(0.99) / max(1, other.pct(0.99)), cpu)
+    }
     var json: [String: Any] {
         var o: [String: Any] = ["ops": ops, "errors": errors, "seconds": seconds, "ops_per_sec": opsPerSec.rounded(),
                                 "p50_ms": pct(0.5) / 1000, "p95_ms": pct(0.95) / 1000, "p99_ms": pct(0.99) / 1000,
@@ -466,10 +472,11 @@ struct ClusterBenchRun {
         clients.map { c in
             var o: [String: Any] = ["clients": c, "p2pos": ours[c]!.json]
             if let t = theirs[c] {
+                let r = ours[c]!.ratios(to: t)
                 o["etcd"] = t.json
-                o["throughput_ratio"] = (ours[c]!.opsPerSec / max(1, t.opsPerSec) * 100).rounded() / 100
-                o["p99_ratio"] = (ours[c]!.pct(0.99) / max(1, t.pct(0.99)) * 100).rounded() / 100
-                if let a = ours[c]!.cpuUsPerOp, let b = t.cpuUsPerOp, b > 0 { o["cpu_per_op_ratio"] = (a / b * 100).rounded() / 100 }
+                o["throughput_ratio"] = (r.throughput * 100).rounded() / 100
+                o["p99_ratio"] = (r.p99 * 100).rounded() / 100
+                if let cpu = r.cpu { o["cpu_per_op_ratio"] = (cpu * 100).rounded() / 100 }
             }
             return o
         }
@@ -478,9 +485,9 @@ struct ClusterBenchRun {
     /// "clients N: p2pos/etcd throughput …" for each level measured against etcd.
     func ratioLines(_ clients: [Int]) -> [String] {
         clients.compactMap { c in
-            guard let t = theirs[c], let o = ours[c] else { return nil }
-            var line = String(format: "clients %d: p2pos/etcd throughput %.2fx, p99 %.2fx", c, o.opsPerSec / max(1, t.opsPerSec), o.pct(0.99) / max(1, t.pct(0.99)))
-            if let a = o.cpuUsPerOp, let b = t.cpuUsPerOp, b > 0 { line += String(format: ", server CPU per op %.2fx", a / b) }
+            guard let t = theirs[c], let r = ours[c]?.ratios(to: t) else { return nil }
+            var line = String(format: "clients %d: p2pos/etcd throughput %.2fx, p99 %.2fx", c, r.throughput, r.p99)
+            if let cpu = r.cpu { line += String(format: ", server CPU per op %.2fx", cpu) }
             return line
         }
     }
@@ -594,8 +601,8 @@ func clusterBenchSummary(_ runs: [ClusterBenchRun], clients: [Int]) -> (json: [[
         }
         if !pairs.isEmpty {
             let theirOps = pairs.map { $0.1.opsPerSec }, theirP99 = pairs.map { $0.1.pct(0.99) / 1000 }
-            let tr = pairs.map { $0.0.opsPerSec / max(1, $0.1.opsPerSec) }
-            let pr = pairs.map { $0.0.pct(0.99) / max(1, $0.1.pct(0.99)) }
+            let tr = pairs.map { $0.0.ratios(to: $0.1).throughput }
+            let pr = pairs.map { $0.0.ratios(to: $0.1).p99 }
             let atLeast = pairs.filter { $0.0.opsPerSec >= $0.1.opsPerSec }.count
             let below = pairs.filter { $0.0.pct(0.99) < $0.1.pct(0.99) }.count
             o["etcd_ops_per_sec_median"] = (median(theirOps) ?? 0).rounded()
