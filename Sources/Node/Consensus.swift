@@ -759,18 +759,31 @@ public final class Consensus: @unchecked Sendable {
         for (d, ok) in done { d(ok) }
     }
 
+    /// Log bytes applied since a snapshot of `snapshotBytes` before the next one is due (before
+    /// this node's spread). A snapshot costs time in proportion to the whole state and the log
+    /// since the last one is kept in memory, so this trades CPU against memory: twice the
+    /// state's size while that is at most `compactionLogCap` (snapshots then write half a byte
+    /// per byte of log applied, where half the state's size made it two), never more than the
+    /// cap unless half the state is larger (from 2 × cap on, the log kept stays at half the
+    /// state's size, so the amortized cost per applied byte stays constant however large the
+    /// ledger grows).
+    static func compactionLogBytes(after snapshotBytes: Int) -> Int {
+        max(min(2 * snapshotBytes, compactionLogCap), snapshotBytes / 2)
+    }
+
+    /// See `compactionLogBytes(after:)`.
+    static let compactionLogCap = 32 << 20
+
     /// On the apply queue: when enough has been applied since the last snapshot, build one on
     /// the snapshot queue from a read transaction (a consistent view at the index it reads), then
     /// compact the log up to that index on the raft queue. Apply is never blocked by it.
-    /// "Enough" is `snapshotEvery` entries and, once the state is large, log bytes of at least
-    /// half the last snapshot's size: a snapshot costs time proportional to the whole state, so
-    /// this keeps its amortized cost per applied byte constant however large the ledger grows
-    /// (the log kept in memory stays below about half the state's size).
+    /// "Enough" is `snapshotEvery` entries and at least `compactionLogBytes(after:)` bytes of log
+    /// (times this node's spread).
     func maybeSnapshot() {
         let applied = waitLock.withLock { ledgerApplied }
         let spread = compactionSpread
         guard !snapshotInFlight, applied > lastSnapshotIndex + snapshotEvery,
-              Double(logBytesSinceSnapshot) >= Double(lastSnapshotBytes) / 2 * spread else { return }
+              Double(logBytesSinceSnapshot) >= Double(Consensus.compactionLogBytes(after: lastSnapshotBytes)) * spread else { return }
         // The snapshot is read from committed state: commit what was applied first, so that it
         // covers everything applied (a commit group can hold more entries than `snapshotEvery`;
         // without this the build could find nothing new committed and be redone after every apply).
