@@ -46,34 +46,80 @@ final class KeepAliveClient {
     }
 
     /// Send one request and read the whole response; returns (status, body).
+    /// The load generator shares the machine with the cluster it measures (p2pos or etcd alike),
+    /// so a request costs as little CPU as it can: the head is written and parsed as bytes.
     func request(_ method: String, _ path: String, body: [UInt8]) throws -> (Int, [UInt8]) {
         if fd < 0 { try connect() }
-        var req = Array("\(method) \(path) HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
-        req.append(contentsOf: body)
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: method.utf8)
+        out.append(0x20)
+        out.append(contentsOf: path.utf8)
+        out.append(contentsOf: KeepAliveClient.headMiddle)
+        appendDecimal(body.count, to: &out)
+        out.append(contentsOf: [13, 10, 13, 10])
+        out.append(contentsOf: body)
         var off = 0
-        while off < req.count {
-            let n = req[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard n > 0 else { fd = -1; throw P2POSError("WRITE", "connection closed") }
+        while off < out.count {
+            let n = out.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            guard n > 0 else { close(fd); fd = -1; throw P2POSError("WRITE", "connection closed") }
             off += n
         }
-        // Read head.
+        // Read the head, then the body it announces.
+        var scanned = 0
         while true {
-            if let end = find(pending, [13, 10, 13, 10]) {
-                let head = String(decoding: pending[0..<end], as: UTF8.self)
-                let lines = head.split(separator: "\r\n")
-                let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "0") ?? 0
-                var len = 0
-                for l in lines.dropFirst() where l.lowercased().hasPrefix("content-length:") {
-                    len = Int(l.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
+            if let end = headEnd(from: scanned) {
+                guard let (status, length) = KeepAliveClient.parseHead(pending[0..<end]) else {
+                    close(fd); fd = -1
+                    throw P2POSError("READ", "malformed response head")
                 }
                 let bodyStart = end + 4
-                while pending.count < bodyStart + len { try fill() }
-                let b = Array(pending[bodyStart..<(bodyStart + len)])
-                pending.removeFirst(bodyStart + len)
+                while pending.count < bodyStart + length { try fill() }
+                let b = Array(pending[bodyStart..<(bodyStart + length)])
+                pending.removeSubrange(0..<(bodyStart + length))
                 return (status, b)
             }
+            scanned = max(0, pending.count - 3)
             try fill()
         }
+    }
+
+    private var out: [UInt8] = []
+    private static let headMiddle = Array(" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: ".utf8)
+
+    private func appendDecimal(_ v: Int, to a: inout [UInt8]) {
+        if v >= 10 { appendDecimal(v / 10, to: &a) }
+        a.append(UInt8(48 + v % 10))
+    }
+
+    /// Status code and Content-Length (0 when absent) of a response head (without its blank line).
+    static func parseHead(_ head: ArraySlice<UInt8>) -> (Int, Int)? {
+        // "HTTP/1.1 200 ..."
+        let h = Array(head)
+        guard h.count >= 12, h[8] == 0x20 else { return nil }
+        var status = 0
+        for i in 9..<12 {
+            guard h[i] >= 48, h[i] <= 57 else { return nil }
+            status = status * 10 + Int(h[i] - 48)
+        }
+        let name = Array("content-length:".utf8)
+        var length = 0
+        var i = 0
+        while i < h.count {
+            // Start of a line after the status line.
+            guard let nl = h[i...].firstIndex(of: 10) else { break }
+            i = nl + 1
+            guard h.count - i >= name.count else { break }
+            var match = true
+            for k in 0..<name.count where (h[i + k] | 0x20) != name[k] { match = false; break }
+            guard match else { continue }
+            var j = i + name.count
+            while j < h.count, h[j] == 0x20 || h[j] == 0x09 { j += 1 }
+            var v = 0, digits = 0
+            while j < h.count, h[j] >= 48, h[j] <= 57, digits < 12 { v = v * 10 + Int(h[j] - 48); j += 1; digits += 1 }
+            guard digits > 0 else { return nil }
+            length = v
+        }
+        return (status, length)
     }
 
     private func fill() throws {
@@ -90,11 +136,12 @@ final class KeepAliveClient {
         pending.append(contentsOf: buf[0..<n])
     }
 
-    private func find(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {
-        guard hay.count >= needle.count else { return nil }
-        var i = 0
-        while i <= hay.count - needle.count {
-            if hay[i] == needle[0] && hay[i + 1] == needle[1] && hay[i + 2] == needle[2] && hay[i + 3] == needle[3] { return i }
+    /// Index of the CRLFCRLF ending the head in `pending`, searching from `from`.
+    private func headEnd(from: Int) -> Int? {
+        guard pending.count >= 4 else { return nil }
+        var i = from
+        while i <= pending.count - 4 {
+            if pending[i] == 13 && pending[i + 1] == 10 && pending[i + 2] == 13 && pending[i + 3] == 10 { return i }
             i += 1
         }
         return nil
@@ -557,11 +604,16 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
         Out.err("bench \(kind): etcd client ports \(etcd.clientPorts)")
         let port = etcd.leaderPort()
         Out.err("bench \(kind): etcd leader on port \(port)")
-        let value = Base64.encode(payload)
+        // Each put's body is its key between two fixed parts, built once (p2pos's txs are
+        // pre-signed, so neither load generator builds much per request).
+        let bodyHead = Array("{\"key\":\"".utf8)
+        let bodyTail = Array("\",\"value\":\"\(Base64.encode(payload))\"}".utf8)
         for c in clients {
             let r = measuredLoop(pids: etcd.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
-                let key = Base64.encode(Array("k\(ci)-\(seq)".utf8))
-                let body = Array("{\"key\":\"\(key)\",\"value\":\"\(value)\"}".utf8)
+                var body = bodyHead
+                body.reserveCapacity(bodyHead.count + 32 + bodyTail.count)
+                body.append(contentsOf: Base64.encode(Array("k\(ci)-\(seq)".utf8)).utf8)
+                body.append(contentsOf: bodyTail)
                 return LoadOp.post(client, "/v3/kv/put", body)
             }
             run.theirs[c] = r

@@ -193,3 +193,30 @@ final class RaftFrameReaderTests: XCTestCase {
         }
     }
 }
+
+/// The bench's load generator parses response heads as bytes.
+final class BenchClientTests: XCTestCase {
+    func head(_ s: String) -> (Int, Int)? { KeepAliveClient.parseHead(ArraySlice(Array(s.utf8))) }
+
+    func testStatusAndContentLength() {
+        XCTAssertEqual(head("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 42")?.0, 200)
+        XCTAssertEqual(head("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 42")?.1, 42)
+        // Any case, optional whitespace, anywhere among the headers; absent means 0.
+        XCTAssertEqual(head("HTTP/1.1 503 Service Unavailable\r\ncontent-LENGTH:7\r\nX: y")?.1, 7)
+        XCTAssertEqual(head("HTTP/1.1 404 Not Found\r\nX-Content-Length: 9\r\nDate: z")?.1, 0)
+        XCTAssertEqual(head("HTTP/1.1 404 Not Found\r\nX-Content-Length: 9\r\nDate: z")?.0, 404)
+        XCTAssertEqual(head("HTTP/1.1 204 No Content")?.1, 0)
+    }
+
+    func testMalformedHeadsAreRefused() {
+        XCTAssertNil(head(""))
+        XCTAssertNil(head("HTTP/1.1 2x0 OK"))
+        XCTAssertNil(head("HTTP/1.1"))
+        XCTAssertNil(head("HTTP/1.1 200 OK\r\nContent-Length: abc"))
+        var g = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let junk = (0..<Int.random(in: 0...80, using: &g)).map { _ in UInt8.random(in: 0...255, using: &g) }
+            _ = KeepAliveClient.parseHead(ArraySlice(junk))
+        }
+    }
+}
