@@ -1,3 +1,4 @@
+import ControlAPI
 import Foundation
 import Identity
 import Ledger
@@ -67,12 +68,11 @@ final class KeepAliveClient {
         // Read the head, then the body it announces.
         var scanned = 0
         while true {
-            if let end = headEnd(from: scanned) {
-                guard let (status, length) = KeepAliveClient.parseHead(pending[0..<end]) else {
+            if let bodyStart = HTTPParser.findHeadEnd(pending, from: scanned) {
+                guard let (status, length) = KeepAliveClient.parseHead(pending[0..<bodyStart]) else {
                     close(fd); fd = -1
                     throw P2POSError("READ", "malformed response head")
                 }
-                let bodyStart = end + 4
                 while pending.count < bodyStart + length { try fill() }
                 let b = Array(pending[bodyStart..<(bodyStart + length)])
                 pending.removeSubrange(0..<(bodyStart + length))
@@ -91,7 +91,7 @@ final class KeepAliveClient {
         a.append(UInt8(48 + v % 10))
     }
 
-    /// Status code and Content-Length (0 when absent) of a response head (without its blank line).
+    /// Status code and Content-Length (0 when absent) of a response head.
     static func parseHead(_ head: ArraySlice<UInt8>) -> (Int, Int)? {
         // "HTTP/1.1 200 ..."
         let h = Array(head)
@@ -134,17 +134,6 @@ final class KeepAliveClient {
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard n > 0 else { close(fd); fd = -1; throw P2POSError("READ", "connection closed") }
         pending.append(contentsOf: buf[0..<n])
-    }
-
-    /// Index of the CRLFCRLF ending the head in `pending`, searching from `from`.
-    private func headEnd(from: Int) -> Int? {
-        guard pending.count >= 4 else { return nil }
-        var i = from
-        while i <= pending.count - 4 {
-            if pending[i] == 13 && pending[i + 1] == 10 && pending[i + 2] == 13 && pending[i + 3] == 10 { return i }
-            i += 1
-        }
-        return nil
     }
 }
 
@@ -653,8 +642,8 @@ func clusterBenchSummary(_ runs: [ClusterBenchRun], clients: [Int]) -> (json: [[
         }
         if !pairs.isEmpty {
             let theirOps = pairs.map { $0.1.opsPerSec }, theirP99 = pairs.map { $0.1.pct(0.99) / 1000 }
-            let tr = pairs.map { $0.0.ratios(to: $0.1).throughput }
-            let pr = pairs.map { $0.0.ratios(to: $0.1).p99 }
+            let ratios = pairs.map { $0.0.ratios(to: $0.1) }
+            let tr = ratios.map(\.throughput), pr = ratios.map(\.p99)
             let atLeast = pairs.filter { $0.0.opsPerSec >= $0.1.opsPerSec }.count
             let below = pairs.filter { $0.0.pct(0.99) < $0.1.pct(0.99) }.count
             o["etcd_ops_per_sec_median"] = (median(theirOps) ?? 0).rounded()

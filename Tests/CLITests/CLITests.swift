@@ -206,6 +206,8 @@ final class BenchClientTests: XCTestCase {
         XCTAssertEqual(head("HTTP/1.1 404 Not Found\r\nX-Content-Length: 9\r\nDate: z")?.1, 0)
         XCTAssertEqual(head("HTTP/1.1 404 Not Found\r\nX-Content-Length: 9\r\nDate: z")?.0, 404)
         XCTAssertEqual(head("HTTP/1.1 204 No Content")?.1, 0)
+        // As the client passes it: the head with the blank line that ends it.
+        XCTAssertEqual(head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")?.1, 5)
     }
 
     func testMalformedHeadsAreRefused() {
