@@ -142,7 +142,9 @@ struct LoadResult {
     var ops: Int
     var errors: Int
     var seconds: Double
-    var latenciesUs: [Double]
+    /// Each successful operation's latency, in µs, in ascending order (sorted once, here, so
+    /// that every percentile is a lookup).
+    let latenciesUs: [Double]
     /// Clients that stopped early because they had nothing left to send.
     var exhaustedClients = 0
     /// CPU seconds the measured system's processes (the cluster, not the load generator) used
@@ -151,10 +153,18 @@ struct LoadResult {
     var opsPerSec: Double { Double(ops) / seconds }
     /// Server CPU per successful operation, in µs (summed over the nodes).
     var cpuUsPerOp: Double? { serverCPUSeconds.flatMap { ops > 0 ? $0 * 1e6 / Double(ops) : nil } }
+
+    init(ops: Int, errors: Int, seconds: Double, latenciesUs: [Double], exhaustedClients: Int = 0) {
+        self.ops = ops
+        self.errors = errors
+        self.seconds = seconds
+        self.latenciesUs = latenciesUs.sorted()
+        self.exhaustedClients = exhaustedClients
+    }
+
     func pct(_ p: Double) -> Double {
         guard !latenciesUs.isEmpty else { return .nan }
-        let s = latenciesUs.sorted()
-        return s[min(s.count - 1, Int(Double(s.count - 1) * p))]
+        return latenciesUs[min(latenciesUs.count - 1, Int(Double(latenciesUs.count - 1) * p))]
     }
     /// This run's throughput and p99 as multiples of `other`'s, and its server CPU per op when
     /// both were read.

@@ -221,4 +221,19 @@ final class BenchClientTests: XCTestCase {
             _ = KeepAliveClient.parseHead(ArraySlice(junk))
         }
     }
+
+    /// Percentiles are read from latencies in any order (they are sorted once, when the result is made).
+    func testPercentiles() {
+        let lat = (1...1000).map(Double.init).shuffled()
+        let r = LoadResult(ops: 1000, errors: 0, seconds: 1, latenciesUs: lat)
+        XCTAssertEqual(r.pct(0), 1)
+        XCTAssertEqual(r.pct(0.5), 500)
+        XCTAssertEqual(r.pct(0.99), 990)
+        XCTAssertEqual(r.pct(1), 1000)
+        XCTAssertTrue(LoadResult(ops: 0, errors: 3, seconds: 1, latenciesUs: []).pct(0.5).isNaN)
+        // Ratios against another result use the same percentiles.
+        let slower = LoadResult(ops: 500, errors: 0, seconds: 1, latenciesUs: lat.map { $0 * 2 })
+        XCTAssertEqual(r.ratios(to: slower).throughput, 2)
+        XCTAssertEqual(r.ratios(to: slower).p99, 0.5)
+    }
 }
