@@ -40,6 +40,27 @@ final class RulesTests: XCTestCase {
         XCTAssertNil(try h.ledger.participants(sessionID: "nope"))
     }
 
+    /// A create whose session or a later step id is taken leaves none of its rows behind (the
+    /// steps inserted before the taken one included), and its free ids stay free.
+    func testRejectedSessionCreateLeavesNothing() throws {
+        let h = try Harness()
+        try h.ok(owner, .sessionCreate, create)     // s1 with steps a, b
+        let r = try h.reject(.alreadyExists, alice, .sessionCreate,
+                             "{\"session_id\":\"s2\",\"title\":\"t\",\"steps\":[{\"step_id\":\"c\",\"title\":\"C\"},{\"step_id\":\"d\",\"title\":\"D\"},{\"step_id\":\"a\",\"title\":\"A\"},{\"step_id\":\"b\",\"title\":\"B\"}]}")
+        XCTAssertEqual(r.message, "step \"a\" already exists", "the first taken id in payload order")
+        XCTAssertNil(try h.ledger.session(id: "s2"))
+        XCTAssertNil(try h.ledger.step(id: "c"))
+        XCTAssertNil(try h.ledger.step(id: "d"))
+        XCTAssertEqual(try h.ledger.session(id: "s1")?["steps"]?.arrayValue?.count, 2, "the other session's steps are untouched")
+        let taken = try h.reject(.alreadyExists, alice, .sessionCreate, "{\"session_id\":\"s1\",\"title\":\"t\",\"steps\":[{\"step_id\":\"e\",\"title\":\"E\"}]}")
+        XCTAssertEqual(taken.message, "session \"s1\" already exists")
+        XCTAssertNil(try h.ledger.step(id: "e"))
+        // The ids the rejected creates named are free.
+        try h.ok(alice, .sessionCreate, "{\"session_id\":\"s2\",\"title\":\"t\",\"steps\":[{\"step_id\":\"c\",\"title\":\"C\"},{\"step_id\":\"e\",\"title\":\"E\"}]}")
+        XCTAssertEqual(try h.ledger.session(id: "s2")?["steps"]?.arrayValue?.compactMap { $0["step_id"]?.stringValue }, ["c", "e"])
+        XCTAssertEqual(try h.ledger.session(id: "s2")?["owner"]?.stringValue, alice.publicKey.base64)
+    }
+
     func testClaimAndRelease() throws {
         let h = try setUp3()
         try h.reject(.notParticipant, mallory, .stepClaim, "{\"step_id\":\"a\"}")
