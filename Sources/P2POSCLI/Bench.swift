@@ -56,7 +56,7 @@ final class KeepAliveClient {
         out.append(0x20)
         out.append(contentsOf: path.utf8)
         out.append(contentsOf: KeepAliveClient.headMiddle)
-        appendDecimal(body.count, to: &out)
+        CanonicalJSON.appendInt(Int64(body.count), to: &out)
         out.append(contentsOf: [13, 10, 13, 10])
         out.append(contentsOf: body)
         var off = 0
@@ -85,11 +85,6 @@ final class KeepAliveClient {
 
     private var out: [UInt8] = []
     private static let headMiddle = Array(" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: ".utf8)
-
-    private func appendDecimal(_ v: Int, to a: inout [UInt8]) {
-        if v >= 10 { appendDecimal(v / 10, to: &a) }
-        a.append(UInt8(48 + v % 10))
-    }
 
     /// Status code and Content-Length (0 when absent) of a response head.
     static func parseHead(_ head: ArraySlice<UInt8>) -> (Int, Int)? {
