@@ -1,5 +1,6 @@
 """`p2pos bench tx` end to end: a real 3-node cluster, signed txs, a JSON report."""
 import json
+import subprocess
 
 
 def test_bench_tx_reports_throughput_latency_and_memory(p2pos, tmp_path):
@@ -51,3 +52,30 @@ def test_bench_tx_refuses_bad_runs_and_compare_values(p2pos):
         r = p2pos("bench", "tx", "--clients", "1", "--duration", "1s", *args)
         assert r.code == 2, (args, r.out, r.err)
         assert args[0] in r.err, (args, r.err)
+
+
+def test_bench_tx_measures_etcd_side_by_side_alternating_the_order(p2pos, tmp_path):
+    # Debian's etcd-server (scripts/install-deps --test) started by scripts/etcd-cluster beside
+    # the p2pos cluster; each level is measured on both back to back, p2pos first in odd runs.
+    r = p2pos("bench", "tx", "--nodes", "1", "--clients", "2", "--duration", "1s", "--runs", "2",
+              "--json", extra_env={"TMPDIR": str(tmp_path)}, timeout=240)
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    for run in report["runs"]:
+        [lvl] = run["levels"]
+        for system in ("p2pos", "etcd"):
+            assert lvl[system]["ops"] > 0 and lvl[system]["errors"] == 0, lvl
+            assert 0 < lvl[system]["p50_ms"] <= lvl[system]["p99_ms"], lvl
+        ratio = lvl["p2pos"]["ops_per_sec"] / lvl["etcd"]["ops_per_sec"]
+        assert abs(lvl["throughput_ratio"] - ratio) < 0.01, lvl
+    [summary] = report["summary"]
+    assert summary["runs"] == 2 and summary["etcd_ops_per_sec_median"] > 0, summary
+    assert 0 <= summary["runs_throughput_at_least_etcd"] <= 2, summary
+    # The order of the measurements, from the progress lines on stderr.
+    order = [line.split(": ")[1].split(",")[0] for line in r.err.splitlines()
+             if line.startswith("bench tx: ") and line.endswith(", 2 clients")]
+    assert order == ["p2pos", "etcd", "etcd", "p2pos"], r.err
+    # Both clusters are gone afterwards: no data directories, no etcd process.
+    assert not list(tmp_path.glob("p2pos-bench-*")) and not list(tmp_path.glob("p2pos-etcd-*"))
+    ps = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", ps.stdout

@@ -241,10 +241,12 @@ func closedLoop(clients: Int, duration: Double, makeClient: @escaping @Sendable 
 }
 
 /// `closedLoop` once the server processes `pids` are quiet (`settle`), with the CPU time they
-/// used meanwhile.
-func measuredLoop(pids: [Int32], clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
+/// used meanwhile. With `quiet`, the page cache is synced first and all of those processes must
+/// be quiet instead (a side-by-side pass: both systems' processes).
+func measuredLoop(pids: [Int32], quiet: [Int32]? = nil, clients: Int, duration: Double, makeClient: @escaping @Sendable () -> KeepAliveClient,
                   op: @escaping @Sendable (KeepAliveClient, Int, Int) -> LoadOp) -> LoadResult {
-    settle(pids)
+    if quiet != nil { sync() }
+    settle(quiet ?? pids)
     let before = pids.isEmpty ? nil : ProcessStats.cpuSeconds(pids: pids)
     var r = closedLoop(clients: clients, duration: duration, makeClient: makeClient, op: op)
     if let b = before, let a = ProcessStats.cpuSeconds(pids: pids) { r.serverCPUSeconds = a - b }
@@ -494,12 +496,19 @@ func repoScript(_ name: String) -> String? {
 }
 
 func fmtRow(_ name: String, _ c: Int, _ r: LoadResult) -> String {
-    String(format: "%-8@ %7d %12.0f %9.2f %9.2f %9.2f %8d %11@", name as NSString, c, r.opsPerSec, r.pct(0.5) / 1000, r.pct(0.95) / 1000,
-           r.pct(0.99) / 1000, r.errors, (r.cpuUsPerOp.map { String(format: "%.0f", $0) } ?? "-") as NSString)
+    // (Foundation on Linux ignores widths on %@, so strings are padded here.)
+    name.padding(toLength: 8, withPad: " ", startingAt: 0)
+        + String(format: " %7d %12.0f %9.2f %9.2f %9.2f %8d ", c, r.opsPerSec, r.pct(0.5) / 1000, r.pct(0.95) / 1000, r.pct(0.99) / 1000, r.errors)
+        + leftPad(r.cpuUsPerOp.map { String(format: "%.0f", $0) } ?? "-", 11)
 }
 
-/// One pass of `bench raft` / `bench tx`: every level against a fresh p2pos cluster, then (with
-/// `compare == "etcd"`) every level against a fresh etcd cluster.
+/// `s` right-aligned in `width` columns.
+func leftPad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
+}
+
+/// One pass of `bench raft` / `bench tx`: every level against a fresh p2pos cluster and (with
+/// `compare == "etcd"`) a fresh etcd cluster running beside it.
 struct ClusterBenchRun {
     var ours: [Int: LoadResult] = [:]
     var theirs: [Int: LoadResult] = [:]
@@ -534,9 +543,16 @@ struct ClusterBenchRun {
     }
 }
 
-func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double, size: Int, compare: String) throws -> ClusterBenchRun {
+/// One pass: a p2pos cluster and (with `compare == "etcd"`) an etcd cluster run side by side,
+/// and each level is measured on both back to back, `p2posFirst` deciding which goes first (the
+/// caller alternates it between passes). Before each measurement every process of both clusters
+/// must be quiet and the page cache is synced, so neither system's leftover work (a compaction
+/// snapshot, dirty pages of a ledger written without fsync) falls into the other's window. The
+/// machine's speed drifts by tens of percent over minutes; measuring the two a few seconds apart
+/// keeps that drift out of the ratios.
+func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double, size: Int, compare: String,
+                     p2posFirst: Bool = true) throws -> ClusterBenchRun {
     var run = ClusterBenchRun()
-    // p2pos
     Out.err("bench \(kind): starting a \(nodes)-node p2pos cluster")
     var env = kind == "raft" ? ["P2POS_BENCH": "1"] : [String: String]()
     if let t = ProcessInfo.processInfo.environment["P2POS_TRACE"] { env["P2POS_TRACE"] = t }
@@ -548,14 +564,28 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
     let leader = cluster.leaderIndex
     let sock = cluster.socket(leader)
     let payload = [UInt8](repeating: 0x61, count: size)
+
+    var etcd: EtcdCluster? = nil
+    var etcdPort: UInt16 = 0
+    if compare == "etcd" {
+        guard let script = repoScript("etcd-cluster") else { throw P2POSError("BENCH", "scripts/etcd-cluster not found; run from the source tree") }
+        Out.err("bench \(kind): starting a \(nodes)-node etcd cluster")
+        etcd = try EtcdCluster(nodes: nodes, script: script)
+        Out.err("bench \(kind): etcd client ports \(etcd!.clientPorts)")
+        etcdPort = etcd!.leaderPort()
+        Out.err("bench \(kind): etcd leader on port \(etcdPort)")
+    }
+    defer { etcd?.stop() }
+    let everyone = cluster.pids + (etcd?.pids ?? [])
+    // Each put's body is its key between two fixed parts, built once (p2pos's txs are
+    // pre-signed, so neither load generator builds much per request).
+    let bodyHead = Array("{\"key\":\"".utf8)
+    let bodyTail = Array("\",\"value\":\"\(Base64.encode(payload))\"}".utf8)
+
     for c in clients {
-        Out.err("bench \(kind): p2pos, \(c) clients")
-        var r: LoadResult
-        if kind == "raft" {
-            r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
-                LoadOp.post(client, "/v1/bench/propose", payload)
-            }
-        } else {
+        // Sign this level's txs before either measurement (it takes both cores for a while).
+        var frozen: [[[UInt8]]] = []
+        if kind != "raft" {
             // Distinct pre-signed txs: enough for the level at up to 12k tx/s (above the ~8k/s verify ceiling).
             let perClient = Int(duration * 12_000) / c + 200
             let signers = (0..<c).map { _ in PrivateKey.generate() }
@@ -573,13 +603,39 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
                 }
                 txBox.set(i, list)
             }
-            let frozen = txBox.all
-            r = measuredLoop(pids: cluster.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
-                seq < frozen[ci].count ? LoadOp.post(client, "/v1/p2p/tx", frozen[ci][seq]) : .exhausted
+            frozen = txBox.all
+        }
+        let txs = frozen
+        let measureOurs = {
+            Out.err("bench \(kind): p2pos, \(c) clients")
+            let r: LoadResult
+            if kind == "raft" {
+                r = measuredLoop(pids: cluster.pids, quiet: everyone, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
+                    LoadOp.post(client, "/v1/bench/propose", payload)
+                }
+            } else {
+                r = measuredLoop(pids: cluster.pids, quiet: everyone, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
+                    seq < txs[ci].count ? LoadOp.post(client, "/v1/p2p/tx", txs[ci][seq]) : .exhausted
+                }
+            }
+            run.ours[c] = r
+        }
+        let measureTheirs = {
+            guard let e = etcd else { return }
+            Out.err("bench \(kind): etcd, \(c) clients")
+            let port = etcdPort
+            run.theirs[c] = measuredLoop(pids: e.pids, quiet: everyone, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
+                var body = bodyHead
+                body.reserveCapacity(bodyHead.count + 32 + bodyTail.count)
+                body.append(contentsOf: Base64.encode(Array("k\(ci)-\(seq)".utf8)).utf8)
+                body.append(contentsOf: bodyTail)
+                return LoadOp.post(client, "/v3/kv/put", body)
             }
         }
-        run.ours[c] = r
+        if p2posFirst { measureOurs(); measureTheirs() } else { measureTheirs(); measureOurs() }
+        let r = run.ours[c]!
         run.lines.append(fmtRow("p2pos", c, r))
+        if let t = run.theirs[c] { run.lines.append(fmtRow("etcd", c, t)) }
         if r.exhaustedClients > 0 {
             run.lines.append("  \(r.exhaustedClients) of \(c) clients used up their pre-signed txs before the end (after errors): this level's figures are incomplete")
         }
@@ -588,31 +644,6 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
     if rss.allSatisfy({ $0 != nil }) {
         run.rssMiB = rss.map { $0! }
         run.lines.append("p2pos peak RSS per node (MiB): " + rss.map { "\($0!)" }.joined(separator: " / "))
-    }
-    cluster.stop()
-    if compare == "etcd" {
-        guard let script = repoScript("etcd-cluster") else { throw P2POSError("BENCH", "scripts/etcd-cluster not found; run from the source tree") }
-        Out.err("bench \(kind): starting a \(nodes)-node etcd cluster")
-        let etcd = try EtcdCluster(nodes: nodes, script: script)
-        defer { etcd.stop() }
-        Out.err("bench \(kind): etcd client ports \(etcd.clientPorts)")
-        let port = etcd.leaderPort()
-        Out.err("bench \(kind): etcd leader on port \(port)")
-        // Each put's body is its key between two fixed parts, built once (p2pos's txs are
-        // pre-signed, so neither load generator builds much per request).
-        let bodyHead = Array("{\"key\":\"".utf8)
-        let bodyTail = Array("\",\"value\":\"\(Base64.encode(payload))\"}".utf8)
-        for c in clients {
-            let r = measuredLoop(pids: etcd.pids, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
-                var body = bodyHead
-                body.reserveCapacity(bodyHead.count + 32 + bodyTail.count)
-                body.append(contentsOf: Base64.encode(Array("k\(ci)-\(seq)".utf8)).utf8)
-                body.append(contentsOf: bodyTail)
-                return LoadOp.post(client, "/v3/kv/put", body)
-            }
-            run.theirs[c] = r
-            run.lines.append(fmtRow("etcd", c, r))
-        }
     }
     run.lines += run.ratioLines(clients)
     return run
@@ -671,8 +702,9 @@ func clusterBenchSummary(_ runs: [ClusterBenchRun], clients: [Int]) -> (json: [[
 }
 
 /// `p2pos bench raft` / `p2pos bench tx`: closed-loop load against a local cluster, next to etcd.
-/// With `--runs N`, the whole pass (p2pos levels, then etcd levels) is repeated N times and a
-/// summary gives medians, ranges and how often each target held.
+/// With `--runs N`, the whole pass (fresh clusters, every level on both) is repeated N times,
+/// alternating which system each level measures first, and a summary gives medians, ranges and
+/// how often each target held.
 func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
     let nodes = try p.int("--nodes", default: 3, min: 1, max: 7)
     let clients = try parseClients(p.value("--clients"))
@@ -683,12 +715,16 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
     guard compare == "etcd" || compare == "none" else { throw CLIError.usage(p.commandName, "--compare must be etcd or none, got \"\(compare)\"") }
     var report: [String: Any] = ["kind": kind, "nodes": nodes, "duration_s": duration, "fsync": true]
     var lines: [String] = ["bench \(kind): \(nodes) nodes, closed loop, \(Int(duration))s per level, fsync on"
-                           + (runsWanted > 1 ? ", \(runsWanted) runs (each: p2pos, then \(compare == "etcd" ? "etcd" : "nothing"))" : "")]
-    let header = String(format: "%-8@ %7@ %12@ %9@ %9@ %9@ %8@ %11@", "system", "clients", "ops/s", "p50 ms", "p95 ms", "p99 ms", "errors", "cpu us/op")
+                           + (compare == "etcd" ? "; p2pos and etcd side by side, each level measured on both back to back"
+                              + (runsWanted > 1 ? " (p2pos first in odd runs, etcd first in even runs)" : "") : "")
+                           + (runsWanted > 1 ? ", \(runsWanted) runs" : "")]
+    let header = "system  " + [("clients", 7), ("ops/s", 12), ("p50 ms", 9), ("p95 ms", 9), ("p99 ms", 9), ("errors", 8), ("cpu us/op", 11)]
+        .map { " " + leftPad($0.0, $0.1) }.joined()
     var runs: [ClusterBenchRun] = []
     for k in 1...runsWanted {
         if runsWanted > 1 { Out.err("bench \(kind): run \(k) of \(runsWanted)") }
-        let run = try clusterBenchRun(kind: kind, nodes: nodes, clients: clients, duration: duration, size: size, compare: compare)
+        let run = try clusterBenchRun(kind: kind, nodes: nodes, clients: clients, duration: duration, size: size, compare: compare,
+                                      p2posFirst: k % 2 == 1)
         runs.append(run)
         if runsWanted > 1 { lines.append("run \(k) of \(runsWanted)") }
         lines.append(header)
