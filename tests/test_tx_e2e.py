@@ -72,6 +72,17 @@ def test_full_collaboration_via_sign_and_submit_pipeline(tmp_path, env):
         # Open steps list is empty and a second signing of the same request gets its own nonce.
         code, open_steps = api(nodes[0].sock, "GET", "/v1/p2p/sessions/rel-1/steps/open")
         assert code == 200
+        # Every node checked every tx's signature itself (at admission, when the entry arrived,
+        # or at apply): /metrics counts the checks, in batches and one at a time.
+        for n in nodes:
+            code, text = api(n.sock, "GET", "/metrics")
+            assert code == 200
+            checked = {line.split("{how=\"")[1].split("\"")[0]: int(line.split()[-1])
+                       for line in text.splitlines() if line.startswith("p2pos_signatures_checked_total{")}
+            assert set(checked) == {"batch", "single"}, text
+            assert checked["batch"] + checked["single"] >= len(steps), (n.sock, checked)
+            batches = [int(line.split()[-1]) for line in text.splitlines() if line.startswith("p2pos_signature_batches_total ")]
+            assert len(batches) == 1 and batches[0] <= checked["batch"], text
     finally:
         for n in nodes:
             n.stop()

@@ -12,6 +12,11 @@ public final class SignatureMemo: @unchecked Sendable {
 
     private let lock = NSLock()
     private var verified = Set<Key>()
+    private var _batches = 0, _batched = 0, _singles = 0
+
+    /// Signature checks so far (for /metrics): batches, the signatures they held, and signatures
+    /// checked one at a time. Memo hits are not checks.
+    public var counts: (batches: Int, batched: Int, singles: Int) { lock.withLock { (_batches, _batched, _singles) } }
 
     /// The pair itself (equality compares both in full); hashed by the signature's first eight
     /// bytes only, which is enough to spread the keys: unlike a copy of both into one buffer,
@@ -36,6 +41,7 @@ public final class SignatureMemo: @unchecked Sendable {
     public func verify(_ tx: Tx) throws(TxRejection) {
         let k = SignatureMemo.key(tx)
         if lock.withLock({ verified.contains(k) }) { return }
+        lock.withLock { _singles += 1 }
         try tx.verifySignature()
         lock.withLock {
             if verified.count >= SignatureMemo.capacity { verified.removeAll(keepingCapacity: true) }
@@ -54,6 +60,8 @@ public final class SignatureMemo: @unchecked Sendable {
             Ed25519.Item(publicKey: $0.publicKey.raw, signature: $0.signature, message: $0.signedBytes)
         })
         lock.withLock {
+            _batches += 1
+            _batched += misses.count
             if verified.count + misses.count >= SignatureMemo.capacity { verified.removeAll(keepingCapacity: true) }
             for (tx, good) in zip(misses, ok) where good { verified.insert(SignatureMemo.key(tx)) }
         }

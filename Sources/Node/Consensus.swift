@@ -1026,31 +1026,47 @@ public final class Consensus: @unchecked Sendable {
         }
     }
 
-    /// Check signatures of arriving entries on other cores while the raft queue persists them.
+    /// Appends waiting for the pre-verifier, with their tickets (guarded by `preverifyCond`).
+    private var verifyBacklog: [(ticket: Int, entries: [Entry])] = []
+    private var verifierRunning = false
+
+    /// Check signatures of arriving entries on another core while the raft queue persists them.
+    /// One verifier at a time takes every append that arrived while it was busy as one batch:
+    /// under load the batches grow by themselves (a batch verifies cheaper per signature the
+    /// larger it is), and an idle node verifies each append at once.
     func preverify(_ entries: [Entry]) {
         let txEntries = entries.filter { $0.kind == .normal && !$0.data.isEmpty && $0.data[0] == 0x7b }
-        guard !txEntries.isEmpty else { return }
-        // Batches verify several times cheaper per signature than single checks, and more so
-        // the larger they are: split only to use the second core on a large append.
-        let chunks = max(1, min(2, txEntries.count / 64))
-        let per = (txEntries.count + chunks - 1) / chunks
-        for c in 0..<chunks {
-            let part = Array(txEntries[min(txEntries.count, c * per)..<min(txEntries.count, (c + 1) * per)])
-            guard let first = part.first?.index else { continue }
-            let ticket: Int = preverifyCond.withLock {
-                preverifyTicket &+= 1
-                preverifying[preverifyTicket] = first
-                return preverifyTicket
+        guard let first = txEntries.first?.index else { return }
+        let start: Bool = preverifyCond.withLock {
+            preverifyTicket &+= 1
+            preverifying[preverifyTicket] = first
+            verifyBacklog.append((preverifyTicket, txEntries))
+            if verifierRunning { return false }
+            verifierRunning = true
+            return true
+        }
+        if start { verifyQueue.async { [self] in runPreverifier() } }
+    }
+
+    private func runPreverifier() {
+        while true {
+            let work: [(ticket: Int, entries: [Entry])] = preverifyCond.withLock {
+                let w = verifyBacklog
+                verifyBacklog = []
+                if w.isEmpty { verifierRunning = false }
+                return w
             }
-            verifyQueue.async { [self] in
-                defer {
-                    preverifyCond.withLock {
-                        preverifying[ticket] = nil
-                        preverifyCond.broadcast()
-                    }
-                }
+            if work.isEmpty { return }
+            let all = work.count == 1 ? work[0].entries : work.flatMap(\.entries)
+            // A large backlog (catching up) is split in two to use the second core.
+            let chunks = max(1, min(2, all.count / 64))
+            let per = (all.count + chunks - 1) / chunks
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let part = all[min(all.count, c * per)..<min(all.count, (c + 1) * per)]
                 var txs: [Tx] = []
                 var kept: [Entry] = []
+                txs.reserveCapacity(part.count)
+                kept.reserveCapacity(part.count)
                 for e in part {
                     guard let tx = try? Tx.decodeUnverified(e.data) else { continue }
                     txs.append(tx)
@@ -1058,6 +1074,10 @@ public final class Consensus: @unchecked Sendable {
                 }
                 SignatureMemo.shared.verifyBatch(txs)
                 for (e, tx) in zip(kept, txs) { rememberDecoded(index: e.index, term: e.term, bytes: e.data, tx: tx) }
+            }
+            preverifyCond.withLock {
+                for w in work { preverifying[w.ticket] = nil }
+                preverifyCond.broadcast()
             }
         }
     }

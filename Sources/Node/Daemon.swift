@@ -3,6 +3,7 @@ import DNS
 import Foundation
 import Identity
 import Libp2p
+import Ledger
 import Membership
 import Support
 import Wire
@@ -735,6 +736,10 @@ public final class Daemon: @unchecked Sendable {
         metric("p2pos_snapshots_rejected_total", "Membership snapshots rejected.", "counter", m.snapshotsRejected)
         metric("p2pos_rate_limited_total", "Requests refused by the per-peer rate limit.", "counter", m.rateLimited)
         metric("p2pos_presence_flushes_total", "Presence write transactions (batched).", "counter", store.flushes)
+        let sig = SignatureMemo.shared.counts
+        metric("p2pos_signature_batches_total", "Batch verifications of tx signatures.", "counter", sig.batches)
+        t += "# HELP p2pos_signatures_checked_total Tx signatures verified, in batches or one at a time.\n# TYPE p2pos_signatures_checked_total counter\n"
+        t += "p2pos_signatures_checked_total{how=\"batch\"} \(sig.batched)\np2pos_signatures_checked_total{how=\"single\"} \(sig.singles)\n"
         // The process (the names Prometheus client libraries use).
         if let v = ProcessStats.residentBytes() { metric("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", v) }
         if let v = ProcessStats.peakResidentBytes() { metric("p2pos_process_peak_resident_memory_bytes", "Peak resident memory size in bytes.", "gauge", v) }
