@@ -71,6 +71,10 @@ def test_bench_tx_measures_etcd_side_by_side_alternating_the_order(p2pos, tmp_pa
     [summary] = report["summary"]
     assert summary["runs"] == 2 and summary["etcd_ops_per_sec_median"] > 0, summary
     assert 0 <= summary["runs_throughput_at_least_etcd"] <= 2, summary
+    # The ratio of the systems' server CPU per op, summarized like the others.
+    cpu = [run["levels"][0]["cpu_per_op_ratio"] for run in report["runs"]]
+    assert summary["cpu_per_op_ratio_min"] == min(cpu) and summary["cpu_per_op_ratio_max"] == max(cpu), (summary, cpu)
+    assert min(cpu) <= summary["cpu_per_op_ratio_median"] <= max(cpu), (summary, cpu)
     # The order of the measurements, from the progress lines on stderr.
     order = [line.split(": ")[1].split(",")[0] for line in r.err.splitlines()
              if line.startswith("bench tx: ") and line.endswith(", 2 clients")]

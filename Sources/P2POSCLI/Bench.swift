@@ -691,9 +691,18 @@ func clusterBenchSummary(_ runs: [ClusterBenchRun], clients: [Int]) -> (json: [[
             o["p99_ratio_median"] = r2(median(pr) ?? 0)
             o["p99_ratio_max"] = r2(pr.max() ?? 0)
             o["runs_p99_below_etcd"] = below
+            let cpu = ratios.compactMap(\.cpu)
+            if !cpu.isEmpty {
+                o["cpu_per_op_ratio_median"] = r2(median(cpu) ?? 0)
+                o["cpu_per_op_ratio_min"] = r2(cpu.min() ?? 0)
+                o["cpu_per_op_ratio_max"] = r2(cpu.max() ?? 0)
+            }
             line += String(format: "; etcd %.0f ops/s (%.0f–%.0f), p99 %.2f ms; throughput %.2fx (%.2f–%.2f), at least etcd's in %d of %d; p99 %.2fx (max %.2f), below etcd's in %d of %d",
                            median(theirOps) ?? 0, theirOps.min() ?? 0, theirOps.max() ?? 0, median(theirP99) ?? 0,
                            median(tr) ?? 0, tr.min() ?? 0, tr.max() ?? 0, atLeast, pairs.count, median(pr) ?? 0, pr.max() ?? 0, below, pairs.count)
+            if !cpu.isEmpty {
+                line += String(format: "; server CPU per op %.2fx (%.2f–%.2f)", median(cpu) ?? 0, cpu.min() ?? 0, cpu.max() ?? 0)
+            }
         }
         json.append(o)
         lines.append(line)
