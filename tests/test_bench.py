@@ -56,7 +56,7 @@ def test_bench_tx_refuses_bad_runs_and_compare_values(p2pos):
 
 def test_bench_tx_measures_etcd_side_by_side_alternating_the_order(p2pos, tmp_path):
     # Debian's etcd-server (scripts/install-deps --test) started by scripts/etcd-cluster beside
-    # the p2pos cluster; each level is measured on both back to back, p2pos first in odd runs.
+    # the p2pos cluster; each level is measured on both back to back.
     r = p2pos("bench", "tx", "--nodes", "1", "--clients", "2", "--duration", "1s", "--runs", "2",
               "--json", extra_env={"TMPDIR": str(tmp_path)}, timeout=240)
     assert r.code == 0, r.err
@@ -78,7 +78,12 @@ def test_bench_tx_measures_etcd_side_by_side_alternating_the_order(p2pos, tmp_pa
     # The order of the measurements, from the progress lines on stderr.
     order = [line.split(": ")[1].split(",")[0] for line in r.err.splitlines()
              if line.startswith("bench tx: ") and line.endswith(", 2 clients")]
-    assert order == ["p2pos", "etcd", "etcd", "p2pos"], r.err
+    # Each system twice for half the duration, A B B A, A = p2pos in odd runs and etcd in even.
+    assert order == ["p2pos", "etcd", "etcd", "p2pos", "etcd", "p2pos", "p2pos", "etcd"], r.err
+    for run in report["runs"]:
+        for system in ("p2pos", "etcd"):
+            # The two halves (0.5 s each) are reported as one measurement.
+            assert 0.9 < run["levels"][0][system]["seconds"] < 1.6, run
     # Both clusters are gone afterwards: no data directories, no etcd process.
     assert not list(tmp_path.glob("p2pos-bench-*")) and not list(tmp_path.glob("p2pos-etcd-*"))
     ps = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)

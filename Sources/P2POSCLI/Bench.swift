@@ -132,6 +132,11 @@ final class KeepAliveClient {
     }
 }
 
+/// Per-client counters shared with a level's client threads; each thread uses only its own slot.
+struct ClientSlots: @unchecked Sendable {
+    let value: UnsafeMutablePointer<Int>
+}
+
 /// Result of one closed-loop run.
 struct LoadResult {
     var ops: Int
@@ -155,6 +160,15 @@ struct LoadResult {
         self.seconds = seconds
         self.latenciesUs = latenciesUs.sorted()
         self.exhaustedClients = exhaustedClients
+    }
+
+    /// Two measurements of the same system as one: operations, errors, time and server CPU
+    /// added, latencies pooled.
+    func merged(with o: LoadResult) -> LoadResult {
+        var r = LoadResult(ops: ops + o.ops, errors: errors + o.errors, seconds: seconds + o.seconds,
+                           latenciesUs: latenciesUs + o.latenciesUs, exhaustedClients: max(exhaustedClients, o.exhaustedClients))
+        if let a = serverCPUSeconds, let b = o.serverCPUSeconds { r.serverCPUSeconds = a + b }
+        return r
     }
 
     func pct(_ p: Double) -> Double {
@@ -606,33 +620,54 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
             frozen = txBox.all
         }
         let txs = frozen
-        let measureOurs = {
+        // Each client's next pre-signed tx, kept across the level's two p2pos halves (a tx sent
+        // twice would be answered as a replay, which is cheaper). One slot per client thread.
+        let cursor = UnsafeMutablePointer<Int>.allocate(capacity: max(1, c))
+        cursor.initialize(repeating: 0, count: max(1, c))
+        defer { cursor.deallocate() }
+        let next = ClientSlots(value: cursor)
+        // Next to etcd, each system is measured twice for half the duration, in the order
+        // A B B A (A = whichever goes first in this run): the system measured first does better
+        // (docs/benchmarks.md, twenty-third session), and this cancels that within every run.
+        let split = etcd != nil
+        let part = split ? duration / 2 : duration
+        func measureOurs() -> LoadResult {
             Out.err("bench \(kind): p2pos, \(c) clients")
-            let r: LoadResult
             if kind == "raft" {
-                r = measuredLoop(pids: cluster.pids, quiet: everyone, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
+                return measuredLoop(pids: cluster.pids, quiet: everyone, clients: c, duration: part, makeClient: { KeepAliveClient(.unix(sock)) }) { client, _, _ in
                     LoadOp.post(client, "/v1/bench/propose", payload)
                 }
-            } else {
-                r = measuredLoop(pids: cluster.pids, quiet: everyone, clients: c, duration: duration, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, seq in
-                    seq < txs[ci].count ? LoadOp.post(client, "/v1/p2p/tx", txs[ci][seq]) : .exhausted
-                }
             }
-            run.ours[c] = r
+            return measuredLoop(pids: cluster.pids, quiet: everyone, clients: c, duration: part, makeClient: { KeepAliveClient(.unix(sock)) }) { client, ci, _ in
+                let i = next.value[ci]
+                guard i < txs[ci].count else { return .exhausted }
+                next.value[ci] = i + 1
+                return LoadOp.post(client, "/v1/p2p/tx", txs[ci][i])
+            }
         }
-        let measureTheirs = {
-            guard let e = etcd else { return }
+        func measureTheirs(_ half: Int) -> LoadResult? {
+            guard let e = etcd else { return nil }
             Out.err("bench \(kind): etcd, \(c) clients")
             let port = etcdPort
-            run.theirs[c] = measuredLoop(pids: e.pids, quiet: everyone, clients: c, duration: duration, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
+            return measuredLoop(pids: e.pids, quiet: everyone, clients: c, duration: part, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
                 var body = bodyHead
                 body.reserveCapacity(bodyHead.count + 32 + bodyTail.count)
-                body.append(contentsOf: Base64.encode(Array("k\(ci)-\(seq)".utf8)).utf8)
+                body.append(contentsOf: Base64.encode(Array("k\(ci)-\(half)-\(seq)".utf8)).utf8)
                 body.append(contentsOf: bodyTail)
                 return LoadOp.post(client, "/v3/kv/put", body)
             }
         }
-        if p2posFirst { measureOurs(); measureTheirs() } else { measureTheirs(); measureOurs() }
+        if !split {
+            run.ours[c] = measureOurs()
+        } else if p2posFirst {
+            let a1 = measureOurs(), b1 = measureTheirs(0), b2 = measureTheirs(1), a2 = measureOurs()
+            run.ours[c] = a1.merged(with: a2)
+            run.theirs[c] = b1.flatMap { x in b2.map { x.merged(with: $0) } }
+        } else {
+            let b1 = measureTheirs(0), a1 = measureOurs(), a2 = measureOurs(), b2 = measureTheirs(1)
+            run.ours[c] = a1.merged(with: a2)
+            run.theirs[c] = b1.flatMap { x in b2.map { x.merged(with: $0) } }
+        }
         let r = run.ours[c]!
         run.lines.append(fmtRow("p2pos", c, r))
         if let t = run.theirs[c] { run.lines.append(fmtRow("etcd", c, t)) }
