@@ -629,8 +629,7 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
         // Next to etcd, each system is measured twice for half the duration, in the order
         // A B B A (A = whichever goes first in this run): the system measured first does better
         // (docs/benchmarks.md, twenty-third session), and this cancels that within every run.
-        let split = etcd != nil
-        let part = split ? duration / 2 : duration
+        let part = etcd != nil ? duration / 2 : duration
         func measureOurs() -> LoadResult {
             Out.err("bench \(kind): p2pos, \(c) clients")
             if kind == "raft" {
@@ -645,8 +644,7 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
                 return LoadOp.post(client, "/v1/p2p/tx", txs[ci][i])
             }
         }
-        func measureTheirs(_ half: Int) -> LoadResult? {
-            guard let e = etcd else { return nil }
+        func measureTheirs(_ e: EtcdCluster, _ half: Int) -> LoadResult {
             Out.err("bench \(kind): etcd, \(c) clients")
             let port = etcdPort
             return measuredLoop(pids: e.pids, quiet: everyone, clients: c, duration: part, makeClient: { KeepAliveClient(.tcp("127.0.0.1", port)) }) { client, ci, seq in
@@ -657,16 +655,17 @@ func clusterBenchRun(kind: String, nodes: Int, clients: [Int], duration: Double,
                 return LoadOp.post(client, "/v3/kv/put", body)
             }
         }
-        if !split {
-            run.ours[c] = measureOurs()
-        } else if p2posFirst {
-            let a1 = measureOurs(), b1 = measureTheirs(0), b2 = measureTheirs(1), a2 = measureOurs()
+        if let e = etcd {
+            let (a1, b1, b2, a2): (LoadResult, LoadResult, LoadResult, LoadResult)
+            if p2posFirst {
+                a1 = measureOurs(); b1 = measureTheirs(e, 0); b2 = measureTheirs(e, 1); a2 = measureOurs()
+            } else {
+                b1 = measureTheirs(e, 0); a1 = measureOurs(); a2 = measureOurs(); b2 = measureTheirs(e, 1)
+            }
             run.ours[c] = a1.merged(with: a2)
-            run.theirs[c] = b1.flatMap { x in b2.map { x.merged(with: $0) } }
+            run.theirs[c] = b1.merged(with: b2)
         } else {
-            let b1 = measureTheirs(0), a1 = measureOurs(), a2 = measureOurs(), b2 = measureTheirs(1)
-            run.ours[c] = a1.merged(with: a2)
-            run.theirs[c] = b1.flatMap { x in b2.map { x.merged(with: $0) } }
+            run.ours[c] = measureOurs()
         }
         let r = run.ours[c]!
         run.lines.append(fmtRow("p2pos", c, r))
@@ -760,7 +759,7 @@ func runClusterBench(_ p: ParsedArgs, kind: String) throws -> Int32 {
     var report: [String: Any] = ["kind": kind, "nodes": nodes, "duration_s": duration, "fsync": true]
     var lines: [String] = ["bench \(kind): \(nodes) nodes, closed loop, \(Int(duration))s per level, fsync on"
                            + (compare == "etcd" ? "; p2pos and etcd side by side, each level measured on both back to back"
-                              + (runsWanted > 1 ? " (p2pos first in odd runs, etcd first in even runs)" : "") : "")
+                              + (runsWanted > 1 ? ", A B B A (A = p2pos in odd runs, etcd in even runs)" : ", p2pos etcd etcd p2pos") : "")
                            + (runsWanted > 1 ? ", \(runsWanted) runs" : "")]
     let header = "system  " + [("clients", 7), ("ops/s", 12), ("p50 ms", 9), ("p95 ms", 9), ("p99 ms", 9), ("errors", 8), ("cpu us/op", 11)]
         .map { " " + leftPad($0.0, $0.1) }.joined()
