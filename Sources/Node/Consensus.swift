@@ -764,15 +764,20 @@ public final class Consensus: @unchecked Sendable {
     /// since the last one is kept in memory, so this trades CPU against memory: twice the
     /// state's size while that is at most `compactionLogCap` (snapshots then write half a byte
     /// per byte of log applied, where half the state's size made it two), never more than the
-    /// cap unless half the state is larger (from 2 × cap on, the log kept stays at half the
-    /// state's size, so the amortized cost per applied byte stays constant however large the
-    /// ledger grows).
+    /// cap unless half the state is larger (from 2 × cap on, the log kept is half the state's
+    /// size, so the amortized cost per applied byte stays constant), and never more than
+    /// `compactionLogCeiling`: past a state of twice the ceiling, memory stays bounded and each
+    /// byte of log costs snapshot work in proportion to the state instead (a node with a 4 GiB
+    /// ledger keeps at most 256 MiB of log, times its spread, and writes 16 snapshot bytes per
+    /// log byte).
     static func compactionLogBytes(after snapshotBytes: Int) -> Int {
-        max(min(2 * snapshotBytes, compactionLogCap), snapshotBytes / 2)
+        max(min(2 * snapshotBytes, compactionLogCap), min(snapshotBytes / 2, compactionLogCeiling))
     }
 
     /// See `compactionLogBytes(after:)`.
     static let compactionLogCap = 32 << 20
+    /// See `compactionLogBytes(after:)`.
+    static let compactionLogCeiling = 256 << 20
 
     /// On the apply queue: when enough has been applied since the last snapshot, build one on
     /// the snapshot queue from a read transaction (a consistent view at the index it reads), then

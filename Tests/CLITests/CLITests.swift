@@ -237,3 +237,22 @@ final class BenchClientTests: XCTestCase {
         XCTAssertEqual(r.ratios(to: slower).p99, 0.5)
     }
 }
+
+final class CompactionPolicyTests: XCTestCase {
+    /// The log kept between compaction snapshots: twice a small state, 32 MiB for a middling one,
+    /// half a large one, and never more than 256 MiB however large the ledger grows.
+    func testCompactionLogIsBoundedForAnyStateSize() {
+        let mib = 1 << 20
+        XCTAssertEqual(Consensus.compactionLogBytes(after: 0), 0)
+        XCTAssertEqual(Consensus.compactionLogBytes(after: 4 * mib), 8 * mib)
+        XCTAssertEqual(Consensus.compactionLogBytes(after: 16 * mib), 32 * mib)
+        XCTAssertEqual(Consensus.compactionLogBytes(after: 40 * mib), 32 * mib)
+        XCTAssertEqual(Consensus.compactionLogBytes(after: 100 * mib), 50 * mib)
+        XCTAssertEqual(Consensus.compactionLogBytes(after: 512 * mib), 256 * mib)
+        XCTAssertEqual(Consensus.compactionLogBytes(after: 4096 * mib), 256 * mib)
+        XCTAssertEqual(Consensus.compactionLogBytes(after: Int.max / 4), 256 * mib)
+        for s in stride(from: 0, through: 8192 * mib, by: 7 * mib + 12345) {
+            XCTAssertLessThanOrEqual(Consensus.compactionLogBytes(after: s), 256 * mib)
+        }
+    }
+}
