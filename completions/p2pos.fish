@@ -49,7 +49,7 @@ complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from sign' -l data-dir -r -F -d 'data directory (env P2POS_DATA_DIR)'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from sign' -l help -s h -d 'show this help and exit'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and not __fish_seen_subcommand_from sign submit' -a 'submit' -d 'submit signed transactions through the local daemon'
-complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from submit' -l no-wait -d 'return once admitted, without waiting for commit'
+complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from submit' -l no-wait -d 'return once proposed (accepted), without waiting for commit'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from submit' -l socket -r -F -d 'control socket of the daemon (env P2POS_SOCKET)'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from submit' -l config -r -F -d 'config file (default: <data-dir>/config.json; env P2POS_CONFIG)'
 complete -c p2pos -n '__fish_seen_subcommand_from tx; and __fish_seen_subcommand_from submit' -l data-dir -r -F -d 'data directory (env P2POS_DATA_DIR)'

@@ -670,15 +670,13 @@ struct ApplyContext {
 
         case .stepRelease(let stepID):
             let s = try liveStep(stepID)
-            if s.claimant != signer {
-                // The session owner may release a step claimed by someone else (recovery from an absent claimant).
-                let isOwner = try sessionOwner(s.sessionID)?.owner == signer
-                if !(isOwner && s.claimant != nil) { try requireClaimant(s) }
-            }
+            // SPEC §9: only the claimant releases (the owner has no override: a step held by an
+            // absent claimant stays claimed until they release or hand it off).
+            try requireClaimant(s)
             return Outcome(sessionID: s.sessionID, message: "step \(stepID) released", writes: [
                 Write("UPDATE ledger_steps SET status = 'open', claimant_id = NULL, updated_index = ? WHERE step_id = ?", [.int(raftIndex), .text(stepID)]),
             ]) {
-                // Only a claimed step gets here (the claimant, or the owner when someone holds it).
+                // Only a claimed step gets here (its claimant).
                 $0.stepsClaimed = -1
                 $0.stepsOpen = 1
             }

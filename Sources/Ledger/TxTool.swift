@@ -42,27 +42,42 @@ public enum TxTool {
         return out
     }
 
-    /// Maximum size of a `POST /v1/p2p/tx` body and number of txs in it.
-    public static let maxSubmissionBytes = 4 << 20
-    public static let maxSubmissionTxs = 1000
-
-    /// Split a submission body — one tx object, or `{"txs":[tx, …]}` — into the canonical bytes of
-    /// each tx, to `Tx.admit` one by one (so each gets its own result). Throws MALFORMED or
-    /// TOO_LARGE for the body as a whole.
-    public static func splitSubmission(_ body: [UInt8]) throws(TxRejection) -> [[UInt8]] {
-        guard body.count <= maxSubmissionBytes else {
-            throw TxRejection(.tooLarge, "body is \(body.count) bytes; the limit is \(maxSubmissionBytes)")
+    /// Split the input of `tx submit` into its JSON values, each with the line it starts on:
+    /// NDJSON (one tx per line), pretty-printed txs one after another, or a mix. Only the
+    /// structure is scanned (brackets outside strings, string escapes); each value is parsed later
+    /// on its own, so one bad value costs only itself. A value still open at the end of the input
+    /// is returned as it is (it will not parse).
+    public static func splitJSONValues(_ input: [UInt8]) -> [(line: Int, bytes: ArraySlice<UInt8>)] {
+        var out: [(line: Int, bytes: ArraySlice<UInt8>)] = []
+        var i = 0, line = 1
+        let n = input.count
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+        while i < n {
+            if isSpace(input[i]) { if input[i] == 0x0A { line += 1 }; i += 1; continue }
+            let start = i, startLine = line
+            var depth = 0, inString = false, escaped = false
+            scan: while i < n {
+                let b = input[i]
+                if b == 0x0A { line += 1 }
+                if inString {
+                    if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false; if depth == 0 { i += 1; break scan } }
+                    i += 1
+                    continue
+                }
+                switch b {
+                case 0x22: inString = true
+                case 0x7B, 0x5B: depth += 1
+                case 0x7D, 0x5D:
+                    depth -= 1
+                    if depth <= 0 { i += 1; break scan }
+                default:
+                    if depth == 0 && isSpace(b) { break scan }
+                }
+                i += 1
+            }
+            out.append((startLine, input[start..<i]))
         }
-        let value: JSONValue
-        do { value = try JSONValue.parse(body, limits: JSONLimits(maxBytes: maxSubmissionBytes, maxDepth: Tx.maxDepth + 2)) } catch {
-            throw TxRejection(.malformed, error.description)
-        }
-        guard case .object(let o) = value else { throw TxRejection(.malformed, "body must be a tx object or {\"txs\":[…]}") }
-        guard o.count == 1, case .array(let items)? = o["txs"] else { return [value.canonicalBytes] }
-        guard !items.isEmpty, items.count <= maxSubmissionTxs else {
-            throw TxRejection(.malformed, "\"txs\" must hold 1..\(maxSubmissionTxs) txs")
-        }
-        return items.map { $0.canonicalBytes }
+        return out
     }
 
     /// Sign one NDJSON request line (see `signLines`).

@@ -968,6 +968,9 @@ public final class Consensus: @unchecked Sendable {
     enum Input {
         case message(RaftMessage)
         case proposal(Tx?, [UInt8], @Sendable (Result<TxResult, ConsensusError>) -> Void)
+        /// A tx submitted without waiting for its commit (`?wait=false`): answered as soon as the
+        /// raft queue has either proposed it or decided it without proposing.
+        case proposalNoWait(Tx, @Sendable (NoWaitAnswer) -> Void)
         case raw([UInt8], @Sendable (Bool) -> Void)
     }
 
@@ -1099,7 +1102,12 @@ public final class Consensus: @unchecked Sendable {
         // fcntl calls) for the batch instead of one per tx. They may see a state a few entries
         // old, which costs nothing: apply checks again.
         var proposals = 0
-        for input in batch { if case .proposal = input { proposals += 1 } }
+        for input in batch {
+            switch input {
+            case .proposal, .proposalNoWait: proposals += 1
+            default: break
+            }
+        }
         let grouped = proposals >= 2 && (try? readLedger.db.run("BEGIN")) != nil
         for input in batch {
             switch input {
@@ -1112,23 +1120,12 @@ public final class Consensus: @unchecked Sendable {
                 }
                 node.step(m)
             case .proposal(let tx, let bytes, let done):
-                guard node.role == .leader else { done(.failure(notLeader())); continue }
-                if let tx, let prior = try? readLedger.precheck(tx) {
-                    done(.success(prior))
-                    continue
+                switch proposeChecked(tx, bytes, now: now) {
+                case .decided(let r): done(r)
+                case .proposed(let index, let term): waitLock.withLock { waiters[index] = (term, done) }
                 }
-                if let tx, let r = Tx.windowRejection(tx, now: now) {
-                    done(.success(.rejected(r, txID: nil, raftIndex: 0)))
-                    continue
-                }
-                do {
-                    let (index, term) = try node.propose(data: bytes)
-                    waitLock.withLock { waiters[index] = (term, done) }
-                    // `bytes` is `tx.encoded`: the canonical encoding of this very tx.
-                    if let tx { rememberDecoded(index: index, term: term, bytes: bytes, tx: tx) }
-                } catch {
-                    done(.failure(ConsensusError(code: "OVERLOADED", message: "\(error)", leaderHint: node.leader, leaderAddr: nil)))
-                }
+            case .proposalNoWait(let tx, let answer):
+                answer(proposeChecked(tx, tx.encoded, now: now))
             case .raw(let data, let done):
                 guard node.role == .leader, let (index, term) = try? node.propose(data: data) else { done(false); continue }
                 waitLock.withLock { benchWaiters[index] = (term, done) }
@@ -1136,6 +1133,31 @@ public final class Consensus: @unchecked Sendable {
         }
         if grouped { _ = try? readLedger.db.run("COMMIT") }
         process()
+    }
+
+    /// What the raft queue did with a submitted tx.
+    enum NoWaitAnswer {
+        /// Answered without proposing: its recorded result (already applied), `REPLAYED`,
+        /// `EXPIRED`, or an error (not the leader, overloaded).
+        case decided(Result<TxResult, ConsensusError>)
+        /// Appended to the leader's log at this index and term (not yet committed).
+        case proposed(UInt64, UInt64)
+    }
+
+    /// On the raft queue: answer a tx from the ledger when that is certain (recorded already,
+    /// nonce taken — both re-checked at apply), refuse it outside the `ts` window, else propose it.
+    private func proposeChecked(_ tx: Tx?, _ bytes: [UInt8], now: Timestamp) -> NoWaitAnswer {
+        guard node.role == .leader else { return .decided(.failure(notLeader())) }
+        if let tx, let prior = try? readLedger.precheck(tx) { return .decided(.success(prior)) }
+        if let tx, let r = Tx.windowRejection(tx, now: now) { return .decided(.success(.rejected(r, txID: nil, raftIndex: 0))) }
+        do {
+            let (index, term) = try node.propose(data: bytes)
+            // `bytes` is `tx.encoded`: the canonical encoding of this very tx.
+            if let tx { rememberDecoded(index: index, term: term, bytes: bytes, tx: tx) }
+            return .proposed(index, term)
+        } catch {
+            return .decided(.failure(ConsensusError(code: "OVERLOADED", message: "\(error)", leaderHint: node.leader, leaderAddr: nil)))
+        }
     }
 
     func notLeader() -> ConsensusError {
@@ -1286,8 +1308,11 @@ public final class Consensus: @unchecked Sendable {
     // MARK: follower → leader forwarding over /p2pos/tx/1.0.0
 
     /// Forward txs to the leader; answers one result object per tx.
-    func forward(_ txs: [[UInt8]], to leader: String) async throws -> [[String: Any]] {
-        let req = ["txs": txs.map { String(decoding: $0, as: UTF8.self) }]
+    /// `wait: false` asks the leader to answer once each tx is proposed (a leader from before
+    /// that field ignores it and waits).
+    func forward(_ txs: [[UInt8]], to leader: String, wait: Bool = true) async throws -> [[String: Any]] {
+        var req: [String: Any] = ["txs": txs.map { String(decoding: $0, as: UTF8.self) }]
+        if !wait { req["wait"] = false }
         let reply = try await daemon.exchange(peer: leader, proto: P2POSProtocol.tx,
                                               request: try JSONSerialization.data(withJSONObject: req), maxReply: 16 << 20, timeout: 30)
         guard let obj = try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any], let rs = obj["results"] as? [[String: Any]] else {
@@ -1302,7 +1327,8 @@ public final class Consensus: @unchecked Sendable {
         guard let req = await daemon.readRequest(s, max: 16 << 20),
               let obj = try? JSONSerialization.jsonObject(with: Data(req)) as? [String: Any],
               let txs = obj["txs"] as? [String] else { s.reset(); return }
-        let results = await submitLocal(txs.map { Array($0.utf8) }, allowForward: false)
+        let wait = (obj["wait"] as? Bool) ?? (obj["wait"] as? NSNumber)?.boolValue ?? true
+        let results = await submitLocal(txs.map { Array($0.utf8) }, allowForward: false, wait: wait)
         await daemon.reply(s, ["results": results])
     }
 
@@ -1311,15 +1337,35 @@ public final class Consensus: @unchecked Sendable {
         var (results, admitted) = admitAll(txs)
         if !admitted.isEmpty {
             if isLeader && !wait {
-                let now = Timestamp.now()
-                for (i, tx) in admitted {
-                    if let r = Tx.windowRejection(tx, now: now) {
-                        results[i] = TxCodec.rejection(r)
-                        continue
+                // Answered once each tx is proposed (`accepted`) or decided without a proposal: a
+                // tx already recorded gets its original result, a reused nonce `REPLAYED`, as
+                // when waiting. Looked up first on the apply queue's own connection, which sees
+                // what was applied but not yet committed to ledger.db (up to a commit interval,
+                // which the raft queue's connection does not see; a wait=true submission
+                // learns the same from apply).
+                let ledger = self.ledger, toCheck = admitted
+                let known: [Int: TxResult] = await withCheckedContinuation { cont in
+                    applyQueue.async {
+                        var k: [Int: TxResult] = [:]
+                        for (i, tx) in toCheck { if let r = try? ledger.precheck(tx) { k[i] = r } }
+                        cont.resume(returning: k)
                     }
-                    submit(tx) { _ in }
-                    results[i] = ["status": "accepted", "tx_id": tx.txID]
                 }
+                for (i, r) in known { results[i] = TxCodec.json(r) }
+                let rest = admitted.filter { known[$0.0] == nil }
+                let rows: [IndexedRow] = rest.isEmpty ? [] : await withCheckedContinuation { cont in
+                    let box = RowCollector(expected: rest.count) { cont.resume(returning: $0) }
+                    enqueue(rest.map { (i, tx) in
+                        Input.proposalNoWait(tx) { answer in
+                            switch answer {
+                            case .proposed: box.add(IndexedRow(index: i, value: ["status": "accepted", "tx_id": tx.txID]))
+                            case .decided(.success(let res)): box.add(IndexedRow(index: i, value: TxCodec.json(res)))
+                            case .decided(.failure(let e)): box.add(IndexedRow(index: i, value: TxCodec.error(e, txID: tx.txID)))
+                            }
+                        }
+                    })
+                }
+                for row in rows { results[row.index] = row.value }
             } else if isLeader {
                 let rows: [IndexedRow] = await withCheckedContinuation { cont in
                     proposeAll(admitted) { cont.resume(returning: $0) }
@@ -1327,7 +1373,7 @@ public final class Consensus: @unchecked Sendable {
                 for row in rows { results[row.index] = row.value }
             } else if allowForward, let leader = leader {
                 do {
-                    let rs = try await forward(admitted.map { $0.1.encoded }, to: leader)
+                    let rs = try await forward(admitted.map { $0.1.encoded }, to: leader, wait: wait)
                     for (k, (i, _)) in admitted.enumerated() { results[i] = k < rs.count ? rs[k] : ["status": "rejected", "code": "UNAVAILABLE"] }
                 } catch {
                     let e = notLeader()

@@ -55,21 +55,41 @@ func readInput(_ src: String?, cmd: String) throws -> String {
 @Sendable func txSubmitHandler(_ p: ParsedArgs) throws -> Int32 {
     let cmd = "tx submit"
     let input = try readInput(p.positionals.first, cmd: cmd)
-    var txs: [String] = []
-    let trimmed = input.trimmingCharacters(in: .whitespacesAndNewlines)
-    guard !trimmed.isEmpty else { throw CLIError.usage(cmd, "no transactions on input") }
-    for line in trimmed.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-        txs.append(String(line))
-    }
+    // One JSON value per tx: NDJSON or pretty-printed txs one after another. Each is checked
+    // against the tx JSON rules here, so one bad value is reported as rejected on its own
+    // instead of making the daemon refuse the whole batch it would have been sent in.
+    let values = TxTool.splitJSONValues(Array(input.utf8))
+    guard !values.isEmpty else { throw CLIError.usage(cmd, "no transactions on input") }
     let client = try daemonClient(p)
     var failures = 0
-    var all: [[String: Any]] = []
     let wait = !p.has("--no-wait")
-    var i = 0
-    while i < txs.count {
-        let chunk = Array(txs[i..<min(txs.count, i + 500)])
-        i += chunk.count
-        let body = Array(("{\"txs\":[" + chunk.joined(separator: ",") + "]}").utf8)
+    func show(_ res: [String: Any]) {
+        let status = res["status"] as? String ?? "?"
+        if status != "applied" && status != "accepted" { failures += 1 }
+        if p.json { Out.print(Out.json(res, pretty: false)); return }
+        let id = res["tx_id"] as? String ?? "-"
+        if status == "applied" {
+            Out.print("\(id) applied index=\(res["raft_index"] ?? "?")\((res["duplicate"] as? Bool ?? false) ? " (already applied)" : "")")
+        } else if status == "accepted" {
+            Out.print("\(id) accepted")
+        } else {
+            var line = "\(id) \(status) \(res["code"] as? String ?? "?"): \(res["message"] as? String ?? "")"
+            if let l = res["leader"] as? String { line += " (leader \(l)\((res["leader_addr"] as? String).map { " at \($0)" } ?? ""))" }
+            Out.print(line)
+        }
+    }
+    var batch: [ArraySlice<UInt8>] = []
+    var batchBytes = 0
+    func send() throws {
+        guard !batch.isEmpty else { return }
+        var body = Array("{\"txs\":[".utf8)
+        for (k, v) in batch.enumerated() {
+            if k > 0 { body.append(0x2C) }
+            body.append(contentsOf: v)
+        }
+        body.append(contentsOf: Array("]}".utf8))
+        batch = []
+        batchBytes = 0
         let r: ControlClientResponse
         do { r = try client.request("POST", "/v1/p2p/tx" + (wait ? "" : "?wait=false"), body: body) } catch let e as ControlClientError where e.isNotReachable {
             throw CLIError(ExitCode.unreachable, "p2pos \(cmd): daemon stopped answering (\(e))")
@@ -78,26 +98,28 @@ func readInput(_ src: String?, cmd: String) throws -> String {
         guard let obj = r.json as? [String: Any], let results = obj["results"] as? [[String: Any]] else {
             throw CLIError(ExitCode.failure, "p2pos \(cmd): unexpected answer (HTTP \(r.status))")
         }
-        for res in results {
-            all.append(res)
-            let status = res["status"] as? String ?? "?"
-            if status != "applied" && status != "accepted" { failures += 1 }
-            if p.json {
-                Out.print(Out.json(res, pretty: false))
-            } else {
-                let id = res["tx_id"] as? String ?? "-"
-                if status == "applied" {
-                    Out.print("\(id) applied index=\(res["raft_index"] ?? "?")\((res["duplicate"] as? Bool ?? false) ? " (already applied)" : "")")
-                } else if status == "accepted" {
-                    Out.print("\(id) accepted")
-                } else {
-                    var line = "\(id) \(status) \(res["code"] as? String ?? "?"): \(res["message"] as? String ?? "")"
-                    if let l = res["leader"] as? String { line += " (leader \(l)\((res["leader_addr"] as? String).map { " at \($0)" } ?? ""))" }
-                    Out.print(line)
-                }
+        for res in results { show(res) }
+    }
+    for (line, bytes) in values {
+        let refused: (String, String)?
+        if bytes.count > Tx.maxBytes {
+            refused = ("TOO_LARGE", "line \(line): the tx is \(bytes.count) bytes; the limit is \(Tx.maxBytes)")
+        } else {
+            do { _ = try JSONDocument(Array(bytes), limits: Tx.parseLimits); refused = nil } catch {
+                refused = ("MALFORMED", "line \(line): \(error)")
             }
         }
+        if let (code, message) = refused {
+            try send()      // results stay in input order
+            show(["status": "rejected", "code": code, "message": message + " (not sent)"])
+            continue
+        }
+        // Requests stay well under the daemon's 4 MiB body limit and 10,000 txs.
+        if batch.count == 500 || batchBytes + bytes.count > 2 << 20 { try send() }
+        batch.append(bytes)
+        batchBytes += bytes.count + 1
     }
+    try send()
     return failures == 0 ? ExitCode.success : ExitCode.failure
 }
 

@@ -75,9 +75,11 @@ final class RulesTests: XCTestCase {
         try h.ok(alice, .stepRelease, "{\"step_id\":\"a\"}")
         XCTAssertEqual(try h.stepStatus("a"), "open")
         XCTAssertEqual(try h.claimant("a"), .null)
-        // The owner may force-release someone else's claim, but not an unclaimed step.
+        // Only the claimant releases (SPEC §9): not the session's owner, not an unclaimed step.
         try h.ok(bob, .stepClaim, "{\"step_id\":\"a\"}")
-        try h.ok(owner, .stepRelease, "{\"step_id\":\"a\"}")
+        try h.reject(.notClaimant, owner, .stepRelease, "{\"step_id\":\"a\"}")
+        XCTAssertEqual(try h.claimant("a"), .string(bob.publicKey.base64))
+        try h.ok(bob, .stepRelease, "{\"step_id\":\"a\"}")
         XCTAssertEqual(try h.stepStatus("a"), "open")
         try h.reject(.notClaimant, owner, .stepRelease, "{\"step_id\":\"a\"}")
         try h.reject(.notFound, owner, .stepRelease, "{\"step_id\":\"zz\"}")
@@ -237,7 +239,7 @@ final class RulesTests: XCTestCase {
         XCTAssertEqual(try h.apply(mallory, .stepClaim, "{\"step_id\":\"a\"}", nonce: "m1").code, .replayed)
     }
 
-    func testPrecheckAndSubmissionSplitting() throws {
+    func testPrecheck() throws {
         let h = try setUp3()
         let tx = try h.sign(alice, .stepClaim, "{\"step_id\":\"a\"}", nonce: "p1")
         XCTAssertNil(try h.ledger.precheck(tx))
@@ -248,16 +250,8 @@ final class RulesTests: XCTestCase {
         XCTAssertEqual(try h.ledger.precheck(reuse)?.code, .replayed)
         XCTAssertNil(try h.ledger.result(of: reuse), "precheck records nothing")
 
-        let one = try TxTool.splitSubmission(Array(tx.envelope.prettyString.utf8))
-        XCTAssertEqual(one, [tx.encoded])
-        let two = try TxTool.splitSubmission(Array("{\"txs\":[\(tx.encodedString),\(reuse.encodedString)]}".utf8))
-        XCTAssertEqual(two, [tx.encoded, reuse.encoded])
-        XCTAssertThrowsError(try TxTool.splitSubmission(Array("{\"txs\":[]}".utf8)))
-        XCTAssertThrowsError(try TxTool.splitSubmission(Array("[1]".utf8)))
-        XCTAssertThrowsError(try TxTool.splitSubmission(Array("{\"txs\":[1.5]}".utf8)))
-        // A lone non-tx object is passed through for admit to reject with a precise message.
-        let odd = try TxTool.splitSubmission(Array("{\"v\":1}".utf8))
-        XCTAssertThrowsError(try Tx.admit(odd[0], clusterID: Harness.cluster, now: Harness.now))
+        // A lone non-tx object is rejected by admission with a precise message.
+        XCTAssertThrowsError(try Tx.admit(Array("{\"v\":1}".utf8), clusterID: Harness.cluster, now: Harness.now))
     }
 
     func testApplyTimeEnvelopeRejections() throws {

@@ -226,4 +226,24 @@ final class TxTests: XCTestCase {
         XCTAssertEqual(code { () throws(TxRejection) in try TxTool.sign(op: "NOPE", payloadJSON: "{}", key: Keys.bob, clusterID: cluster, now: now) }, .malformed)
         XCTAssertEqual(code { () throws(TxRejection) in try TxTool.sign(op: "STEP_CLAIM", payloadJSON: "{\"step_id\":1.5}", key: Keys.bob, clusterID: cluster, now: now) }, .malformed)
     }
+
+    /// `tx submit` input: NDJSON, pretty-printed values one after another, and broken values that
+    /// cost only themselves.
+    func testSplitJSONValues() throws {
+        // A title with brackets and an escaped quote: the scan must not count them.
+        let tx = try TxTool.sign(op: "SESSION_CREATE", payloadJSON: #"{"session_id":"s9","title":"x}{\"]","steps":[{"step_id":"a","title":"A"}]}"#,
+                                 key: Keys.bob, clusterID: cluster, now: now)
+        let pretty = tx.envelope.prettyString
+        XCTAssertTrue(pretty.contains("\n"))
+        let input = tx.encodedString + "\n\n" + pretty + "\n{\"a\":1.5}\r\nhello  [1,[2]] \"s\\\"}\" " + tx.encodedString + "\n{\"open\":[1,"
+        let parts = TxTool.splitJSONValues(Array(input.utf8)).map { (line: $0.line, text: String(decoding: $0.bytes, as: UTF8.self)) }
+        let prettyLines = pretty.split(separator: "\n").count
+        XCTAssertEqual(parts.map(\.text), [tx.encodedString, pretty, "{\"a\":1.5}", "hello", "[1,[2]]", "\"s\\\"}\"", tx.encodedString, "{\"open\":[1,"])
+        XCTAssertEqual(parts.map(\.line), [1, 3, 3 + prettyLines, 4 + prettyLines, 4 + prettyLines, 4 + prettyLines, 4 + prettyLines, 5 + prettyLines])
+        // Each value is then judged on its own: the txs parse back to the same tx, the rest do not.
+        XCTAssertEqual(try Tx.admit(Array(parts[1].text.utf8), clusterID: cluster, now: now).txID, tx.txID)
+        XCTAssertThrowsError(try Tx.admit(Array(parts[2].text.utf8), clusterID: cluster, now: now))
+        XCTAssertEqual(TxTool.splitJSONValues(Array(" \n\t".utf8)).count, 0)
+        XCTAssertEqual(TxTool.splitJSONValues(Array("}{}".utf8)).map { String(decoding: $0.bytes, as: UTF8.self) }, ["}", "{}"])
+    }
 }

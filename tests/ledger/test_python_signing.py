@@ -112,3 +112,12 @@ if __name__ == "__main__":
             json.dump(build_vectors(), f, indent=2, ensure_ascii=False)
             f.write("\n")
         print("wrote", VECTORS)
+
+
+def test_docs_print_the_complete_example():
+    """docs/transactions.md ends with the whole script, byte for byte (the example the issue asks for)."""
+    doc = open(os.path.join(HERE, "..", "..", "docs", "transactions.md"), encoding="utf-8").read()
+    head = "## Appendix: the complete Python example"
+    assert head in doc
+    listing = doc.split(head, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert listing == open(os.path.join(HERE, "sign_tx.py"), encoding="utf-8").read()
