@@ -45,8 +45,10 @@ public enum TxTool {
     /// Split the input of `tx submit` into its JSON values, each with the line it starts on:
     /// NDJSON (one tx per line), pretty-printed txs one after another, or a mix. Only the
     /// structure is scanned (brackets outside strings, string escapes); each value is parsed later
-    /// on its own, so one bad value costs only itself. A value still open at the end of the input
-    /// is returned as it is (it will not parse).
+    /// on its own, so one bad value costs only itself: a string still open at the end of its line
+    /// (JSON strings hold no raw newline) ends the value there, and a value still open at the end
+    /// of the input is cut to its first line, scanning going on from the next line — so a
+    /// truncated line does not swallow the txs after it.
     public static func splitJSONValues(_ input: [UInt8]) -> [(line: Int, bytes: ArraySlice<UInt8>)] {
         var out: [(line: Int, bytes: ArraySlice<UInt8>)] = []
         var i = 0, line = 1
@@ -55,12 +57,17 @@ public enum TxTool {
         while i < n {
             if isSpace(input[i]) { if input[i] == 0x0A { line += 1 }; i += 1; continue }
             let start = i, startLine = line
-            var depth = 0, inString = false, escaped = false
+            var depth = 0, inString = false, escaped = false, closed = false
+            var firstNewline: Int? = nil    // index of the first newline inside this value
+            var lines = 0                   // newlines inside this value
             scan: while i < n {
                 let b = input[i]
-                if b == 0x0A { line += 1 }
                 if inString {
-                    if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false; if depth == 0 { i += 1; break scan } }
+                    if b == 0x0A { closed = true; break scan }      // the newline is left to the outer loop
+                    if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 {
+                        inString = false
+                        if depth == 0 { i += 1; closed = true; break scan }
+                    }
                     i += 1
                     continue
                 }
@@ -69,13 +76,25 @@ public enum TxTool {
                 case 0x7B, 0x5B: depth += 1
                 case 0x7D, 0x5D:
                     depth -= 1
-                    if depth <= 0 { i += 1; break scan }
+                    if depth <= 0 { i += 1; closed = true; break scan }
                 default:
-                    if depth == 0 && isSpace(b) { break scan }
+                    if depth == 0 && isSpace(b) { closed = true; break scan }   // a bare token ends
+                    if b == 0x0A {
+                        if firstNewline == nil { firstNewline = i }
+                        lines += 1
+                    }
                 }
                 i += 1
             }
+            if !closed, let cut = firstNewline {
+                // Open at the end of the input: only its first line is this value.
+                out.append((startLine, input[start..<cut]))
+                i = cut
+                line = startLine
+                continue
+            }
             out.append((startLine, input[start..<i]))
+            line = startLine + lines
         }
         return out
     }

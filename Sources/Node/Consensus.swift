@@ -1102,12 +1102,7 @@ public final class Consensus: @unchecked Sendable {
         // fcntl calls) for the batch instead of one per tx. They may see a state a few entries
         // old, which costs nothing: apply checks again.
         var proposals = 0
-        for input in batch {
-            switch input {
-            case .proposal, .proposalNoWait: proposals += 1
-            default: break
-            }
-        }
+        for input in batch { if case .proposal = input { proposals += 1 } }
         let grouped = proposals >= 2 && (try? readLedger.db.run("BEGIN")) != nil
         for input in batch {
             switch input {
@@ -1125,7 +1120,8 @@ public final class Consensus: @unchecked Sendable {
                 case .proposed(let index, let term): waitLock.withLock { waiters[index] = (term, done) }
                 }
             case .proposalNoWait(let tx, let answer):
-                answer(proposeChecked(tx, tx.encoded, now: now))
+                // Already looked up on the apply connection, which is fresher than `readLedger`.
+                answer(proposeChecked(tx, tx.encoded, now: now, precheck: false))
             case .raw(let data, let done):
                 guard node.role == .leader, let (index, term) = try? node.propose(data: data) else { done(false); continue }
                 waitLock.withLock { benchWaiters[index] = (term, done) }
@@ -1146,9 +1142,9 @@ public final class Consensus: @unchecked Sendable {
 
     /// On the raft queue: answer a tx from the ledger when that is certain (recorded already,
     /// nonce taken — both re-checked at apply), refuse it outside the `ts` window, else propose it.
-    private func proposeChecked(_ tx: Tx?, _ bytes: [UInt8], now: Timestamp) -> NoWaitAnswer {
+    private func proposeChecked(_ tx: Tx?, _ bytes: [UInt8], now: Timestamp, precheck: Bool = true) -> NoWaitAnswer {
         guard node.role == .leader else { return .decided(.failure(notLeader())) }
-        if let tx, let prior = try? readLedger.precheck(tx) { return .decided(.success(prior)) }
+        if precheck, let tx, let prior = try? readLedger.precheck(tx) { return .decided(.success(prior)) }
         if let tx, let r = Tx.windowRejection(tx, now: now) { return .decided(.success(.rejected(r, txID: nil, raftIndex: 0))) }
         do {
             let (index, term) = try node.propose(data: bytes)
@@ -1343,13 +1339,19 @@ public final class Consensus: @unchecked Sendable {
                 // what was applied but not yet committed to ledger.db (up to a commit interval,
                 // which the raft queue's connection does not see; a wait=true submission
                 // learns the same from apply).
-                let ledger = self.ledger, toCheck = admitted
-                let known: [Int: TxResult] = await withCheckedContinuation { cont in
-                    applyQueue.async {
-                        var k: [Int: TxResult] = [:]
-                        for (i, tx) in toCheck { if let r = try? ledger.precheck(tx) { k[i] = r } }
-                        cont.resume(returning: k)
+                // In blocks of 256, so a large batch does not hold up apply.
+                let ledger = self.ledger
+                var known: [Int: TxResult] = [:]
+                for from in stride(from: 0, to: admitted.count, by: 256) {
+                    let part = Array(admitted[from..<min(admitted.count, from + 256)])
+                    let found: [Int: TxResult] = await withCheckedContinuation { cont in
+                        applyQueue.async {
+                            var k: [Int: TxResult] = [:]
+                            for (i, tx) in part { if let r = try? ledger.precheck(tx) { k[i] = r } }
+                            cont.resume(returning: k)
+                        }
                     }
+                    known.merge(found) { a, _ in a }
                 }
                 for (i, r) in known { results[i] = TxCodec.json(r) }
                 let rest = admitted.filter { known[$0.0] == nil }

@@ -78,7 +78,7 @@ func readInput(_ src: String?, cmd: String) throws -> String {
             Out.print(line)
         }
     }
-    var batch: [ArraySlice<UInt8>] = []
+    var batch: [[UInt8]] = []
     var batchBytes = 0
     func send() throws {
         guard !batch.isEmpty else { return }
@@ -100,14 +100,20 @@ func readInput(_ src: String?, cmd: String) throws -> String {
         }
         for res in results { show(res) }
     }
-    for (line, bytes) in values {
+    for (line, raw) in values {
+        // Sent compact (the daemon measures a tx in a batch that way too): a pretty-printed tx
+        // is judged by its size without the layout.
+        var bytes: [UInt8] = []
         let refused: (String, String)?
-        if bytes.count > Tx.maxBytes {
-            refused = ("TOO_LARGE", "line \(line): the tx is \(bytes.count) bytes; the limit is \(Tx.maxBytes)")
-        } else {
-            do { _ = try JSONDocument(Array(bytes), limits: Tx.parseLimits); refused = nil } catch {
-                refused = ("MALFORMED", "line \(line): \(error)")
-            }
+        do {
+            guard raw.count <= 4 << 20 else { throw TxRejection(.tooLarge, "the value is \(raw.count) bytes") }
+            let doc = try JSONDocument(Array(raw), limits: JSONLimits(maxBytes: 4 << 20, maxDepth: Tx.maxDepth))
+            bytes = Array(doc.value.compactString.utf8)
+            refused = bytes.count > Tx.maxBytes ? ("TOO_LARGE", "line \(line): the tx is \(bytes.count) bytes; the limit is \(Tx.maxBytes)") : nil
+        } catch let e as TxRejection {
+            refused = (e.code.rawValue, "line \(line): \(e.message)")
+        } catch {
+            refused = ("MALFORMED", "line \(line): \(error)")
         }
         if let (code, message) = refused {
             try send()      // results stay in input order

@@ -244,6 +244,18 @@ final class TxTests: XCTestCase {
         XCTAssertEqual(try Tx.admit(Array(parts[1].text.utf8), clusterID: cluster, now: now).txID, tx.txID)
         XCTAssertThrowsError(try Tx.admit(Array(parts[2].text.utf8), clusterID: cluster, now: now))
         XCTAssertEqual(TxTool.splitJSONValues(Array(" \n\t".utf8)).count, 0)
+        func split(_ text: String) -> [String] {
+            TxTool.splitJSONValues(Array(text.utf8)).map { "\($0.line):" + String(decoding: $0.bytes, as: UTF8.self) }
+        }
+        // A bare token ending at a newline: the newline is counted once.
+        XCTAssertEqual(split("1\n{}\n\n[2]"), ["1:1", "2:{}", "4:[2]"])
+        // A truncated line costs only itself: the lines after it are still found.
+        XCTAssertEqual(split("{\"a\":[1,\n{\"b\":2}\n{\"c\":{\"d\":3}}\n"), ["1:{\"a\":[1,", "2:{\"b\":2}", "3:{\"c\":{\"d\":3}}"])
+        XCTAssertEqual(split("{\n{\n{\"ok\":1}"), ["1:{", "2:{", "3:{\"ok\":1}"])
+        // A string still open at the end of its line ends the value there (JSON strings hold no newline).
+        XCTAssertEqual(split("{\"a\":\"open\n{\"b\":\"x\"}\n"), ["1:{\"a\":\"open", "2:{\"b\":\"x\"}"])
+        // A pretty-printed value keeps its lines; the one after it starts where it should.
+        XCTAssertEqual(split("{\n  \"a\": [\n    1\n  ]\n}\n{\"b\":2}"), ["1:{\n  \"a\": [\n    1\n  ]\n}", "6:{\"b\":2}"])
         XCTAssertEqual(TxTool.splitJSONValues(Array("}{}".utf8)).map { String(decoding: $0.bytes, as: UTF8.self) }, ["}", "{}"])
     }
 }
