@@ -40,8 +40,12 @@ public final class SignatureMemo: @unchecked Sendable {
     /// Verify unless already known good; records success.
     public func verify(_ tx: Tx) throws(TxRejection) {
         let k = SignatureMemo.key(tx)
-        if lock.withLock({ verified.contains(k) }) { return }
-        lock.withLock { _singles += 1 }
+        let known: Bool = lock.withLock {
+            if verified.contains(k) { return true }
+            _singles += 1       // counted as a check whether or not it verifies
+            return false
+        }
+        if known { return }
         try tx.verifySignature()
         lock.withLock {
             if verified.count >= SignatureMemo.capacity { verified.removeAll(keepingCapacity: true) }

@@ -109,7 +109,8 @@ func readInput(_ src: String?, cmd: String) throws -> String {
             guard raw.count <= 4 << 20 else { throw TxRejection(.tooLarge, "the value is \(raw.count) bytes") }
             let doc = try JSONDocument(Array(raw), limits: JSONLimits(maxBytes: 4 << 20, maxDepth: Tx.maxDepth))
             bytes = Array(doc.value.compactString.utf8)
-            refused = bytes.count > Tx.maxBytes ? ("TOO_LARGE", "line \(line): the tx is \(bytes.count) bytes; the limit is \(Tx.maxBytes)") : nil
+            guard bytes.count <= Tx.maxBytes else { throw TxRejection(.tooLarge, "the tx is \(bytes.count) bytes; the limit is \(Tx.maxBytes)") }
+            refused = nil
         } catch let e as TxRejection {
             refused = (e.code.rawValue, "line \(line): \(e.message)")
         } catch {
